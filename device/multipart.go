@@ -1,0 +1,228 @@
+package device
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/textproto"
+	"strconv"
+	"strings"
+)
+
+// MultipartReader reads the parts of a multipart/x-mixed-replace (MJPEG)
+// body. Unlike mime/multipart it trusts a part's Content-Length when there
+// is one, so a frame is delivered as soon as its last byte arrives rather
+// than when the next boundary does (which would add a frame of latency with
+// CameraWebServer's boundary-before-part framing). Without Content-Length it
+// scans for the next boundary.
+//
+// It accepts the framings seen in the wild: the delimiter before each part
+// (ESP32 CameraWebServer, with a leading CRLF) or after it (ESPHome,
+// mjpg-streamer), a boundary parameter with or without a leading "--", and
+// LF or CRLF line ends.
+type MultipartReader struct {
+	r        *bufio.Reader
+	delim    []byte // "--" + boundary
+	maxPart  int
+	maxHeads int
+
+	pendingDelim bool // the last body scan already consumed the next delimiter
+	closed       bool // the closing delimiter was seen
+}
+
+// ErrBadMultipart is wrapped by errors about malformed multipart input.
+var ErrBadMultipart = errors.New("bad multipart stream")
+
+// NewMultipartReader returns a reader for parts separated by boundary, each
+// at most maxPart bytes.
+func NewMultipartReader(r io.Reader, boundary string, maxPart int) *MultipartReader {
+	boundary = strings.TrimPrefix(strings.Trim(boundary, `"`), "--")
+	return &MultipartReader{
+		r:        bufio.NewReaderSize(r, 64<<10),
+		delim:    []byte("--" + boundary),
+		maxPart:  maxPart,
+		maxHeads: 32,
+	}
+}
+
+// maxLine bounds header and delimiter lines, so garbage without newlines
+// cannot grow memory.
+const maxLine = 4096
+
+// NextPart returns the headers and body of the next part. The body is a
+// fresh slice owned by the caller.
+func (m *MultipartReader) NextPart() (textproto.MIMEHeader, []byte, error) {
+	if err := m.skipToDelimiter(); err != nil {
+		return nil, nil, err
+	}
+	hdr, err := m.readHeader()
+	if err != nil {
+		return nil, nil, err
+	}
+	if cl := hdr.Get("Content-Length"); cl != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(cl))
+		if err != nil || n < 0 {
+			return nil, nil, fmt.Errorf("%w: bad Content-Length %q", ErrBadMultipart, cl)
+		}
+		if m.maxPart > 0 && n > m.maxPart {
+			return nil, nil, fmt.Errorf("%w: part of %d bytes, limit %d", ErrFrameTooLarge, n, m.maxPart)
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(m.r, body); err != nil {
+			return nil, nil, fmt.Errorf("%w: part body: %w", ErrBadMultipart, noEOF(err))
+		}
+		return hdr, body, nil
+	}
+	body, err := m.readUntilDelimiter()
+	if err != nil {
+		return nil, nil, err
+	}
+	return hdr, body, nil
+}
+
+// skipToDelimiter consumes input up to and including the next delimiter
+// line. Blank lines and a part's trailing CRLF are skipped; anything else is
+// tolerated only before the first part (a preamble).
+func (m *MultipartReader) skipToDelimiter() error {
+	if m.closed {
+		return io.EOF
+	}
+	if m.pendingDelim {
+		m.pendingDelim = false
+		return nil
+	}
+	// Up to a frame's worth of junk is skipped, so a part whose
+	// Content-Length lied is dropped and the stream resynchronises.
+	limit := 64 << 10
+	if m.maxPart > limit {
+		limit = m.maxPart
+	}
+	skipped := 0
+	for {
+		raw, err := m.r.ReadSlice('\n')
+		skipped += len(raw)
+		if skipped > limit {
+			return fmt.Errorf("%w: no boundary %q in %d bytes", ErrBadMultipart, m.delim, skipped)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			if err == io.EOF && skipped > 0 {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		line := bytes.TrimRight(raw, "\r\n \t")
+		if m.isDelimiter(line) {
+			if len(line) == len(m.delim)+2 {
+				m.closed = true
+				return io.EOF // closing delimiter "--boundary--"
+			}
+			return nil
+		}
+	}
+}
+
+func (m *MultipartReader) isDelimiter(line []byte) bool {
+	line = bytes.TrimRight(line, " \t")
+	if bytes.HasPrefix(line, m.delim) {
+		rest := line[len(m.delim):]
+		return len(rest) == 0 || string(rest) == "--"
+	}
+	return false
+}
+
+func (m *MultipartReader) readHeader() (textproto.MIMEHeader, error) {
+	hdr := textproto.MIMEHeader{}
+	for n := 0; ; n++ {
+		line, err := m.readLine()
+		if err != nil {
+			return nil, fmt.Errorf("%w: part header: %w", ErrBadMultipart, noEOF(err))
+		}
+		if len(line) == 0 {
+			return hdr, nil
+		}
+		if n >= m.maxHeads {
+			return nil, fmt.Errorf("%w: more than %d part headers", ErrBadMultipart, m.maxHeads)
+		}
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(bytes.TrimSpace(k)) == 0 {
+			return nil, fmt.Errorf("%w: bad part header line %q", ErrBadMultipart, truncate(line))
+		}
+		hdr.Add(textproto.CanonicalMIMEHeaderKey(string(bytes.TrimSpace(k))), string(bytes.TrimSpace(v)))
+	}
+}
+
+// readUntilDelimiter returns the bytes before the next "\r\n--boundary" (or
+// "\n--boundary") and leaves the delimiter line consumed.
+func (m *MultipartReader) readUntilDelimiter() ([]byte, error) {
+	var body []byte
+	for {
+		chunk, err := m.r.ReadSlice('\n')
+		body = append(body, chunk...)
+		if m.maxPart > 0 && len(body) > m.maxPart+len(m.delim)+8 {
+			return nil, fmt.Errorf("%w: part exceeds %d bytes", ErrFrameTooLarge, m.maxPart)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: part body: %w", ErrBadMultipart, noEOF(err))
+		}
+		// body ends with '\n'. Peek whether the delimiter follows.
+		peek, _ := m.r.Peek(len(m.delim))
+		if bytes.Equal(peek, m.delim) {
+			line, err := m.readLine()
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrBadMultipart, noEOF(err))
+			}
+			body = bytes.TrimSuffix(bytes.TrimSuffix(body, []byte("\n")), []byte("\r"))
+			if !m.isDelimiter(line) {
+				// "--boundaryX..." is data, not a delimiter.
+				body = append(append(body, '\r', '\n'), line...)
+				body = append(body, '\r', '\n')
+				continue
+			}
+			m.pendingDelim = !bytes.HasSuffix(bytes.TrimRight(line, " \t"), []byte("--"))
+			m.closed = !m.pendingDelim
+			return body, nil
+		}
+	}
+}
+
+// readLine reads one line without its line ending, at most maxLine bytes.
+func (m *MultipartReader) readLine() ([]byte, error) {
+	line, err := m.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull || (err == nil && len(line) > maxLine) {
+		return nil, fmt.Errorf("%w: line longer than %d bytes", ErrBadMultipart, maxLine)
+	}
+	if err != nil {
+		if err == io.EOF && len(line) > 0 {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if len(line) > maxLine {
+		return nil, fmt.Errorf("%w: line longer than %d bytes", ErrBadMultipart, maxLine)
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return line, nil
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func truncate(b []byte) []byte {
+	if len(b) > 40 {
+		return b[:40]
+	}
+	return b
+}

@@ -1,0 +1,77 @@
+// Package device is the daemon's side of a camera: it pulls JPEG frames from
+// an ESP32 running camd's firmware (or the stock CameraWebServer), from any
+// MJPEG URL, or from a built-in simulated camera, checks each frame, and
+// reconnects with backoff when the device goes away.
+package device
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// RawFrame is a frame as a source delivers it, before it is checked.
+type RawFrame struct {
+	JPEG     []byte
+	Captured time.Time
+}
+
+// Source delivers frames from one device.
+type Source interface {
+	// Stream connects to the device and calls emit for every frame until
+	// ctx ends (it then returns ctx.Err()) or the connection fails. emit
+	// must not retain the RawFrame after it returns unless it owns JPEG:
+	// sources always hand over a fresh slice, so it may.
+	Stream(ctx context.Context, emit func(RawFrame)) error
+}
+
+// SourceConfig selects and configures a source. It mirrors
+// cameras[].source in config.yaml.
+type SourceConfig struct {
+	Type      string // "sim", "esp32" or "mjpeg"
+	URL       string // esp32: base URL of the board; mjpeg: the stream URL
+	StreamURL string // esp32 with mode stream: overrides URL+"/stream" (CameraWebServer uses port 81)
+	Mode      string // esp32: "capture" (default) or "stream"
+	FPS       float64
+	Width     int
+	Height    int
+	Quality   int
+}
+
+// New returns the source described by c.
+func New(c SourceConfig) (Source, error) {
+	switch c.Type {
+	case "sim":
+		return NewSim(c.Width, c.Height, c.FPS, c.Quality), nil
+	case "esp32":
+		switch c.Mode {
+		case "", "capture":
+			return NewCapture(strings.TrimRight(c.URL, "/")+"/capture", c.FPS), nil
+		case "stream":
+			u := c.StreamURL
+			if u == "" {
+				u = strings.TrimRight(c.URL, "/") + "/stream"
+			}
+			return NewMJPEG(u), nil
+		}
+		return nil, fmt.Errorf("unknown esp32 mode %q (want capture or stream)", c.Mode)
+	case "mjpeg":
+		return NewMJPEG(c.URL), nil
+	}
+	return nil, fmt.Errorf("unknown source type %q (want sim, esp32 or mjpeg)", c.Type)
+}
+
+// ParseSize reads "640x480".
+func ParseSize(s string) (w, h int, err error) {
+	a, b, ok := strings.Cut(strings.ToLower(strings.TrimSpace(s)), "x")
+	if ok {
+		w, err1 := strconv.Atoi(a)
+		h, err2 := strconv.Atoi(b)
+		if err1 == nil && err2 == nil && w >= 16 && h >= 16 && w <= 8192 && h <= 8192 {
+			return w, h, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("invalid size %q (want WIDTHxHEIGHT, e.g. 640x480)", s)
+}

@@ -1,0 +1,393 @@
+// Package config reads camd's config.yaml: strictly (unknown keys are
+// errors), with defaults, and with every error pointing at file:line and
+// the key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/camd/camd/device"
+	"github.com/camd/camd/sdk"
+)
+
+// Config is the whole of config.yaml.
+type Config struct {
+	HTTP      HTTP   `yaml:"http"`
+	PluginDir string `yaml:"plugin_dir"`
+	LogLevel  string `yaml:"log_level"`
+	// PluginAutoMTLS turns on go-plugin's mutual TLS between camd and its
+	// plugins. Off by default: the plugin sockets live in a private
+	// directory, and TLS costs 30-70% more CPU per frame.
+	PluginAutoMTLS bool     `yaml:"plugin_auto_mtls"`
+	Cameras        []Camera `yaml:"cameras"`
+	Outputs        []Output `yaml:"outputs"`
+
+	// Path is the file the config was read from.
+	Path string `yaml:"-"`
+	// lines maps key paths ("outputs[1].config") to their line in Path.
+	lines map[string]int
+}
+
+// HTTP is the daemon's own HTTP listener (/healthz, /api/status).
+type HTTP struct {
+	Listen string `yaml:"listen"`
+}
+
+// Camera is one entry of cameras[].
+type Camera struct {
+	Name   string `yaml:"name"`
+	Source Source `yaml:"source"`
+}
+
+// Source is cameras[].source.
+type Source struct {
+	Type      string  `yaml:"type"`
+	URL       string  `yaml:"url"`
+	StreamURL string  `yaml:"stream_url"`
+	Mode      string  `yaml:"mode"`
+	FPS       float64 `yaml:"fps"`
+	Size      string  `yaml:"size"`
+	Quality   int     `yaml:"quality"`
+}
+
+// Output is one entry of outputs[].
+type Output struct {
+	Name    string   `yaml:"name"`
+	Plugin  string   `yaml:"plugin"`
+	Command string   `yaml:"command"`
+	SHA256  string   `yaml:"sha256"`
+	Cameras []string `yaml:"cameras"`
+	// Config is the plugin's own block, passed to it verbatim; the plugin
+	// validates it.
+	Config yaml.Node `yaml:"config"`
+}
+
+// Defaults.
+const (
+	DefaultListen    = "127.0.0.1:8080"
+	DefaultPluginDir = "bin"
+)
+
+// Error is a config problem at a place in the file.
+type Error struct {
+	File string
+	Line int    // 0 when unknown
+	Key  string // key path, e.g. "cameras[0].source.url"
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in a config, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Load reads and validates the config at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, b)
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// Parse decodes and validates a config; path is used in error messages and
+// to resolve a relative plugin_dir.
+func Parse(path string, data []byte) (*Config, error) {
+	c := &Config{Path: path, lines: map[string]int{}}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, Errors{{File: path, Line: line, Msg: m[2]}}
+		}
+		return nil, Errors{{File: path, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	if len(doc.Content) == 0 {
+		return nil, Errors{{File: path, Msg: "empty config"}}
+	}
+	var errs Errors
+	for _, e := range sdk.DecodeNode(doc.Content[0], c, c.lines) {
+		errs = append(errs, &Error{File: path, Line: e.Line, Key: e.Key, Msg: e.Message})
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	c.setDefaults()
+	if errs := c.validate(); len(errs) > 0 {
+		return nil, errs
+	}
+	return c, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = DefaultListen
+	}
+	if c.PluginDir == "" {
+		c.PluginDir = DefaultPluginDir
+	}
+	if !filepath.IsAbs(c.PluginDir) {
+		c.PluginDir = filepath.Join(filepath.Dir(c.Path), c.PluginDir)
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	for i := range c.Cameras {
+		s := &c.Cameras[i].Source
+		if s.Type == "esp32" && s.Mode == "" {
+			s.Mode = "capture"
+		}
+	}
+	for i := range c.Outputs {
+		o := &c.Outputs[i]
+		if len(o.Cameras) == 0 {
+			for _, cam := range c.Cameras {
+				o.Cameras = append(o.Cameras, cam.Name)
+			}
+		}
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+func (c *Config) validate() Errors {
+	var errs Errors
+	fail := func(key, format string, args ...any) {
+		errs = append(errs, &Error{File: c.Path, Line: c.lineOf(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		fail("http.listen", "want host:port, e.g. 127.0.0.1:8080")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		fail("log_level", "unknown level %q (want debug, info, warn or error)", c.LogLevel)
+	}
+	if len(c.Cameras) == 0 {
+		fail("cameras", "no cameras configured")
+	}
+	cams := map[string]bool{}
+	for i, cam := range c.Cameras {
+		p := fmt.Sprintf("cameras[%d]", i)
+		switch {
+		case cam.Name == "":
+			fail(p+".name", "missing")
+		case !nameRE.MatchString(cam.Name):
+			fail(p+".name", "%q: use letters, digits, - and _ (it becomes part of URLs)", cam.Name)
+		case cams[cam.Name]:
+			fail(p+".name", "duplicate camera name %q", cam.Name)
+		}
+		cams[cam.Name] = true
+		if _, err := cam.Source.Device(); err != nil {
+			var fe *fieldError
+			if errors.As(err, &fe) {
+				fail(p+".source."+fe.key, "%s", fe.msg)
+			} else {
+				fail(p+".source", "%v", err)
+			}
+		}
+	}
+	outs := map[string]bool{}
+	for i, o := range c.Outputs {
+		p := fmt.Sprintf("outputs[%d]", i)
+		switch {
+		case o.Name == "":
+			fail(p+".name", "missing")
+		case !nameRE.MatchString(o.Name):
+			fail(p+".name", "%q: use letters, digits, - and _", o.Name)
+		case outs[o.Name]:
+			fail(p+".name", "duplicate output name %q", o.Name)
+		}
+		outs[o.Name] = true
+		switch {
+		case o.Plugin == "" && o.Command == "":
+			fail(p, "set plugin (e.g. plugin: mjpeg) or command")
+		case o.Plugin != "" && o.Command != "":
+			fail(p+".command", "set plugin or command, not both")
+		case o.Plugin != "" && !nameRE.MatchString(o.Plugin):
+			fail(p+".plugin", "%q is not a plugin name", o.Plugin)
+		}
+		if o.SHA256 != "" && !regexp.MustCompile(`^[0-9a-fA-F]{64}$`).MatchString(o.SHA256) {
+			fail(p+".sha256", "want 64 hex digits")
+		}
+		for j, cam := range o.Cameras {
+			if !cams[cam] {
+				fail(fmt.Sprintf("%s.cameras[%d]", p, j), "unknown camera %q", cam)
+			}
+		}
+		if o.Config.Kind != 0 && o.Config.Kind != yaml.MappingNode && o.Config.Tag != "!!null" {
+			fail(p+".config", "must be a mapping of keys to values")
+		}
+	}
+	return errs
+}
+
+// lineOf returns the line of key, or of its nearest parent that has one.
+func (c *Config) lineOf(key string) int {
+	for key != "" {
+		if l, ok := c.lines[key]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			break
+		}
+		key = key[:i]
+	}
+	return 0
+}
+
+type fieldError struct{ key, msg string }
+
+func (e *fieldError) Error() string { return e.key + ": " + e.msg }
+
+// Device returns the device.SourceConfig for s.
+func (s Source) Device() (device.SourceConfig, error) {
+	d := device.SourceConfig{Type: s.Type, URL: s.URL, StreamURL: s.StreamURL, Mode: s.Mode, FPS: s.FPS, Quality: s.Quality}
+	switch s.Type {
+	case "":
+		return d, &fieldError{"type", "missing (want sim, esp32 or mjpeg)"}
+	case "sim":
+		if s.URL != "" {
+			return d, &fieldError{"url", "not used by a sim camera"}
+		}
+	case "esp32", "mjpeg":
+		if s.URL == "" {
+			return d, &fieldError{"url", "missing"}
+		}
+		if err := checkURL(s.URL); err != nil {
+			return d, &fieldError{"url", err.Error()}
+		}
+		if s.StreamURL != "" {
+			if err := checkURL(s.StreamURL); err != nil {
+				return d, &fieldError{"stream_url", err.Error()}
+			}
+		}
+		if s.Type == "esp32" && s.Mode != "capture" && s.Mode != "stream" {
+			return d, &fieldError{"mode", fmt.Sprintf("unknown mode %q (want capture or stream)", s.Mode)}
+		}
+		if s.Type == "mjpeg" && s.Mode != "" {
+			return d, &fieldError{"mode", "only esp32 sources have a mode"}
+		}
+	default:
+		return d, &fieldError{"type", fmt.Sprintf("unknown source type %q (want sim, esp32 or mjpeg)", s.Type)}
+	}
+	if s.FPS < 0 || s.FPS > 240 {
+		return d, &fieldError{"fps", "want 0 to 240"}
+	}
+	if s.Quality < 0 || s.Quality > 100 {
+		return d, &fieldError{"quality", "want 1 to 100"}
+	}
+	if s.Size != "" {
+		if s.Type != "sim" {
+			return d, &fieldError{"size", "only a sim camera has a size (set the resolution on the device)"}
+		}
+		w, h, err := device.ParseSize(s.Size)
+		if err != nil {
+			return d, &fieldError{"size", err.Error()}
+		}
+		d.Width, d.Height = w, h
+	}
+	return d, nil
+}
+
+func checkURL(u string) error {
+	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		return fmt.Errorf("%q: want an http:// or https:// URL", u)
+	}
+	return nil
+}
+
+// OutputConfigYAML returns output i's config block re-encoded as YAML.
+func (c *Config) OutputConfigYAML(i int) ([]byte, error) {
+	n := c.Outputs[i].Config
+	if n.Kind == 0 {
+		return nil, nil
+	}
+	return yaml.Marshal(&n)
+}
+
+// ErrorAt returns an Error for key (a path like "outputs[1]"), at its line.
+func (c *Config) ErrorAt(key, msg string) *Error {
+	return &Error{File: c.Path, Line: c.lineOf(key), Key: key, Msg: msg}
+}
+
+// PluginError places an error a plugin reported about its config block
+// (key is a path inside the block) in the file.
+func (c *Config) PluginError(output int, key, msg string) *Error {
+	p := fmt.Sprintf("outputs[%d].config", output)
+	line := c.lineOf(p)
+	if line == 0 {
+		line = c.lineOf(fmt.Sprintf("outputs[%d]", output))
+	}
+	if key != "" {
+		if l := nodeLine(&c.Outputs[output].Config, key); l > 0 {
+			line = l
+		}
+		p += "." + key
+	}
+	return &Error{File: c.Path, Line: line, Key: p, Msg: msg}
+}
+
+// nodeLine finds the line of a dotted key path inside a mapping node.
+func nodeLine(n *yaml.Node, key string) int {
+	line := 0
+	for _, part := range strings.Split(key, ".") {
+		if n.Kind != yaml.MappingNode {
+			return line
+		}
+		found := false
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == part {
+				line, n, found = n.Content[i].Line, n.Content[i+1], true
+				break
+			}
+		}
+		if !found {
+			return line
+		}
+	}
+	return line
+}
+
+// PluginPath returns the plugin binary of output o.
+func (c *Config) PluginPath(o Output) string {
+	if o.Command != "" {
+		if filepath.IsAbs(o.Command) || !strings.ContainsRune(o.Command, filepath.Separator) {
+			return o.Command
+		}
+		return filepath.Join(filepath.Dir(c.Path), o.Command)
+	}
+	return filepath.Join(c.PluginDir, "camd-plugin-"+o.Plugin)
+}

@@ -1,0 +1,107 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/camd/camd/device"
+	"github.com/camd/camd/internal/pluginhost"
+)
+
+// CameraStatus is a camera's entry in /api/status.
+type CameraStatus struct {
+	Name           string       `json:"name"`
+	Source         string       `json:"source"`
+	State          device.State `json:"state"`
+	Frames         uint64       `json:"frames"`
+	Dropped        uint64       `json:"dropped"`
+	Restarts       uint64       `json:"restarts"`
+	FPS            float64      `json:"fps"`
+	Width          int          `json:"width"`
+	Height         int          `json:"height"`
+	LastFrameAgeMS int64        `json:"last_frame_age_ms"` // -1 before the first frame
+	LastError      string       `json:"last_error,omitempty"`
+}
+
+// Status is the body of /api/status.
+type Status struct {
+	UptimeS float64             `json:"uptime_s"`
+	Cameras []CameraStatus      `json:"cameras"`
+	Outputs []pluginhost.Status `json:"outputs"`
+}
+
+// Status collects the state of every camera and output.
+func (d *Daemon) Status(ctx context.Context) Status {
+	now := time.Now()
+	st := Status{UptimeS: now.Sub(d.started).Seconds(), Cameras: []CameraStatus{}, Outputs: make([]pluginhost.Status, len(d.outputs))}
+	for i, c := range d.cameras {
+		s := c.Stats()
+		age := int64(-1)
+		if !s.LastFrame.IsZero() {
+			age = now.Sub(s.LastFrame).Milliseconds()
+		}
+		st.Cameras = append(st.Cameras, CameraStatus{
+			Name: c.Name, Source: d.cfg.Cameras[i].Source.Type, State: s.State, Frames: s.Frames, Dropped: s.Dropped,
+			Restarts: s.Restarts, FPS: round2(s.FPS), Width: s.Width, Height: s.Height, LastFrameAgeMS: age, LastError: s.LastError,
+		})
+	}
+	// Ask the plugins in parallel: one slow plugin must not hold up the rest.
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, o := range d.outputs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.Outputs[i] = o.Status(ctx)
+		}()
+	}
+	wg.Wait()
+	return st
+}
+
+func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+func (d *Daemon) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(d.Status(r.Context()))
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if err := indexPage.Execute(w, d.Status(r.Context())); err != nil {
+			d.log.Debug("index page", "err", err)
+		}
+	})
+	return mux
+}
+
+var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>camd</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}td,th{padding:.3em .8em;text-align:left;border-bottom:1px solid #ddd}</style>
+</head><body>
+<h1>camd</h1>
+<h2>Cameras</h2>
+<table><tr><th>name</th><th>source</th><th>state</th><th>fps</th><th>size</th><th>frames</th><th>dropped</th></tr>
+{{range .Cameras}}<tr><td>{{.Name}}</td><td>{{.Source}}</td><td>{{.State}}</td><td>{{.FPS}}</td><td>{{.Width}}x{{.Height}}</td><td>{{.Frames}}</td><td>{{.Dropped}}</td></tr>
+{{end}}</table>
+<h2>Outputs</h2>
+<table><tr><th>name</th><th>plugin</th><th>state</th><th>restarts</th><th>open</th></tr>
+{{range .Outputs}}<tr><td>{{.Name}}</td><td>{{.Plugin}}</td><td>{{.State}}</td><td>{{.Restarts}}</td><td>{{range .URLs}}<a href="{{.}}">{{.}}</a><br>{{end}}</td></tr>
+{{end}}</table>
+<p><a href="/api/status">/api/status</a> · <a href="/healthz">/healthz</a></p>
+</body></html>
+`))

@@ -1,0 +1,143 @@
+package router
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/camd/camd/sdk"
+)
+
+// Mailbox holds, per camera, the newest frame not yet taken, and whether a
+// frame of that camera is in flight (taken but not acknowledged). It is the
+// daemon half of the credit protocol with a plugin: one frame per camera in
+// flight, latest wins while it is.
+type Mailbox struct {
+	mu    sync.Mutex
+	slots map[string]*slot
+	order []string // cameras in round-robin order
+	next  int
+	ready chan struct{} // signalled when something may have become takeable
+}
+
+type slot struct {
+	pending  *sdk.Frame
+	inFlight time.Time // zero when nothing is in flight
+	sent     uint64
+	dropped  uint64
+}
+
+// CameraCounters are a mailbox's counters for one camera.
+type CameraCounters struct {
+	Sent    uint64 `json:"sent"`
+	Dropped uint64 `json:"dropped"`
+}
+
+// NewMailbox returns an empty mailbox.
+func NewMailbox() *Mailbox {
+	return &Mailbox{slots: map[string]*slot{}, ready: make(chan struct{}, 1)}
+}
+
+func (m *Mailbox) slot(camera string) *slot {
+	s, ok := m.slots[camera]
+	if !ok {
+		s = &slot{}
+		m.slots[camera] = s
+		m.order = append(m.order, camera)
+	}
+	return s
+}
+
+func (m *Mailbox) signal() {
+	select {
+	case m.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Offer implements Sink: f replaces any frame of its camera still waiting,
+// which is counted as dropped.
+func (m *Mailbox) Offer(f sdk.Frame) {
+	m.mu.Lock()
+	s := m.slot(f.Camera)
+	if s.pending != nil {
+		s.dropped++
+	}
+	s.pending = &f
+	m.mu.Unlock()
+	m.signal()
+}
+
+// Next waits for a frame of a camera that has nothing in flight, marks it
+// in flight and returns it. Cameras take turns, so a busy camera cannot
+// starve another.
+func (m *Mailbox) Next(ctx context.Context) (sdk.Frame, error) {
+	for {
+		m.mu.Lock()
+		for i := range m.order {
+			cam := m.order[(m.next+i)%len(m.order)]
+			s := m.slots[cam]
+			if s.pending != nil && s.inFlight.IsZero() {
+				f := *s.pending
+				s.pending = nil
+				s.inFlight = time.Now()
+				s.sent++
+				m.next = (m.next + i + 1) % len(m.order)
+				m.mu.Unlock()
+				return f, nil
+			}
+		}
+		m.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return sdk.Frame{}, ctx.Err()
+		case <-m.ready:
+		}
+	}
+}
+
+// Ack marks camera's in-flight frame as done.
+func (m *Mailbox) Ack(camera string) {
+	m.mu.Lock()
+	if s, ok := m.slots[camera]; ok {
+		s.inFlight = time.Time{}
+	}
+	m.mu.Unlock()
+	m.signal()
+}
+
+// Reset forgets what is in flight, for a new connection to a restarted
+// plugin. Waiting frames are kept: they are the newest there are.
+func (m *Mailbox) Reset() {
+	m.mu.Lock()
+	for _, s := range m.slots {
+		s.inFlight = time.Time{}
+	}
+	m.mu.Unlock()
+	m.signal()
+}
+
+// OldestInFlight returns how long the oldest unacknowledged frame has been
+// in flight, or 0.
+func (m *Mailbox) OldestInFlight(now time.Time) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var d time.Duration
+	for _, s := range m.slots {
+		if !s.inFlight.IsZero() {
+			d = max(d, now.Sub(s.inFlight))
+		}
+	}
+	return d
+}
+
+// Counters returns per-camera counters.
+func (m *Mailbox) Counters() map[string]CameraCounters {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]CameraCounters, len(m.slots))
+	for cam, s := range m.slots {
+		out[cam] = CameraCounters{Sent: s.sent, Dropped: s.dropped}
+	}
+	return out
+}

@@ -1,0 +1,188 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	pb "github.com/camd/camd/proto/outputv1"
+)
+
+// GRPCPlugin is the go-plugin glue for an Output. The plugin side registers
+// Impl; the daemon side gets a pb.OutputClient from GRPCClient.
+type GRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl *Server // nil on the daemon side
+}
+
+// GRPCServer implements plugin.GRPCPlugin.
+func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pb.RegisterOutputServer(s, p.Impl)
+	return nil
+}
+
+// GRPCClient implements plugin.GRPCPlugin.
+func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return pb.NewOutputClient(c), nil
+}
+
+// Server adapts an Output to the gRPC service. It is exported for the test
+// harness and for tools that want to host an Output in-process.
+type Server struct {
+	pb.UnimplementedOutputServer
+	info Info
+	out  Output
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	started bool
+	cancel  context.CancelFunc // ends the context given to Start
+}
+
+// NewServer wraps out.
+func NewServer(info Info, out Output, log *slog.Logger) *Server {
+	return &Server{info: info, out: out, log: log}
+}
+
+// Info implements pb.OutputServer.
+func (s *Server) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, error) {
+	return &pb.InfoResponse{Name: s.info.Name, Version: s.info.Version, ApiVersion: APIVersion}, nil
+}
+
+// Configure implements pb.OutputServer.
+func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return nil, errors.New("output is already configured and running")
+	}
+	cfg := Config{Output: req.Output, Cameras: req.Cameras, Raw: req.ConfigYaml, Log: s.log}
+	if errs := AsConfigErrors(s.out.Configure(cfg)); len(errs) > 0 {
+		resp := &pb.ConfigureResponse{}
+		for _, e := range errs {
+			resp.Errors = append(resp.Errors, &pb.ConfigError{Key: e.Key, Message: e.Message})
+		}
+		return resp, nil
+	}
+	if req.ValidateOnly {
+		return &pb.ConfigureResponse{}, nil
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	urls, err := s.out.Start(runCtx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	s.started, s.cancel = true, cancel
+	return &pb.ConfigureResponse{Urls: urls}, nil
+}
+
+// Frames implements pb.OutputServer. Each camera gets a worker goroutine so
+// a slow camera's frames never hold up another's; the daemon sends one
+// frame per camera at a time and waits for its ack.
+func (s *Server) Frames(stream pb.Output_FramesServer) error {
+	var (
+		sendMu  sync.Mutex
+		wg      sync.WaitGroup
+		workers = map[string]chan *pb.Frame{}
+	)
+	defer func() {
+		for _, ch := range workers {
+			close(ch)
+		}
+		wg.Wait()
+	}()
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		f := req.GetFrame()
+		if f == nil {
+			continue
+		}
+		ch, ok := workers[f.Camera]
+		if !ok {
+			ch = make(chan *pb.Frame, 1)
+			workers[f.Camera] = ch
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for f := range ch {
+					s.out.HandleFrame(FrameFromProto(f))
+					sendMu.Lock()
+					err := stream.Send(&pb.FramesResponse{AckCamera: f.Camera, AckSeq: f.Seq})
+					sendMu.Unlock()
+					if err != nil {
+						s.log.Debug("ack failed", "camera", f.Camera, "err", err)
+					}
+				}
+			}()
+		}
+		select {
+		case ch <- f:
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+	}
+}
+
+// Status implements pb.OutputServer.
+func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
+	r, ok := s.out.(StatusReporter)
+	if !ok {
+		return &pb.StatusResponse{}, nil
+	}
+	b, err := json.Marshal(r.Status())
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	return &pb.StatusResponse{Json: b}, nil
+}
+
+// Stop stops the Output if it was started. It is safe to call more than once.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return nil
+	}
+	s.started = false
+	s.cancel()
+	return s.out.Stop(ctx)
+}
+
+// FrameFromProto converts a wire frame. The JPEG bytes are not copied.
+func FrameFromProto(f *pb.Frame) Frame {
+	return Frame{
+		Camera:   f.Camera,
+		Seq:      f.Seq,
+		Captured: time.Unix(0, f.CapturedUnixNano),
+		Width:    int(f.Width),
+		Height:   int(f.Height),
+		JPEG:     f.Jpeg,
+	}
+}
+
+// FrameToProto converts a frame for the wire. The JPEG bytes are not copied.
+func FrameToProto(f Frame) *pb.Frame {
+	return &pb.Frame{
+		Camera:           f.Camera,
+		Seq:              f.Seq,
+		CapturedUnixNano: f.Captured.UnixNano(),
+		Width:            uint32(f.Width),
+		Height:           uint32(f.Height),
+		Jpeg:             f.JPEG,
+	}
+}

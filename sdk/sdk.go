@@ -1,0 +1,96 @@
+// Package sdk is how an output plugin for camd is written.
+//
+// An output plugin is a separate program that camd starts and feeds with
+// JPEG frames over gRPC. With this package a plugin is one small Go type that
+// implements Output, and a main function that calls Serve:
+//
+//	func main() { sdk.Serve(sdk.Info{Name: "mjpeg", Version: "1.0.0"}, &MJPEG{}) }
+//
+// The SDK takes care of the go-plugin handshake, the frame stream and its
+// acknowledgements, structured logs that camd re-emits under the output's
+// name, and exiting when camd dies. The reference plugins in plugins/ use
+// exactly this package.
+package sdk
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+)
+
+// APIVersion is the version of the Output contract (proto/outputv1) that
+// this SDK implements. camd refuses plugins that report another one.
+const APIVersion = 1
+
+// PluginName is the name under which the output is dispensed by go-plugin.
+const PluginName = "output"
+
+// MaxFrameBytes is the largest JPEG a plugin accepts over gRPC. camd drops
+// larger frames at the source, so this is a safety margin, not a tuning knob.
+const MaxFrameBytes = 32 << 20
+
+// Handshake is shared by camd and every plugin. The cookie only stops a
+// plugin being run by hand by mistake; it is not a security measure.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  APIVersion,
+	MagicCookieKey:   "CAMD_PLUGIN",
+	MagicCookieValue: "b2c0a5b4-camd-output",
+}
+
+// Info identifies a plugin to camd.
+type Info struct {
+	Name    string
+	Version string
+}
+
+// Frame is one JPEG image from one camera. JPEG is shared, read-only memory:
+// a plugin may keep a reference (e.g. as the latest frame) but must never
+// modify it.
+type Frame struct {
+	Camera   string
+	Seq      uint64    // per camera, increasing; gaps mean frames were dropped
+	Captured time.Time // when the source captured (or received) the frame
+	Width    int
+	Height   int
+	JPEG     []byte
+}
+
+// Config is what camd hands a plugin when it configures it.
+type Config struct {
+	Output  string       // the output's name in config.yaml
+	Cameras []string     // the cameras this output receives
+	Raw     []byte       // the output's `config:` block as YAML; decode it with DecodeConfig
+	Log     *slog.Logger // logs that camd shows under the output's name
+}
+
+// Output is implemented by a plugin.
+//
+// camd calls Configure once, then Start once, then HandleFrame for every
+// frame, then Stop. HandleFrame is called from one goroutine per camera, so
+// frames of different cameras may arrive concurrently, frames of one camera
+// never do. Stop is not called concurrently with HandleFrame and may be
+// called after a failed Start.
+type Output interface {
+	// Configure decodes and validates cfg.Raw. It must not open listeners or
+	// files: camd validate calls it alone. Return ConfigErrors (or a
+	// *ConfigError) so camd can point at the offending line.
+	Configure(cfg Config) error
+	// Start opens listeners and starts serving. It returns the URLs viewers
+	// can open, which camd logs and shows in /api/status.
+	Start(ctx context.Context) (urls []string, err error)
+	// HandleFrame receives a frame. It should return quickly: camd does not
+	// send this camera's next frame until it returns, and keeps only the
+	// newest one meanwhile.
+	HandleFrame(f Frame)
+	// Stop closes listeners and viewers' connections.
+	Stop(ctx context.Context) error
+}
+
+// StatusReporter is optionally implemented by an Output to publish its own
+// counters (viewers, drops, ...) in camd's /api/status. The value must
+// marshal to a JSON object.
+type StatusReporter interface {
+	Status() any
+}

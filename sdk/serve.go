@@ -1,0 +1,119 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+)
+
+// Serve runs out as a camd output plugin and returns when camd stops it.
+// Call it from main. Run by hand (not by camd) it prints a short notice and
+// exits.
+func Serve(info Info, out Output) {
+	// Capture the real stderr before go-plugin swaps os.Stderr: camd reads
+	// it line by line and re-emits these JSON lines under the output's name.
+	log := NewLogger(os.Stderr, slog.LevelDebug)
+	srv := NewServer(info, out, log)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go watchParent(ctx, log)
+	go onTerm(ctx, srv, log)
+
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         map[string]plugin.Plugin{PluginName: &GRPCPlugin{Impl: srv}},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			// opts carry AutoMTLS credentials when enabled: keep them.
+			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxFrameBytes+1<<20))...)
+		},
+	})
+
+	stopCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	if err := srv.Stop(stopCtx); err != nil {
+		log.Error("stop", "err", err)
+	}
+}
+
+// watchParent exits the plugin when the process that started it (camd) is
+// gone, even if camd was killed with SIGKILL. camd also sets a parent-death
+// signal, but that is Linux-only and tied to the forking thread.
+func watchParent(ctx context.Context, log *slog.Logger) {
+	ppid := os.Getppid()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if os.Getppid() != ppid {
+				log.Warn("camd is gone, exiting")
+				os.Exit(0)
+			}
+		}
+	}
+}
+
+// termGrace is how long a plugin that got SIGTERM waits for camd to stop it
+// properly. A SIGTERM to the whole process group (systemd, timeout(1)) reaches
+// the plugins too, and camd closes their streams in order within this time.
+const termGrace = 3 * time.Second
+
+// onTerm stops the output and exits on SIGTERM, after giving camd termGrace
+// to do it first.
+func onTerm(ctx context.Context, srv *Server, log *slog.Logger) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM)
+	select {
+	case <-ctx.Done():
+		return
+	case <-ch:
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(termGrace):
+	}
+	log.Warn("SIGTERM: stopping")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Stop(stopCtx)
+	os.Exit(0)
+}
+
+// NewLogger returns a logger that writes hclog-style JSON lines, which
+// go-plugin on the camd side parses and re-emits with their level and
+// attributes.
+func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				// go-plugin insists on exactly six fractional digits.
+				return slog.String("@timestamp", a.Value.Time().Format("2006-01-02T15:04:05.000000Z07:00"))
+			case slog.LevelKey:
+				return slog.String("@level", strings.ToLower(a.Value.String()))
+			case slog.MessageKey:
+				return slog.String("@message", a.Value.String())
+			case "err":
+				return slog.String("err", fmt.Sprint(a.Value.Any()))
+			}
+			return a
+		},
+	}))
+}
