@@ -21,6 +21,9 @@ type Sim struct {
 	w, h    int
 	fps     float64
 	quality int
+
+	r   *simRenderer // for Frame; Stream has its own
+	buf bytes.Buffer
 }
 
 // StampBits is the number of bits of the time stamp bar code: the capture
@@ -69,6 +72,20 @@ func (s *Sim) Stream(ctx context.Context, emit func(RawFrame)) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Frame renders and encodes frame number n as captured at t. It is for
+// tests and benchmarks that need realistic JPEGs; it is not safe for
+// concurrent use.
+func (s *Sim) Frame(n uint64, t time.Time) ([]byte, error) {
+	if s.r == nil {
+		s.r = newSimRenderer(s.w, s.h)
+	}
+	s.buf.Reset()
+	if err := jpeg.Encode(&s.buf, s.r.render(n, t), &jpeg.Options{Quality: s.quality}); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(s.buf.Bytes()), nil
 }
 
 type simRenderer struct {

@@ -1,0 +1,278 @@
+package device
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/camd/camd/sdk"
+)
+
+// fakeESP32 speaks the firmware's HTTP API: /capture (keep-alive, with
+// X-Frame-Seq) and /stream in either framing.
+type fakeESP32 struct {
+	t       *testing.T
+	srv     *httptest.Server
+	sim     *Sim
+	mu      sync.Mutex
+	seq     int
+	conns   atomic.Int64 // TCP connections accepted
+	corrupt atomic.Bool  // serve corrupt JPEGs from /capture
+}
+
+func newFakeESP32(t *testing.T) *fakeESP32 {
+	e := &fakeESP32{t: t, sim: NewSim(320, 240, 1, 60)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /capture", e.capture)
+	mux.HandleFunc("GET /stream", e.stream)
+	e.srv = httptest.NewUnstartedServer(mux)
+	e.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			e.conns.Add(1)
+		}
+	}
+	e.srv.Start()
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *fakeESP32) frame() ([]byte, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seq++
+	b, err := e.sim.Frame(uint64(e.seq), time.Now())
+	if err != nil {
+		e.t.Error(err)
+	}
+	return b, e.seq
+}
+
+func (e *fakeESP32) capture(w http.ResponseWriter, r *http.Request) {
+	b, seq := e.frame()
+	if e.corrupt.Load() {
+		b = b[:len(b)/2]
+	}
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.Header().Set("X-Frame-Seq", strconv.Itoa(seq))
+	w.Write(b)
+}
+
+// stream serves ?framing=camerawebserver (chunked, delimiter before each
+// part) or the default ESPHome/firmware framing (raw HTTP/1.0, no chunking,
+// delimiter after each part). ?cut=N cuts the connection in the middle of
+// frame N.
+func (e *fakeESP32) stream(w http.ResponseWriter, r *http.Request) {
+	const b = "123456789000000000000987654321"
+	cut, _ := strconv.Atoi(r.URL.Query().Get("cut"))
+	if r.URL.Query().Get("framing") == "camerawebserver" {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace;boundary="+b)
+		for i := 1; r.Context().Err() == nil; i++ {
+			f, _ := e.frame()
+			fmt.Fprintf(w, "\r\n--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: 1.000000\r\n\r\n", b, len(f))
+			if i == cut {
+				w.Write(f[:len(f)/2])
+				w.(http.Flusher).Flush()
+				panic(http.ErrAbortHandler)
+			}
+			w.Write(f)
+			w.(http.Flusher).Flush()
+			time.Sleep(20 * time.Millisecond)
+		}
+		return
+	}
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		e.t.Error(err)
+		return
+	}
+	defer conn.Close()
+	bw := bufio.NewWriter(conn)
+	_ = buf
+	fmt.Fprintf(bw, "HTTP/1.0 200 OK\r\nConnection: close\r\nContent-Type: multipart/x-mixed-replace;boundary=%s\r\n\r\n--%s\r\n", b, b)
+	for i := 1; ; i++ {
+		f, _ := e.frame()
+		fmt.Fprintf(bw, "Content-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(f))
+		if i == cut {
+			bw.Write(f[:len(f)/2])
+			bw.Flush()
+			return
+		}
+		bw.Write(f)
+		fmt.Fprintf(bw, "\r\n--%s\r\n", b)
+		if bw.Flush() != nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// collect runs a Camera on src until it delivered n frames or timeout.
+func collect(t *testing.T, src Source, n int, timeout time.Duration) (*Camera, []sdk.Frame) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cam := &Camera{Name: "esp", Source: src, MinRetry: 20 * time.Millisecond, MaxRetry: 100 * time.Millisecond}
+	var frames []sdk.Frame
+	cam.Run(ctx, func(f sdk.Frame) {
+		frames = append(frames, f)
+		if len(frames) == n {
+			cancel()
+		}
+	})
+	return cam, frames
+}
+
+func TestESP32CaptureOneKeepAliveConnection(t *testing.T) {
+	e := newFakeESP32(t)
+	src, _ := New(SourceConfig{Type: "esp32", URL: e.srv.URL + "/", FPS: 0})
+	_, frames := collect(t, src, 30, 10*time.Second)
+	if len(frames) != 30 {
+		t.Fatalf("got %d frames", len(frames))
+	}
+	for i, f := range frames {
+		if f.Seq != uint64(i+1) || f.Width != 320 || f.Height != 240 {
+			t.Fatalf("frame %d: seq %d size %dx%d", i, f.Seq, f.Width, f.Height)
+		}
+	}
+	if n := e.conns.Load(); n != 1 {
+		t.Fatalf("%d TCP connections for 30 captures, want 1 (keep-alive)", n)
+	}
+}
+
+func TestESP32CorruptFramesDropped(t *testing.T) {
+	e := newFakeESP32(t)
+	e.corrupt.Store(true)
+	src, _ := New(SourceConfig{Type: "esp32", URL: e.srv.URL, FPS: 50})
+	go func() { time.Sleep(300 * time.Millisecond); e.corrupt.Store(false) }()
+	cam, frames := collect(t, src, 5, 10*time.Second)
+	if len(frames) != 5 {
+		t.Fatalf("got %d frames", len(frames))
+	}
+	for _, f := range frames {
+		if _, _, _, err := CheckJPEG(f.JPEG, 0); err != nil {
+			t.Fatalf("a bad frame was forwarded: %v", err)
+		}
+	}
+	if st := cam.Stats(); st.Dropped == 0 {
+		t.Fatalf("no frames counted as dropped: %+v", st)
+	}
+}
+
+func TestESP32StreamFramings(t *testing.T) {
+	for _, framing := range []string{"esphome", "camerawebserver"} {
+		t.Run(framing, func(t *testing.T) {
+			e := newFakeESP32(t)
+			src, _ := New(SourceConfig{Type: "esp32", Mode: "stream", URL: e.srv.URL, StreamURL: e.srv.URL + "/stream?framing=" + framing})
+			_, frames := collect(t, src, 10, 10*time.Second)
+			if len(frames) != 10 {
+				t.Fatalf("got %d frames", len(frames))
+			}
+			if n := e.conns.Load(); n != 1 {
+				t.Fatalf("%d connections, want 1", n)
+			}
+		})
+	}
+}
+
+// A device that vanishes mid-frame: the half frame is never forwarded and
+// the camera reconnects.
+func TestStreamCutMidFrame(t *testing.T) {
+	for _, framing := range []string{"esphome", "camerawebserver"} {
+		t.Run(framing, func(t *testing.T) {
+			e := newFakeESP32(t)
+			src := NewMJPEG(e.srv.URL + "/stream?cut=3&framing=" + framing)
+			cam, frames := collect(t, src, 6, 10*time.Second)
+			if len(frames) != 6 {
+				t.Fatalf("got %d frames", len(frames))
+			}
+			for _, f := range frames {
+				if _, _, _, err := CheckJPEG(f.JPEG, 0); err != nil {
+					t.Fatalf("half frame forwarded: %v", err)
+				}
+			}
+			if st := cam.Stats(); st.Restarts < 1 {
+				t.Fatalf("no reconnect recorded: %+v", st)
+			}
+		})
+	}
+}
+
+// A device absent at start and one that goes away later are both retried
+// until they come back.
+func TestDeviceGoneAndBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // absent at start
+
+	sim := NewSim(160, 120, 1, 50)
+	var seq atomic.Int64
+	serve := func() *http.Server {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := sim.Frame(uint64(seq.Add(1)), time.Now())
+			w.Header().Set("X-Frame-Seq", strconv.FormatInt(seq.Load(), 10))
+			w.Write(b)
+		})}
+		go srv.Serve(l)
+		return srv
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cam := &Camera{Name: "esp", Source: NewCapture("http://"+addr+"/capture", 50), MinRetry: 20 * time.Millisecond, MaxRetry: 200 * time.Millisecond}
+	got := make(chan uint64, 1000)
+	done := make(chan struct{})
+	go func() { defer close(done); cam.Run(ctx, func(f sdk.Frame) { got <- f.Seq }) }()
+
+	waitState := func(want State) {
+		t.Helper()
+		for cam.Stats().State != want {
+			if ctx.Err() != nil {
+				t.Fatalf("camera never reached %s: %+v", want, cam.Stats())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFrames := func(n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			select {
+			case <-got:
+			case <-ctx.Done():
+				t.Fatalf("frames did not resume")
+			}
+		}
+	}
+	time.Sleep(150 * time.Millisecond)
+	if s := cam.Stats(); s.State == StateStreaming || s.Frames != 0 {
+		t.Fatalf("streaming with no device: %+v", s)
+	}
+	srv := serve()
+	waitFrames(5)
+	waitState(StateStreaming)
+	srv.Close() // the device goes away
+	waitState(StateOffline)
+	for len(got) > 0 {
+		<-got
+	}
+	srv = serve()
+	defer srv.Close()
+	waitFrames(5)
+	cancel()
+	<-done
+}

@@ -1,0 +1,142 @@
+package device
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+// Framings seen in the wild, each carrying the same three frames.
+func framings(frames [][]byte) map[string][]byte {
+	const b = "123456789000000000000987654321"
+	out := map[string][]byte{}
+
+	var esphome bytes.Buffer // delimiter first, then after each part
+	esphome.WriteString("--" + b + "\r\n")
+	for _, f := range frames {
+		fmt.Fprintf(&esphome, "Content-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(f))
+		esphome.Write(f)
+		esphome.WriteString("\r\n--" + b + "\r\n")
+	}
+	out["esphome"] = esphome.Bytes()
+
+	var cws bytes.Buffer // CameraWebServer: CRLF + delimiter before each part
+	for _, f := range frames {
+		fmt.Fprintf(&cws, "\r\n--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: 12.345678\r\n\r\n", b, len(f))
+		cws.Write(f)
+	}
+	out["camerawebserver"] = cws.Bytes()
+
+	var nolen bytes.Buffer // mjpg-streamer style without Content-Length, closing delimiter
+	for _, f := range frames {
+		fmt.Fprintf(&nolen, "--%s\r\nContent-Type: image/jpeg\r\n\r\n", b)
+		nolen.Write(f)
+		nolen.WriteString("\r\n")
+	}
+	nolen.WriteString("--" + b + "--\r\n")
+	out["no content-length"] = nolen.Bytes()
+
+	var lf bytes.Buffer // bare LF line ends
+	for _, f := range frames {
+		fmt.Fprintf(&lf, "--%s\nContent-Type: image/jpeg\nContent-Length: %d\n\n", b, len(f))
+		lf.Write(f)
+		lf.WriteString("\n")
+	}
+	out["LF line ends"] = lf.Bytes()
+	return out
+}
+
+func readAll(t *testing.T, r *MultipartReader) ([][]byte, error) {
+	t.Helper()
+	var got [][]byte
+	for {
+		_, body, err := r.NextPart()
+		if err != nil {
+			return got, err
+		}
+		got = append(got, body)
+	}
+}
+
+func TestMultipartFramings(t *testing.T) {
+	good := testJPEG(t)
+	frames := [][]byte{good, good[:len(good)-1], append(bytes.Clone(good), '\n', '-', '-')}
+	frames[1] = append(bytes.Clone(good[:len(good)-2]), 0xFF, 0xD9) // still valid
+	for name, stream := range framings(frames) {
+		for _, boundary := range []string{"123456789000000000000987654321", "--123456789000000000000987654321", `"123456789000000000000987654321"`} {
+			t.Run(name+"/"+boundary, func(t *testing.T) {
+				got, err := readAll(t, NewMultipartReader(bytes.NewReader(stream), boundary, 1<<20))
+				if err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("err = %v", err)
+				}
+				if len(got) != len(frames) {
+					t.Fatalf("got %d parts, want %d", len(got), len(frames))
+				}
+				for i := range frames {
+					if !bytes.Equal(got[i], frames[i]) {
+						t.Fatalf("part %d: %d bytes, want %d", i, len(got[i]), len(frames[i]))
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestMultipartBadInput(t *testing.T) {
+	good := testJPEG(t)
+	tests := []struct {
+		name  string
+		in    string
+		max   int
+		want  error
+		parts int
+	}{
+		{"garbage without boundary", strings.Repeat("garbage\r\n", 20000), 1 << 16, ErrBadMultipart, 0},
+		{"endless line", strings.Repeat("x", 200000), 1 << 16, ErrBadMultipart, 0},
+		{"bad content-length", "--b\r\nContent-Length: abc\r\n\r\n", 0, ErrBadMultipart, 0},
+		{"negative content-length", "--b\r\nContent-Length: -5\r\n\r\n", 0, ErrBadMultipart, 0},
+		{"part too large", "--b\r\nContent-Length: 999999\r\n\r\n", 1000, ErrFrameTooLarge, 0},
+		{"header without colon", "--b\r\nnonsense\r\n\r\n", 0, ErrBadMultipart, 0},
+		{"too many headers", "--b\r\n" + strings.Repeat("X-A: 1\r\n", 40) + "\r\n", 0, ErrBadMultipart, 0},
+		{"truncated body", "--b\r\nContent-Length: 100\r\n\r\nshort", 0, io.ErrUnexpectedEOF, 0},
+		{"truncated header", "--b\r\nContent-Ty", 0, io.ErrUnexpectedEOF, 0},
+		{"one good part then cut", fmt.Sprintf("--b\r\nContent-Length: %d\r\n\r\n%s\r\n--b\r\nContent-Length: 50\r\n\r\nxx", len(good), good), 0, io.ErrUnexpectedEOF, 1},
+		{"content-length lies, resync", fmt.Sprintf("--b\r\nContent-Length: 3\r\n\r\nabcdefgh\r\n--b\r\nContent-Length: %d\r\n\r\n%s\r\n--b--\r\n", len(good), good), 0, io.EOF, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readAll(t, NewMultipartReader(strings.NewReader(tt.in), "b", tt.max))
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if len(got) != tt.parts {
+				t.Fatalf("got %d parts, want %d", len(got), tt.parts)
+			}
+		})
+	}
+}
+
+// FuzzMultipartReader: the reader must never panic or return a part over
+// the limit, whatever the input.
+func FuzzMultipartReader(f *testing.F) {
+	good := testJPEG(f)
+	for _, s := range framings([][]byte{good[:200], good[:10]}) {
+		f.Add(s)
+	}
+	f.Add([]byte("--123456789000000000000987654321\r\nContent-Length: 4\r\n\r\nabcd\r\n--123456789000000000000987654321--"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := NewMultipartReader(bytes.NewReader(in), "123456789000000000000987654321", 4096)
+		for i := 0; i < 1000; i++ {
+			_, body, err := r.NextPart()
+			if err != nil {
+				return
+			}
+			if len(body) > 4096 {
+				t.Fatalf("part of %d bytes over the limit", len(body))
+			}
+		}
+	})
+}
