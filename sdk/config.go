@@ -153,12 +153,18 @@ func (d *decoder) decode(n *yaml.Node, rv reflect.Value, path string) {
 		return
 	}
 	fields := yamlFields(rv)
+	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, val := n.Content[i], n.Content[i+1]
 		p := kn.Value
 		if path != "" {
 			p = path + "." + kn.Value
 		}
+		if first, dup := seen[kn.Value]; dup {
+			d.fail(kn, p, fmt.Sprintf("duplicate key (first at line %d)", first))
+			continue
+		}
+		seen[kn.Value] = kn.Line
 		f, ok := fields[kn.Value]
 		if !ok {
 			d.fail(kn, p, "unknown key (known: "+strings.Join(sortedKeys(fields), ", ")+")")

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -73,10 +74,7 @@ type part struct {
 // Configure implements sdk.Output.
 func (m *MJPEG) Configure(c sdk.Config) error {
 	m.cfg = Config{Listen: "127.0.0.1:8081", MaxViewers: 100, WriteTimeout: sdk.Duration(5 * time.Second)}
-	if err := sdk.DecodeConfig(c.Raw, &m.cfg); err != nil {
-		return err
-	}
-	var errs sdk.ConfigErrors
+	errs := sdk.AsConfigErrors(sdk.DecodeConfig(c.Raw, &m.cfg))
 	if _, _, err := net.SplitHostPort(m.cfg.Listen); err != nil {
 		errs = append(errs, sdk.Errorf("listen", "want host:port, e.g. 127.0.0.1:8081"))
 	}
@@ -264,11 +262,10 @@ func (m *MJPEG) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// dropped accounts for a viewer whose write failed: a timeout means it
+// stalled; anything else means it left (or we are stopping).
 func (m *MJPEG) dropped(err error, r *http.Request) {
-	if r.Context().Err() != nil {
-		return // the viewer left, or we are stopping
-	}
-	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+	if errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
 		m.stalled.Add(1)
 		m.log.Info("viewer stalled; dropped", "remote", r.RemoteAddr, "camera", r.PathValue("camera"))
 	}

@@ -9,6 +9,7 @@ package sdktest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -127,6 +128,25 @@ func (h *Harness) Send(f sdk.Frame) error {
 		return fmt.Errorf("no ack for %s/%d", f.Camera, f.Seq)
 	}
 }
+
+// Status returns the output's StatusReporter value, decoded from JSON.
+func (h *Harness) Status() map[string]any {
+	h.t.Helper()
+	resp, err := h.Client.Status(context.Background(), &pb.StatusRequest{})
+	if err != nil {
+		h.t.Fatalf("status: %v", err)
+	}
+	m := map[string]any{}
+	if len(resp.Json) > 0 {
+		if err := json.Unmarshal(resp.Json, &m); err != nil {
+			h.t.Fatalf("status: %v", err)
+		}
+	}
+	return m
+}
+
+// Stop stops the output, as camd does when it shuts down.
+func (h *Harness) Stop(ctx context.Context) error { return h.srv.Stop(ctx) }
 
 func errorsOf(resp *pb.ConfigureResponse) sdk.ConfigErrors {
 	var errs sdk.ConfigErrors

@@ -1,0 +1,97 @@
+package router
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/camd/camd/sdk"
+)
+
+func frame(cam string, seq uint64) sdk.Frame { return sdk.Frame{Camera: cam, Seq: seq} }
+
+func next(t *testing.T, m *Mailbox) (sdk.Frame, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	f, err := m.Next(ctx)
+	return f, err == nil
+}
+
+func TestMailboxLatestWinsWhileInFlight(t *testing.T) {
+	m := NewMailbox()
+	m.Offer(frame("a", 1))
+	if f, ok := next(t, m); !ok || f.Seq != 1 {
+		t.Fatalf("first = %v %v", f.Seq, ok)
+	}
+	// 1 is in flight: 2, 3, 4 arrive; only 4 is kept.
+	for seq := uint64(2); seq <= 4; seq++ {
+		m.Offer(frame("a", seq))
+	}
+	if _, ok := next(t, m); ok {
+		t.Fatal("sent a second frame while one was in flight")
+	}
+	m.Ack("a")
+	if f, ok := next(t, m); !ok || f.Seq != 4 {
+		t.Fatalf("after ack got %v %v, want 4", f.Seq, ok)
+	}
+	if c := m.Counters()["a"]; c.Sent != 2 || c.Dropped != 2 {
+		t.Fatalf("counters = %+v, want sent 2 dropped 2", c)
+	}
+}
+
+func TestMailboxCamerasIndependent(t *testing.T) {
+	m := NewMailbox()
+	m.Offer(frame("slow", 1))
+	if f, _ := next(t, m); f.Camera != "slow" {
+		t.Fatal(f)
+	}
+	// "slow" never acks; "fast" must still flow.
+	for seq := uint64(1); seq <= 3; seq++ {
+		m.Offer(frame("fast", seq))
+		f, ok := next(t, m)
+		if !ok || f.Camera != "fast" || f.Seq != seq {
+			t.Fatalf("fast frame %d: got %v %v", seq, f, ok)
+		}
+		m.Ack("fast")
+	}
+	if d := m.OldestInFlight(time.Now().Add(time.Minute)); d < time.Minute {
+		t.Fatalf("oldest in flight = %v", d)
+	}
+}
+
+func TestMailboxRoundRobin(t *testing.T) {
+	m := NewMailbox()
+	counts := map[string]int{}
+	for i := 0; i < 30; i++ {
+		m.Offer(frame("a", uint64(i)))
+		m.Offer(frame("b", uint64(i)))
+		f, _ := next(t, m)
+		counts[f.Camera]++
+		m.Ack(f.Camera)
+	}
+	if counts["a"] < 10 || counts["b"] < 10 {
+		t.Fatalf("unfair: %v", counts)
+	}
+}
+
+func TestRouterPublish(t *testing.T) {
+	r := New()
+	a, b := NewMailbox(), NewMailbox()
+	r.Subscribe("cam1", a)
+	r.Subscribe("cam1", b)
+	r.Subscribe("cam2", b)
+	r.Publish(frame("cam1", 1))
+	r.Publish(frame("cam2", 1))
+	r.Unsubscribe("cam1", b)
+	r.Publish(frame("cam1", 2))
+	if got := a.Counters()["cam1"]; got.Dropped != 1 {
+		t.Fatalf("a: %+v", got)
+	}
+	if _, ok := b.Counters()["cam2"]; !ok {
+		t.Fatal("b missed cam2")
+	}
+	if got := b.Counters()["cam1"]; got.Dropped != 0 {
+		t.Fatalf("b got cam1 after unsubscribe: %+v", got)
+	}
+}
