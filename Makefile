@@ -5,15 +5,18 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 PLUGINS := $(notdir $(wildcard plugins/*))
 
-.PHONY: build run test bench generate clean
+.PHONY: build deps run test bench generate clean
 
-build:
+build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/camd ./cmd/camd
 	@for p in $(PLUGINS); do \
 		echo "$(GO) build -o $(BIN)/camd-plugin-$$p ./plugins/$$p"; \
 		$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/camd-plugin-$$p ./plugins/$$p || exit 1; \
 	done
+
+deps:
+	@bash scripts/setup.sh build
 
 # run builds and starts camd on config.yaml (a simulated camera).
 run: build

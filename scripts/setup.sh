@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# setup.sh installs what building and testing camd needs on a fresh
-# Debian/Ubuntu machine that already has Go. It is idempotent: packages
-# that are present are not installed again.
+# setup.sh installs what camd needs on a fresh Debian/Ubuntu machine that
+# already has Go. `setup.sh build` installs the build dependencies (cgo
+# libraries for the WebRTC plugin); `setup.sh test` adds what the tests
+# drive (ffmpeg, Chromium, Python). Packages already present are skipped.
 set -euo pipefail
 
-need=()
-have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in gcc pkg-config ffmpeg chromium libvpx-dev libturbojpeg0-dev python3; do
-  have "$p" || need+=("$p")
-done
-
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing ${need[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+pkgs=(gcc make pkg-config libvpx-dev libturbojpeg0-dev)
+if [ "${1:-build}" = "test" ]; then
+  pkgs+=(ffmpeg chromium python3 fonts-dejavu-core)
 fi
+
+need=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "setup: installing ${need[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -254,6 +254,12 @@ func start(spec Spec, log *slog.Logger) (*plugin.Client, pb.OutputClient, error)
 	// The plugin dies with camd, even if camd is killed with SIGKILL. The
 	// SDK also watches its parent, for plugins on other systems.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Env = os.Environ()
+	if spec.SocketDir != "" {
+		// The plugin creates its socket here, in camd's private directory,
+		// instead of in the shared $TMPDIR.
+		cmd.Env = append(cmd.Env, plugin.EnvUnixSocketDir+"="+spec.SocketDir)
+	}
 
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
@@ -265,9 +271,7 @@ func start(spec Spec, log *slog.Logger) (*plugin.Client, pb.OutputClient, error)
 		SyncStderr:       lineLogger(log, slog.LevelWarn, "stderr"),
 		AutoMTLS:         spec.AutoMTLS,
 		StartTimeout:     10 * time.Second,
-	}
-	if spec.SocketDir != "" {
-		cfg.UnixSocketConfig = &plugin.UnixSocketConfig{TempDir: spec.SocketDir}
+		SkipHostEnv:      true, // cmd.Env has it already
 	}
 	if spec.SHA256 != "" {
 		sum, err := hex.DecodeString(spec.SHA256)

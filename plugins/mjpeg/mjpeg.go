@@ -140,7 +140,7 @@ func (m *MJPEG) HandleFrame(f sdk.Frame) {
 		return
 	}
 	ts := f.Captured.UnixMicro()
-	head := fmt.Appendf(nil, "Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %d.%06d\r\n\r\n", len(f.JPEG), ts/1e6, ts%1e6)
+	head := fmt.Appendf(nil, "Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %d.%06d\r\nX-Frame-Seq: %d\r\n\r\n", len(f.JPEG), ts/1e6, ts%1e6, f.Seq)
 	fd.frames.Add(1)
 	fd.mu.Lock()
 	fd.cur = &part{seq: f.Seq, head: head, jpeg: f.JPEG}
