@@ -102,10 +102,16 @@ func newSimRenderer(w, h int) *simRenderer {
 	}
 	// SMPTE-like colour bars: white, yellow, cyan, green, magenta, red, blue, black.
 	bars := [][3]uint8{{235, 128, 128}, {210, 16, 146}, {170, 166, 16}, {145, 54, 34}, {106, 202, 222}, {81, 90, 240}, {41, 240, 110}, {16, 128, 128}}
+	// Fixed-seed noise gives frames a real camera's texture, so JPEG sizes
+	// (and encoder costs downstream) are realistic, not colour-bar tiny.
+	seed := uint32(2463534242)
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
 			c := bars[x*len(bars)/w]
-			r.bg.Y[y*r.bg.YStride+x] = c[0]
+			seed ^= seed << 13
+			seed ^= seed >> 17
+			seed ^= seed << 5
+			r.bg.Y[y*r.bg.YStride+x] = uint8(min(235, max(16, int(c[0])+int(seed%25)-12)))
 			if y%2 == 0 && x%2 == 0 {
 				i := (y/2)*r.bg.CStride + x/2
 				r.bg.Cb[i], r.bg.Cr[i] = c[1], c[2]

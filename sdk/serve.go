@@ -32,10 +32,8 @@ func Serve(info Info, out Output) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         map[string]plugin.Plugin{PluginName: &GRPCPlugin{Impl: srv}},
-		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			// opts carry AutoMTLS credentials when enabled: keep them.
-			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxFrameBytes+1<<20))...)
-		},
+		// opts carry AutoMTLS credentials when enabled: keep them.
+		GRPCServer: NewGRPCServer,
 	})
 
 	stopCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
@@ -43,6 +41,12 @@ func Serve(info Info, out Output) {
 	if err := srv.Stop(stopCtx); err != nil {
 		log.Error("stop", "err", err)
 	}
+}
+
+// NewGRPCServer returns the gRPC server a plugin serves on: gRPC's default
+// 4 MiB receive limit is raised so large frames pass.
+func NewGRPCServer(opts []grpc.ServerOption) *grpc.Server {
+	return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxFrameBytes+1<<20))...)
 }
 
 // watchParent exits the plugin when the process that started it (camd) is

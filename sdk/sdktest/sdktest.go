@@ -1,4 +1,4 @@
-// Package sdktest runs an sdk.Output over real gRPC in-process, so a plugin
+// Package sdktest runs an sdk.Output over real gRPC on a unix socket, in-process, so a plugin
 // author can test a plugin across the same boundary camd uses, without
 // building a binary.
 //
@@ -12,12 +12,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
+	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/camd/camd/proto/outputv1"
 	"github.com/camd/camd/sdk"
@@ -34,18 +38,34 @@ type Harness struct {
 	acks   chan *pb.FramesResponse
 }
 
-// New serves out over an in-process gRPC connection. The output is stopped
-// when the test ends.
+// New serves out over gRPC on a unix socket, with the same server options
+// as sdk.Serve. The output is stopped when the test ends.
 func New(t testing.TB, out sdk.Output) *Harness {
 	t.Helper()
 	log := sdk.NewLogger(os.Stderr, slog.LevelWarn)
 	srv := sdk.NewServer(sdk.Info{Name: "test", Version: "0"}, out, log)
-	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{sdk.PluginName: &sdk.GRPCPlugin{Impl: srv}})
-	raw, err := client.Dispense(sdk.PluginName)
+
+	// A short path: unix socket paths are limited to ~100 bytes and
+	// t.TempDir() can be longer.
+	dir, err := os.MkdirTemp("", "sdktest")
 	if err != nil {
-		t.Fatalf("dispense: %v", err)
+		t.Fatal(err)
 	}
-	h := &Harness{t: t, Client: raw.(pb.OutputClient), srv: srv}
+	sock := filepath.Join(dir, "plugin.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := sdk.NewGRPCServer(nil)
+	pb.RegisterOutputServer(gs, srv)
+	go func() { _ = gs.Serve(ln) }()
+	conn, err := grpc.NewClient("unix://"+sock,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Harness{t: t, Client: pb.NewOutputClient(conn), srv: srv}
 	t.Cleanup(func() {
 		h.mu.Lock()
 		if h.stream != nil {
@@ -57,7 +77,9 @@ func New(t testing.TB, out sdk.Output) *Harness {
 		if err := srv.Stop(ctx); err != nil {
 			t.Errorf("stop: %v", err)
 		}
-		_ = client.Close()
+		_ = conn.Close()
+		gs.Stop()
+		os.RemoveAll(dir)
 	})
 	return h
 }
