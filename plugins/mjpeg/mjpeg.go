@@ -12,7 +12,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,11 +50,9 @@ type MJPEG struct {
 	refused atomic.Uint64 // viewers refused by max_viewers
 }
 
-// feed is one camera's newest frame and a way to wait for the next one.
+// feed is one camera's newest frame, ready to send, and its counters.
 type feed struct {
-	mu      sync.Mutex
-	cur     *part
-	changed chan struct{} // closed and replaced on every new frame
+	latest sdk.Latest[*part]
 
 	frames  atomic.Uint64
 	viewers atomic.Int64
@@ -87,7 +84,7 @@ func (m *MJPEG) Configure(c sdk.Config) error {
 	m.log = c.Log
 	m.feeds = map[string]*feed{}
 	for _, cam := range c.Cameras {
-		m.feeds[cam] = &feed{changed: make(chan struct{})}
+		m.feeds[cam] = &feed{}
 	}
 	return errs.Err()
 }
@@ -142,28 +139,7 @@ func (m *MJPEG) HandleFrame(f sdk.Frame) {
 	ts := f.Captured.UnixMicro()
 	head := fmt.Appendf(nil, "Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %d.%06d\r\nX-Frame-Seq: %d\r\n\r\n", len(f.JPEG), ts/1e6, ts%1e6, f.Seq)
 	fd.frames.Add(1)
-	fd.mu.Lock()
-	fd.cur = &part{seq: f.Seq, head: head, jpeg: f.JPEG}
-	close(fd.changed)
-	fd.changed = make(chan struct{})
-	fd.mu.Unlock()
-}
-
-// next returns the newest part other than last, waiting for one.
-func (fd *feed) next(ctx context.Context, last *part) (*part, error) {
-	for {
-		fd.mu.Lock()
-		cur, ch := fd.cur, fd.changed
-		fd.mu.Unlock()
-		if cur != nil && cur != last {
-			return cur, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-ch:
-		}
-	}
+	fd.latest.Set(&part{seq: f.Seq, head: head, jpeg: f.JPEG})
 }
 
 // Handler returns the plugin's HTTP routes.
@@ -217,13 +193,17 @@ func (m *MJPEG) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var last *part
-	var lastSent time.Time
+	var (
+		last     *part
+		ver      uint64
+		lastSent time.Time
+	)
 	for {
-		p, err := fd.next(r.Context(), last)
+		p, v, err := fd.latest.Next(r.Context(), ver)
 		if err != nil {
 			return
 		}
+		ver = v
 		if last != nil && p.seq > last.seq+1 {
 			fd.skipped.Add(p.seq - last.seq - 1)
 		}
