@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -66,9 +67,18 @@ type Output struct {
 	Command string   `yaml:"command"`
 	SHA256  string   `yaml:"sha256"`
 	Cameras []string `yaml:"cameras"`
+	Restart Restart  `yaml:"restart"`
 	// Config is the plugin's own block, passed to it verbatim; the plugin
 	// validates it.
 	Config yaml.Node `yaml:"config"`
+}
+
+// Restart is outputs[].restart: how a plugin that died is restarted. The
+// wait starts at Backoff and doubles up to MaxBackoff; it starts over once
+// the plugin has run for a minute.
+type Restart struct {
+	Backoff    sdk.Duration `yaml:"backoff"`
+	MaxBackoff sdk.Duration `yaml:"max_backoff"`
 }
 
 // Defaults.
@@ -171,6 +181,12 @@ func (c *Config) setDefaults() {
 	}
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
+		if o.Restart.Backoff == 0 {
+			o.Restart.Backoff = sdk.Duration(250 * time.Millisecond)
+		}
+		if o.Restart.MaxBackoff == 0 {
+			o.Restart.MaxBackoff = max(o.Restart.Backoff, sdk.Duration(30*time.Second))
+		}
 		if len(o.Cameras) == 0 {
 			for _, cam := range c.Cameras {
 				o.Cameras = append(o.Cameras, cam.Name)
@@ -240,6 +256,9 @@ func (c *Config) validate() Errors {
 		}
 		if o.SHA256 != "" && !regexp.MustCompile(`^[0-9a-fA-F]{64}$`).MatchString(o.SHA256) {
 			fail(p+".sha256", "want 64 hex digits")
+		}
+		if o.Restart.Backoff < 0 || o.Restart.MaxBackoff < o.Restart.Backoff {
+			fail(p+".restart", "want 0 < backoff <= max_backoff")
 		}
 		for j, cam := range o.Cameras {
 			if !cams[cam] {

@@ -86,6 +86,7 @@ func Spec(cfg *config.Config, i int) (pluginhost.Spec, error) {
 	return pluginhost.Spec{
 		Name: o.Name, Plugin: name, Path: cfg.PluginPath(o), SHA256: o.SHA256,
 		Cameras: o.Cameras, ConfigYAML: raw, AutoMTLS: cfg.PluginAutoMTLS,
+		MinBackoff: time.Duration(o.Restart.Backoff), MaxBackoff: time.Duration(o.Restart.MaxBackoff),
 	}, nil
 }
 

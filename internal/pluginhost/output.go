@@ -36,6 +36,8 @@ type Spec struct {
 	ConfigYAML []byte   // its config block
 	AutoMTLS   bool
 	SocketDir  string // where go-plugin puts the plugin's unix socket
+
+	MinBackoff, MaxBackoff time.Duration // restart backoff; zero: 250ms and 30s
 }
 
 // Output states.
@@ -91,11 +93,9 @@ func (o *Output) Name() string { return o.spec.Name }
 // Cameras returns the cameras the output receives.
 func (o *Output) Cameras() []string { return o.spec.Cameras }
 
-// Restart backoff: from minBackoff doubling to maxBackoff; a plugin that
-// stayed up for healthyAfter starts again from minBackoff.
+// Restart backoff: from Spec.MinBackoff doubling to Spec.MaxBackoff; a
+// plugin that stayed up for healthyAfter starts again from MinBackoff.
 const (
-	minBackoff   = 250 * time.Millisecond
-	maxBackoff   = 30 * time.Second
 	healthyAfter = time.Minute
 	// ackTimeout: a plugin that holds a frame longer than this is hung and
 	// is restarted.
@@ -107,6 +107,13 @@ const (
 // goes in socketDir (empty: go-plugin's default).
 func (o *Output) Run(ctx context.Context, socketDir string) {
 	o.spec.SocketDir = socketDir
+	minBackoff, maxBackoff := o.spec.MinBackoff, o.spec.MaxBackoff
+	if minBackoff <= 0 {
+		minBackoff = 250 * time.Millisecond
+	}
+	if maxBackoff < minBackoff {
+		maxBackoff = max(minBackoff, 30*time.Second)
+	}
 	backoff := minBackoff
 	for {
 		started := time.Now()

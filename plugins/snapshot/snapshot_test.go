@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image/jpeg"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/camd/camd/device"
+	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/sdktest"
+)
+
+func TestConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"defaults", "", nil},
+		{"sample", strings.Replace(sampleConfig, "/var/lib/camd/timelapse", dir, 1), nil},
+		{"timelapse", "dir: " + dir + "/new/sub\nevery: 1s\nkeep: 10\nmax_age: 7d\nmin_free: 500MB\n", nil},
+		{"unknown key", "dirr: /tmp\n", []string{"dirr: unknown key"}},
+		{"bad durations", "dir: " + dir + "\nevery: often\nmax_age: forever\n", []string{`every: invalid duration "often"`, `max_age: invalid duration "forever"`}},
+		{"timelapse keys without dir", "every: 10s\nkeep: 5\n", []string{"every: needs dir", "keep: needs dir"}},
+		{"dir is a file", "dir: " + file + "\n", []string{"dir: " + file + " is not a directory"}},
+		{"dir under a file", "dir: " + file + "/sub\n", []string{"dir: " + file + " is not a directory"}},
+		{"bad size", "min_free: lots\n", []string{`min_free: invalid size "lots"`}},
+		{"every too small", "dir: " + dir + "\nevery: 1ms\n", []string{"every: must be at least 10ms"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := sdktest.New(t, &Snapshot{}).Validate([]string{"cam"}, tt.yaml)
+			if len(errs) != len(tt.want) {
+				t.Fatalf("errors = %v, want %v", errs, tt.want)
+			}
+			for i, e := range errs {
+				if !strings.HasPrefix(e.Error(), tt.want[i]) {
+					t.Fatalf("error %d = %q, want prefix %q", i, e, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+var testJPEG = func() []byte {
+	b, err := device.NewSim(160, 120, 1, 60).Frame(1, time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
+
+func start(t testing.TB, s *Snapshot, yaml string) (*sdktest.Harness, string) {
+	t.Helper()
+	h := sdktest.New(t, s)
+	urls, err := h.Start("stills", []string{"cam"}, "listen: 127.0.0.1:0\n"+yaml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, strings.TrimSuffix(urls[0], "/")
+}
+
+func get(t *testing.T, url string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func send(t *testing.T, h *sdktest.Harness, seq uint64, captured time.Time) {
+	t.Helper()
+	if err := h.Send(sdk.Frame{Camera: "cam", Seq: seq, Captured: captured, Width: 160, Height: 120, JPEG: testJPEG}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSnapshotFreshness(t *testing.T) {
+	h, base := start(t, &Snapshot{}, "wait: 300ms\n")
+	snap := base + "/cameras/cam/snapshot.jpg"
+
+	// Never delivered a frame: 503, not an empty 200.
+	resp, body := get(t, snap)
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "has not delivered a frame") {
+		t.Fatalf("before any frame: %d %q", resp.StatusCode, body)
+	}
+
+	captured := time.Now().Add(-2 * time.Second).Truncate(time.Microsecond)
+	send(t, h, 7, captured)
+	resp, body = get(t, snap)
+	if resp.StatusCode != 200 || !bytes.Equal(body, testJPEG) {
+		t.Fatalf("snapshot: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	for k, want := range map[string]string{
+		"Content-Type":  "image/jpeg",
+		"Cache-Control": "no-store",
+		"X-Frame-Seq":   "7",
+		"X-Timestamp":   unixString(captured),
+		"Last-Modified": captured.UTC().Format(http.TimeFormat),
+	} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if _, err := jpeg.Decode(bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The frame is 2 s old: max_age=500ms waits, and 503s when none comes.
+	resp, body = get(t, snap+"?max_age=500ms")
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "no frame newer than 500ms") {
+		t.Fatalf("stale: %d %q", resp.StatusCode, body)
+	}
+	// ... and answers as soon as a fresh one arrives.
+	go func() { time.Sleep(50 * time.Millisecond); h.Send(sdk.Frame{Camera: "cam", Seq: 8, Captured: time.Now(), JPEG: testJPEG}) }()
+	resp, _ = get(t, snap+"?max_age=500ms&timeout=5s")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Seq") != "8" {
+		t.Fatalf("fresh: %d seq %s", resp.StatusCode, resp.Header.Get("X-Frame-Seq"))
+	}
+
+	// newer_than=SEQ waits for a later frame.
+	go func() { time.Sleep(50 * time.Millisecond); h.Send(sdk.Frame{Camera: "cam", Seq: 9, Captured: time.Now(), JPEG: testJPEG}) }()
+	resp, _ = get(t, snap+"?newer_than=8&timeout=5s")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Seq") != "9" {
+		t.Fatalf("newer_than: %d seq %s", resp.StatusCode, resp.Header.Get("X-Frame-Seq"))
+	}
+	// newer_than=now: a frame captured after the request arrived.
+	go func() { time.Sleep(50 * time.Millisecond); h.Send(sdk.Frame{Camera: "cam", Seq: 10, Captured: time.Now(), JPEG: testJPEG}) }()
+	resp, _ = get(t, snap+"?newer_than=now&timeout=5s")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Seq") != "10" {
+		t.Fatalf("newer_than=now: %d seq %s", resp.StatusCode, resp.Header.Get("X-Frame-Seq"))
+	}
+	// A timestamp form.
+	ts := unixString(time.Now().Add(time.Hour))
+	if resp, _ = get(t, snap+"?newer_than="+ts); resp.StatusCode != 503 {
+		t.Fatalf("newer_than future: %d", resp.StatusCode)
+	}
+	for _, bad := range []string{"?max_age=soon", "?newer_than=yesterday", "?timeout=x"} {
+		if resp, _ = get(t, snap+bad); resp.StatusCode != 400 {
+			t.Fatalf("%s: %d", bad, resp.StatusCode)
+		}
+	}
+	if resp, _ = get(t, base+"/cameras/nope/snapshot.jpg"); resp.StatusCode != 404 {
+		t.Fatalf("unknown camera: %d", resp.StatusCode)
+	}
+}
+
+func listTimelapse(t *testing.T, base string) []entry {
+	t.Helper()
+	resp, body := get(t, base+"/cameras/cam/timelapse/")
+	if resp.StatusCode != 200 {
+		t.Fatalf("list: %d %s", resp.StatusCode, body)
+	}
+	var l struct{ Frames []entry }
+	if err := json.Unmarshal(body, &l); err != nil {
+		t.Fatal(err)
+	}
+	return l.Frames
+}
+
+// Frames appear at the interval, decode, and retention holds.
+func TestTimelapse(t *testing.T) {
+	dir := t.TempDir()
+	h, base := start(t, &Snapshot{}, fmt.Sprintf("dir: %s\nevery: 50ms\nkeep: 5\n", dir))
+	for seq := uint64(1); seq <= 30; seq++ {
+		send(t, h, seq, time.Now())
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	files := listTimelapse(t, base)
+	if len(files) != 5 {
+		t.Fatalf("%d files kept, want 5 (keep: 5)", len(files))
+	}
+	for i, f := range files {
+		if i > 0 && f.Name <= files[i-1].Name {
+			t.Fatalf("not sorted: %s after %s", f.Name, files[i-1].Name)
+		}
+		resp, body := get(t, base+"/cameras/cam/timelapse/"+f.URL)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", f.Name, resp.StatusCode)
+		}
+		if _, err := jpeg.Decode(bytes.NewReader(body)); err != nil {
+			t.Fatalf("%s does not decode: %v", f.Name, err)
+		}
+	}
+	if st := h.Status()["cameras"].(map[string]any)["cam"].(map[string]any); st["timelapse_written"].(float64) < 10 {
+		t.Fatalf("written %v, want about 600ms/50ms", st["timelapse_written"])
+	}
+}
+
+func TestTimelapseMaxAge(t *testing.T) {
+	dir := t.TempDir()
+	camDir := filepath.Join(dir, "cam")
+	os.MkdirAll(camDir, 0o755)
+	old := time.Now().Add(-48 * time.Hour).UTC().Format(nameLayout) + ".jpg"
+	os.WriteFile(filepath.Join(camDir, old), testJPEG, 0o644)
+	os.WriteFile(filepath.Join(camDir, tempPrefix+"crashed-123"), testJPEG[:10], 0o644)
+	h, base := start(t, &Snapshot{}, fmt.Sprintf("dir: %s\nevery: 20ms\nmax_age: 1d\n", dir))
+	if _, err := os.Stat(filepath.Join(camDir, tempPrefix+"crashed-123")); !os.IsNotExist(err) {
+		t.Fatal("partial file from a crash not removed at start")
+	}
+	send(t, h, 1, time.Now())
+	time.Sleep(100 * time.Millisecond)
+	files := listTimelapse(t, base)
+	if len(files) != 1 || files[0].Name == old {
+		t.Fatalf("files %v: the 2-day-old file should be gone, the new one kept", files)
+	}
+}
+
+// Below min_free the timelapse stops (loudly) and the HTTP side keeps
+// working; it resumes when space comes back.
+func TestTimelapseDiskFloor(t *testing.T) {
+	dir := t.TempDir()
+	var free atomic.Uint64
+	free.Store(100 << 20)
+	s := &Snapshot{freeSpace: func(string) (uint64, error) { return free.Load(), nil }}
+	h, base := start(t, s, fmt.Sprintf("dir: %s\nevery: 20ms\nmin_free: 1GB\n", dir))
+	for seq := uint64(1); seq <= 10; seq++ {
+		send(t, h, seq, time.Now())
+		time.Sleep(10 * time.Millisecond)
+	}
+	if files := listTimelapse(t, base); len(files) != 0 {
+		t.Fatalf("wrote %d files below min_free", len(files))
+	}
+	if resp, _ := get(t, base+"/cameras/cam/snapshot.jpg"); resp.StatusCode != 200 {
+		t.Fatalf("snapshot while disk low: %d", resp.StatusCode)
+	}
+	st := h.Status()["cameras"].(map[string]any)["cam"].(map[string]any)
+	if st["low_disk"] != true || st["timelapse_skipped_low_disk"].(float64) == 0 {
+		t.Fatalf("status %v", st)
+	}
+	free.Store(10 << 30)
+	send(t, h, 11, time.Now())
+	time.Sleep(100 * time.Millisecond)
+	if files := listTimelapse(t, base); len(files) == 0 {
+		t.Fatal("timelapse did not resume")
+	}
+}
+
+func TestTimelapseTraversal(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "secret.jpg"), []byte("secret"), 0o644)
+	_, base := start(t, &Snapshot{}, fmt.Sprintf("dir: %s/frames\n", dir))
+	for _, p := range []string{
+		"../secret.jpg", "..%2fsecret.jpg", "..%2F..%2Fsecret.jpg", "%2e%2e/secret.jpg",
+		"/etc/passwd", "..%5csecret.jpg", "20261124T101500.123Z.jpg/../../secret.jpg",
+	} {
+		resp, body := get(t, base+"/cameras/cam/timelapse/"+p)
+		if resp.StatusCode == 200 || strings.Contains(string(body), "secret") || strings.Contains(string(body), "root:") {
+			t.Fatalf("%s: %d %q", p, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := get(t, base+"/cameras/../timelapse/"); resp.StatusCode == 200 {
+		t.Fatal("camera traversal answered")
+	}
+}
