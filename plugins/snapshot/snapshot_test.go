@@ -126,20 +126,29 @@ func TestSnapshotFreshness(t *testing.T) {
 		t.Fatalf("stale: %d %q", resp.StatusCode, body)
 	}
 	// ... and answers as soon as a fresh one arrives.
-	go func() { time.Sleep(50 * time.Millisecond); h.Send(sdk.Frame{Camera: "cam", Seq: 8, Captured: time.Now(), JPEG: testJPEG}) }()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		h.Send(sdk.Frame{Camera: "cam", Seq: 8, Captured: time.Now(), JPEG: testJPEG})
+	}()
 	resp, _ = get(t, snap+"?max_age=500ms&timeout=5s")
 	if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Seq") != "8" {
 		t.Fatalf("fresh: %d seq %s", resp.StatusCode, resp.Header.Get("X-Frame-Seq"))
 	}
 
 	// newer_than=SEQ waits for a later frame.
-	go func() { time.Sleep(50 * time.Millisecond); h.Send(sdk.Frame{Camera: "cam", Seq: 9, Captured: time.Now(), JPEG: testJPEG}) }()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		h.Send(sdk.Frame{Camera: "cam", Seq: 9, Captured: time.Now(), JPEG: testJPEG})
+	}()
 	resp, _ = get(t, snap+"?newer_than=8&timeout=5s")
 	if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Seq") != "9" {
 		t.Fatalf("newer_than: %d seq %s", resp.StatusCode, resp.Header.Get("X-Frame-Seq"))
 	}
 	// newer_than=now: a frame captured after the request arrived.
-	go func() { time.Sleep(50 * time.Millisecond); h.Send(sdk.Frame{Camera: "cam", Seq: 10, Captured: time.Now(), JPEG: testJPEG}) }()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		h.Send(sdk.Frame{Camera: "cam", Seq: 10, Captured: time.Now(), JPEG: testJPEG})
+	}()
 	resp, _ = get(t, snap+"?newer_than=now&timeout=5s")
 	if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Seq") != "10" {
 		t.Fatalf("newer_than=now: %d seq %s", resp.StatusCode, resp.Header.Get("X-Frame-Seq"))
@@ -206,7 +215,7 @@ func TestTimelapseMaxAge(t *testing.T) {
 	dir := t.TempDir()
 	camDir := filepath.Join(dir, "cam")
 	os.MkdirAll(camDir, 0o755)
-	old := time.Now().Add(-48 * time.Hour).UTC().Format(nameLayout) + ".jpg"
+	old := time.Now().Add(-48*time.Hour).UTC().Format(nameLayout) + ".jpg"
 	os.WriteFile(filepath.Join(camDir, old), testJPEG, 0o644)
 	os.WriteFile(filepath.Join(camDir, tempPrefix+"crashed-123"), testJPEG[:10], 0o644)
 	h, base := start(t, &Snapshot{}, fmt.Sprintf("dir: %s\nevery: 20ms\nmax_age: 1d\n", dir))
