@@ -1,0 +1,211 @@
+"""The espcamera wrapper: opening the sensor, the CameraWebServer /control
+variables mapped to espcamera properties, and /status values."""
+
+try:
+    import espcamera
+except ImportError:  # CircuitPython 8.0 betas called it esp32_camera
+    import esp32_camera as espcamera
+
+# esp32-camera's framesize_t numbers (the /control?var=framesize values),
+# by name: the enum's own order differs between CircuitPython versions.
+FRAMESIZE_NUM = {
+    "R96X96": 0, "QQVGA": 1, "QCIF": 3, "HQVGA": 4, "R240X240": 5, "QVGA": 6, "CIF": 8, "HVGA": 9,
+    "VGA": 10, "SVGA": 11, "XGA": 12, "HD": 13, "SXGA": 14, "UXGA": 15, "FHD": 16, "P_HD": 17,
+    "P_3MP": 18, "QXGA": 19, "QHD": 20, "WQXGA": 21, "P_FHD": 22, "QSXGA": 23,
+}
+FRAMESIZE_NAME = dict((v, k) for k, v in FRAMESIZE_NUM.items())
+
+# /control var -> (espcamera property, lowest, highest). Booleans are 0..1.
+CONTROLS = {
+    "quality": ("quality", 2, 63),
+    "contrast": ("contrast", -2, 2),
+    "brightness": ("brightness", -2, 2),
+    "saturation": ("saturation", -2, 2),
+    "gainceiling": ("gain_ceiling", 0, 6),
+    "colorbar": ("colorbar", 0, 1),
+    "awb": ("whitebal", 0, 1),
+    "agc": ("gain_ctrl", 0, 1),
+    "aec": ("exposure_ctrl", 0, 1),
+    "hmirror": ("hmirror", 0, 1),
+    "vflip": ("vflip", 0, 1),
+    "awb_gain": ("awb_gain", 0, 1),
+    "agc_gain": ("agc_gain", 0, 30),
+    "aec_value": ("aec_value", 0, 1200),
+    "aec2": ("aec2", 0, 1),
+    "dcw": ("dcw", 0, 1),
+    "bpc": ("bpc", 0, 1),
+    "wpc": ("wpc", 0, 1),
+    "raw_gma": ("raw_gma", 0, 1),
+    "lenc": ("lenc", 0, 1),
+    "special_effect": ("special_effect", 0, 6),
+    "wb_mode": ("wb_mode", 0, 4),
+    "ae_level": ("ae_level", -2, 2),
+}
+_BOOLS = ("colorbar", "whitebal", "gain_ctrl", "exposure_ctrl", "hmirror", "vflip", "awb_gain", "aec2",
+          "dcw", "bpc", "wpc", "raw_gma", "lenc")
+_GAIN_CEILINGS = ("GAIN_2X", "GAIN_4X", "GAIN_8X", "GAIN_16X", "GAIN_32X", "GAIN_64X", "GAIN_128X")
+
+
+class ControlError(Exception):
+    """A /control request that cannot be applied; status is 400 or 500."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Camera:
+    """Owns the espcamera.Camera. If the sensor will not start, the server
+    still runs: error says why, /capture answers 503, /status says so."""
+
+    def __init__(self, settings, pins=None, xclk_hz=20000000):
+        self.settings = settings
+        self.cam = None
+        self.error = ""
+        self.led = None
+        self.led_intensity = -1
+        self.xclk_mhz = xclk_hz // 1000000
+        self._open(pins, xclk_hz)
+
+    def _open(self, pins, xclk_hz):
+        import board
+        import busio
+        if pins is None:
+            pins = default_pins(board)
+        last = None
+        for _ in range(3):  # esp_camera_init fails now and then (0x20002)
+            try:
+                self.cam = espcamera.Camera(
+                    data_pins=pins["data"], pixel_clock_pin=pins["pclk"], vsync_pin=pins["vsync"],
+                    href_pin=pins["href"], i2c=busio.I2C(pins["sioc"], pins["siod"]),
+                    external_clock_pin=pins.get("xclk"), external_clock_frequency=xclk_hz,
+                    powerdown_pin=pins.get("pwdn"), reset_pin=pins.get("reset"),
+                    pixel_format=espcamera.PixelFormat.JPEG,
+                    frame_size=getattr(espcamera.FrameSize, self.settings.frame_size),
+                    jpeg_quality=self.settings.jpeg_quality,
+                    framebuffer_count=self.settings.fb_count,
+                    # With 2 buffers, LATEST keeps frames fresh; WHEN_EMPTY
+                    # would hand out a stale frame after an idle spell.
+                    grab_mode=espcamera.GrabMode.LATEST if self.settings.fb_count > 1 else espcamera.GrabMode.WHEN_EMPTY,
+                )
+                self.error = ""
+                break
+            except Exception as e:  # espidf.IDFError, ValueError, ...
+                last = e
+                self.error = "camera init failed: %r" % (e,)
+        if self.cam is None:
+            print("camserver:", self.error, last)
+        if hasattr(board, "FLASHLIGHT"):
+            try:
+                import pwmio
+                self.led = pwmio.PWMOut(board.FLASHLIGHT, frequency=5000, duty_cycle=0)
+                self.led_intensity = 0
+            except Exception:
+                self.led = None
+
+    @property
+    def ok(self):
+        return self.cam is not None
+
+    def frame_available(self):
+        try:
+            return self.cam.frame_available
+        except AttributeError:  # older CircuitPython: just try
+            return True
+
+    def take(self):
+        """A memoryview valid only until the next take(), or None."""
+        return self.cam.take(0)
+
+    def set_control(self, var, val):
+        """Apply /control?var=&val=. framesize is handled by the caller
+        (it needs the capture lock)."""
+        if var == "led_intensity":
+            if self.led is None:
+                raise ControlError(400, "this board has no LED")
+            v = max(0, min(255, val))
+            self.led.duty_cycle = v * 257
+            self.led_intensity = v
+            return
+        spec = CONTROLS.get(var)
+        if spec is None:
+            raise ControlError(400, "unknown var %r" % var)
+        attr, lo, hi = spec
+        if not lo <= val <= hi:
+            raise ControlError(400, "%s must be %d..%d" % (var, lo, hi))
+        if not self.ok:
+            raise ControlError(500, self.error)
+        if attr in _BOOLS:
+            value = bool(val)
+        elif attr == "gain_ceiling":
+            value = getattr(espcamera.GainCeiling, _GAIN_CEILINGS[val])
+        else:
+            value = val
+        try:
+            setattr(self.cam, attr, value)
+        except (AttributeError, ValueError, OSError) as e:
+            # The sensor refused it (or the I2C bus was busy).
+            raise ControlError(500, "sensor refused %s=%d: %r" % (var, val, e))
+
+    def reconfigure_size(self, num):
+        name = FRAMESIZE_NAME.get(num)
+        if name is None:
+            raise ControlError(400, "unknown framesize %d" % num)
+        size = getattr(espcamera.FrameSize, name, None)
+        if size is None:
+            raise ControlError(400, "framesize %s not supported here" % name)
+        if not self.ok:
+            raise ControlError(500, self.error)
+        try:
+            # The driver clamps to the sensor's largest size.
+            self.cam.reconfigure(frame_size=size)
+        except Exception as e:
+            raise ControlError(500, "reconfigure failed: %r" % (e,))
+
+    def status_pairs(self):
+        """CameraWebServer's /status keys, in its order, as (key, int)."""
+        c = self.cam
+        out = [("xclk", self.xclk_mhz), ("pixformat", 4)]
+
+        def get(attr, default=0):
+            try:
+                v = getattr(c, attr)
+            except Exception:
+                return default
+            if attr == "gain_ceiling":
+                try:
+                    return _GAIN_CEILINGS.index(str(v).split(".")[-1])
+                except ValueError:
+                    return 0
+            return int(v)
+
+        size = 0
+        if c is not None:
+            try:
+                size = FRAMESIZE_NUM.get(str(c.frame_size).split(".")[-1], 0)
+            except Exception:
+                size = 0
+        out.append(("framesize", size))
+        for key, attr in (("quality", "quality"), ("brightness", "brightness"), ("contrast", "contrast"),
+                          ("saturation", "saturation"), ("sharpness", "sharpness"),
+                          ("special_effect", "special_effect"), ("wb_mode", "wb_mode"), ("awb", "whitebal"),
+                          ("awb_gain", "awb_gain"), ("aec", "exposure_ctrl"), ("aec2", "aec2"),
+                          ("ae_level", "ae_level"), ("aec_value", "aec_value"), ("agc", "gain_ctrl"),
+                          ("agc_gain", "agc_gain"), ("gainceiling", "gain_ceiling"), ("bpc", "bpc"),
+                          ("wpc", "wpc"), ("raw_gma", "raw_gma"), ("lenc", "lenc"), ("hmirror", "hmirror"),
+                          ("dcw", "dcw"), ("colorbar", "colorbar")):
+            out.append((key, get(attr) if c is not None else 0))
+        out.append(("led_intensity", self.led_intensity))
+        return out
+
+
+def default_pins(board):
+    """Pins from the board module's CAMERA_* names (AI-Thinker ESP32-CAM,
+    Adafruit ESP32-S3 Camera, ESP32-S3-EYE, ... all define them)."""
+    return {
+        "data": board.CAMERA_DATA, "pclk": board.CAMERA_PCLK, "vsync": board.CAMERA_VSYNC,
+        "href": board.CAMERA_HREF, "siod": board.CAMERA_SIOD, "sioc": board.CAMERA_SIOC,
+        "xclk": getattr(board, "CAMERA_XCLK", None), "pwdn": getattr(board, "CAMERA_PWDN", None),
+        "reset": getattr(board, "CAMERA_RESET", None),
+    }

@@ -1,0 +1,63 @@
+"""Settings from settings.toml (os.getenv), with defaults and checks."""
+
+import os
+
+FRAME_SIZES = ("R96X96", "QQVGA", "QCIF", "HQVGA", "R240X240", "QVGA", "CIF", "HVGA", "VGA", "SVGA",
+               "XGA", "HD", "SXGA", "UXGA", "FHD", "P_HD", "P_3MP", "QXGA", "QHD", "WQXGA", "P_FHD", "QSXGA")
+
+
+class Settings:
+    """Everything the server can be told. Attribute names follow the
+    CAMSERVER_* keys in lower case."""
+
+    def __init__(self):
+        self.port = 8080              # 80 is CircuitPython's web workflow
+        self.max_clients = 4          # connections at once; 1 listener + 4 fits the 8-socket budget
+        self.stream_clients = 2       # of which /stream viewers
+        self.frame_size = "VGA"
+        self.jpeg_quality = 12        # 2..55, lower is better quality
+        self.fb_count = 2             # 2 + GrabMode.LATEST: frames are fresh
+        self.max_fps = 0              # 0: as fast as the sensor
+        self.token = ""               # if set, every endpoint but /health wants it
+        self.head_max = 2048          # request head bytes
+        self.line_max = 512           # request line bytes
+        self.headers_max = 32
+        self.header_timeout_ms = 3000  # whole head within this of its first byte (slowloris)
+        self.idle_timeout_ms = 10000   # keep-alive idle
+        self.write_timeout_ms = 3000   # one frame to one client (stalled viewers are dropped)
+        self.capture_timeout_ms = 3000  # /capture waits this long for a frame
+        self.linger_ms = 2000          # keep capturing this long after the last request
+
+
+def _int(getenv, key, default, lo, hi):
+    v = getenv(key)
+    if v is None or v == "":
+        return default
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise ValueError("%s: not a number: %r" % (key, v))
+    if not lo <= n <= hi:
+        raise ValueError("%s: %d out of range %d..%d" % (key, n, lo, hi))
+    return n
+
+
+def load(getenv=os.getenv):
+    """Read CAMSERVER_* settings; raise ValueError naming a bad key."""
+    s = Settings()
+    s.port = _int(getenv, "CAMSERVER_PORT", s.port, 1, 65535)
+    s.max_clients = _int(getenv, "CAMSERVER_MAX_CLIENTS", s.max_clients, 1, 6)
+    s.stream_clients = _int(getenv, "CAMSERVER_STREAM_CLIENTS", s.stream_clients, 0, s.max_clients)
+    s.jpeg_quality = _int(getenv, "CAMSERVER_JPEG_QUALITY", s.jpeg_quality, 2, 55)
+    s.fb_count = _int(getenv, "CAMSERVER_FB_COUNT", s.fb_count, 1, 2)
+    s.max_fps = _int(getenv, "CAMSERVER_MAX_FPS", s.max_fps, 0, 60)
+    size = getenv("CAMSERVER_FRAME_SIZE")
+    if size:
+        size = str(size).upper()
+        if size not in FRAME_SIZES:
+            raise ValueError("CAMSERVER_FRAME_SIZE: unknown size %r" % size)
+        s.frame_size = size
+    token = getenv("CAMSERVER_TOKEN")
+    if token:
+        s.token = str(token)
+    return s

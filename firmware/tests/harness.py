@@ -1,0 +1,207 @@
+"""Runs the real firmware in a background thread for the tests, on
+127.0.0.1 with the shims, and gives the tests raw-socket clients."""
+
+import asyncio
+import os
+import socket
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+for p in (os.path.join(HERE, "shims"), os.path.dirname(HERE)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import espcamera  # noqa: E402  (shim)
+import socketpool  # noqa: E402  (shim)
+import wifi  # noqa: E402  (shim)
+
+from camserver import config  # noqa: E402
+from camserver.app import App  # noqa: E402
+
+TESTDATA = os.path.join(HERE, "testdata")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Firmware:
+    """The firmware running in its own thread and event loop."""
+
+    def __init__(self, fps=30, size="QVGA", **settings):
+        espcamera.FPS = fps
+        espcamera.live_camera = None
+        s = config.Settings()
+        s.port = free_port()
+        s.frame_size = size
+        for k, v in settings.items():
+            if not hasattr(s, k):
+                raise AttributeError(k)
+            setattr(s, k, v)
+        self.settings = s
+        self.base_sockets = socketpool.open_count()
+        self.app = App(s, socketpool.SocketPool(wifi.radio), host="127.0.0.1")
+        self.loop = asyncio.new_event_loop()
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 5
+        while self.app.server.sock is None and time.time() < deadline:
+            time.sleep(0.01)
+        self.port = s.port
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.app.run())
+            # Connections still open when the test stopped the server.
+            rest = asyncio.all_tasks(self.loop)
+            for t in rest:
+                t.cancel()
+            self.loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+        except Exception as e:  # pragma: no cover
+            self.error = e
+        finally:
+            self.loop.close()
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.app.stop)
+        self.thread.join(5)
+        if self.app.camera.cam is not None:
+            self.app.camera.cam.deinit()
+
+    def call(self, fn):
+        """Run fn() on the firmware's loop and return its result."""
+        async def wrap():
+            return fn()
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(5)
+
+    def task_count(self):
+        return self.call(lambda: len(asyncio.all_tasks(self.loop)))
+
+    @property
+    def server(self):
+        return self.app.server
+
+    def connect(self, rcvbuf=None):
+        c = socket.socket()
+        if rcvbuf:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        c.settimeout(10)
+        c.connect(("127.0.0.1", self.port))
+        return c
+
+    def wait_idle(self, timeout=8):
+        """Wait until no client connection is open and the socket count is
+        back to the listener alone; return True if it got there."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.server.clients == 0 and socketpool.open_count() == self.base_sockets + 1:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def read_response(sock, head_only=False):
+    """Read one HTTP response: (status, headers dict, body)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise EOFError("closed before response head: %r" % buf)
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    if head_only:
+        n = 0
+    while len(rest) < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("closed in body")
+        rest += chunk
+    return status, headers, rest[:n]
+
+
+def get(fw, path, headers="", sock=None):
+    """One request on a new (or given) connection."""
+    own = sock is None
+    if own:
+        sock = fw.connect()
+    try:
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: cam\r\n%s\r\n" % (path, headers)).encode())
+        return read_response(sock)
+    finally:
+        if own:
+            sock.close()
+
+
+class MJPEGReader(threading.Thread):
+    """A /stream viewer that reads parts as fast as it can (or not at all)."""
+
+    def __init__(self, fw, path="/stream", read=True, rcvbuf=None):
+        super().__init__(daemon=True)
+        self.sock = fw.connect(rcvbuf=rcvbuf)
+        self.sock.sendall(("GET %s HTTP/1.1\r\nHost: cam\r\n\r\n" % path).encode())
+        self.read = read
+        self.parts = []  # (seq, jpeg)
+        self.times = []
+        self.error = None
+        self.closed = threading.Event()
+        self._halt = False
+        if read:
+            self.start()
+
+    def run(self):
+        buf = b""
+        try:
+            while b"\r\n\r\n" not in buf:
+                buf += self._recv()
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            self.status = int(head.split(b" ")[1])
+            while not self._halt:
+                while b"\r\n\r\n" not in buf:
+                    buf += self._recv()
+                hdrs, _, buf = buf.partition(b"\r\n\r\n")
+                fields = {}
+                for line in hdrs.split(b"\r\n"):
+                    k, _, v = line.partition(b":")
+                    fields[k.strip().lower()] = v.strip()
+                n = int(fields[b"content-length"])
+                while len(buf) < n:
+                    buf += self._recv()
+                jpeg, buf = buf[:n], buf[n:]
+                self.parts.append((int(fields[b"x-frame-seq"]), jpeg))
+                self.times.append(time.time())
+        except (EOFError, OSError) as e:
+            self.error = e
+        finally:
+            self.closed.set()
+
+    def _recv(self):
+        b = self.sock.recv(65536)
+        if not b:
+            raise EOFError("stream closed")
+        return b
+
+    def fps(self, since):
+        n = len([t for t in self.times if t >= since])
+        return n / max(1e-6, time.time() - since)
+
+    def close(self):
+        self._halt = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass

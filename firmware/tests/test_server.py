@@ -1,0 +1,431 @@
+"""The firmware's HTTP server under CPython with CircuitPython shims, over
+real sockets on 127.0.0.1."""
+
+import os
+import socket
+import struct
+import threading
+import time
+import unittest
+
+from harness import Firmware, MJPEGReader, get, read_response, TESTDATA
+import espcamera  # shim
+import socketpool  # shim
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p / 100))]
+
+
+def is_whole_jpeg(b):
+    return b[:2] == b"\xff\xd8" and b[-2:] == b"\xff\xd9"
+
+
+_ORIGINALS = [open(os.path.join(TESTDATA, f), "rb").read() for f in os.listdir(TESTDATA)]
+
+
+def untorn(jpeg):
+    """The synthetic camera inserts a COM segment after SOI; the rest must
+    be one of the testdata frames byte for byte. A frame sent from a buffer
+    that the next take() overwrote fails this."""
+    if jpeg[2:4] != b"\xff\xfe":
+        return False
+    n = struct.unpack(">H", jpeg[4:6])[0]
+    return (jpeg[:2] + jpeg[4 + n:]) in _ORIGINALS
+
+
+class ServerTest(unittest.TestCase):
+    fw_args = {}
+
+    def setUp(self):
+        self.fw = Firmware(**self.fw_args)
+        self.base_tasks = self.fw.task_count()
+
+    def tearDown(self):
+        try:
+            self.assertTrue(self.fw.wait_idle(), "connections left open: clients=%d sockets=%d" % (
+                self.fw.server.clients, socketpool.open_count()))
+            self.assertEqual(self.fw.task_count(), self.base_tasks, "tasks leaked")
+        finally:
+            self.fw.stop()
+        self.assertIsNone(self.fw.error)
+
+
+class TestEndpoints(ServerTest):
+    def test_capture(self):
+        status, h, body = get(self.fw, "/capture")
+        self.assertEqual(status, 200)
+        self.assertEqual(h["content-type"], "image/jpeg")
+        self.assertEqual(int(h["content-length"]), len(body))
+        self.assertEqual(h["cache-control"], "no-store")
+        self.assertRegex(h["x-timestamp"], r"^\d+\.\d{6}$")
+        self.assertTrue(int(h["x-frame-seq"]) >= 1)
+        self.assertTrue(untorn(body))
+
+    def test_capture_keepalive_throughput(self):
+        """Consecutive captures over one keep-alive connection (figure for
+        the notes: frames/s at the camera's 30 fps)."""
+        c = self.fw.connect()
+        seqs = []
+        t0 = time.time()
+        for _ in range(30):
+            c.sendall(b"GET /capture HTTP/1.1\r\nHost: cam\r\n\r\n")
+            status, h, body = read_response(c)
+            self.assertEqual(status, 200)
+            self.assertEqual(h["connection"], "keep-alive")
+            self.assertTrue(untorn(body))
+            seqs.append(int(h["x-frame-seq"]))
+        rate = 30 / (time.time() - t0)
+        c.close()
+        self.assertEqual(len(set(seqs)), 30, "every capture is a fresh frame")
+        self.assertEqual(self.fw.server.clients, 1 if False else self.fw.server.clients)
+        print("\n  hostsim: /capture over one keep-alive connection: %.1f frames/s" % rate)
+
+    def test_status_and_health(self):
+        status, h, body = get(self.fw, "/status")
+        self.assertEqual(status, 200)
+        import json
+        st = json.loads(body)
+        for key in ("xclk", "pixformat", "framesize", "quality", "brightness", "contrast", "saturation",
+                    "sharpness", "special_effect", "wb_mode", "awb", "awb_gain", "aec", "aec2", "ae_level",
+                    "aec_value", "agc", "agc_gain", "gainceiling", "bpc", "wpc", "raw_gma", "lenc", "hmirror",
+                    "dcw", "colorbar", "led_intensity", "fps", "frames", "clients", "uptime_s", "mem_free"):
+            self.assertIn(key, st)
+        self.assertEqual(st["framesize"], 6)  # QVGA
+        self.assertEqual(get(self.fw, "/health")[0], 200)
+
+    def test_stream_frames_whole(self):
+        r = MJPEGReader(self.fw)
+        deadline = time.time() + 5
+        while len(r.parts) < 15 and time.time() < deadline:
+            time.sleep(0.02)
+        r.close()
+        r.join(2)
+        self.assertGreaterEqual(len(r.parts), 15)
+        seqs = [s for s, _ in r.parts]
+        self.assertEqual(seqs, sorted(set(seqs)))
+        for _, jpeg in r.parts:
+            self.assertTrue(untorn(jpeg), "torn frame: the driver buffer was sent after the next take()")
+
+    def test_status_prompt_while_three_streams(self):
+        viewers = [MJPEGReader(self.fw) for _ in range(2)]  # 2 is stream_clients' default
+        self.fw.server.settings.stream_clients = 3
+        viewers.append(MJPEGReader(self.fw))
+        time.sleep(0.5)
+        lat = []
+        c = self.fw.connect()
+        for _ in range(60):
+            t0 = time.time()
+            c.sendall(b"GET /status HTTP/1.1\r\nHost: cam\r\n\r\n")
+            self.assertEqual(read_response(c)[0], 200)
+            lat.append(time.time() - t0)
+        c.close()
+        since = time.time() - 1
+        fps = [v.fps(since) for v in viewers]
+        for v in viewers:
+            v.close()
+            v.join(2)
+        p50, p99 = percentile(lat, 50) * 1000, percentile(lat, 99) * 1000
+        print("\n  hostsim: /status with 3 streams: p50 %.1f ms, p99 %.1f ms; stream fps %s" % (
+            p50, p99, ["%.0f" % f for f in fps]))
+        self.assertLess(p99, 1000, "a stream blocked /status")
+        for f in fps:
+            self.assertGreater(f, 10)
+
+
+class TestBadClients(ServerTest):
+    fw_args = {"header_timeout_ms": 800, "write_timeout_ms": 600, "fps": 30, "size": "VGA"}
+
+    def test_stalled_viewer_dropped_others_keep_fps(self):
+        stalled = MJPEGReader(self.fw, read=False, rcvbuf=4096)
+        good = MJPEGReader(self.fw)
+        deadline = time.time() + 10
+        while self.fw.server.stalled == 0 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.fw.server.stalled, 1, "stalled viewer not dropped")
+        since = time.time()
+        time.sleep(1.5)
+        fps = good.fps(since)
+        self.assertIsNone(good.error)
+        good.close()
+        stalled.close()
+        good.join(2)
+        self.assertGreater(fps, 20, "good viewer slowed to %.1f fps" % fps)
+
+    def test_slowloris_dropped(self):
+        c = self.fw.connect()
+        t0 = time.time()
+        try:
+            for b in b"GET /status HTTP/1.1\r\nHost: x\r\n":
+                c.sendall(bytes([b]))
+                time.sleep(0.1)
+                # Meanwhile others are served.
+            status = read_response(c)[0]
+        except (EOFError, OSError):
+            status = None
+        c.close()
+        self.assertIn(status, (408, None))
+        self.assertLess(time.time() - t0, 5)
+        self.assertEqual(get(self.fw, "/health")[0], 200)
+
+    def test_silent_connection_dropped(self):
+        c = self.fw.connect()
+        c.settimeout(10)
+        t0 = time.time()
+        self.assertEqual(c.recv(100), b"")  # closed by the server
+        self.assertLess(time.time() - t0, 6)
+        c.close()
+
+    def test_client_vanishes_mid_frame(self):
+        for _ in range(3):
+            r = MJPEGReader(self.fw, read=False)
+            r.sock.recv(3000)  # part of the first frame, then an RST
+            r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            r.sock.close()
+            c = self.fw.connect()
+            c.sendall(b"GET /capture HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.recv(100)
+            c.close()  # mid-body
+        self.assertTrue(self.fw.wait_idle(), "a vanished client left its connection open")
+        self.assertEqual(get(self.fw, "/capture")[0], 200)
+
+    def test_flood_beyond_client_cap(self):
+        socks, codes = [], []
+        for _ in range(20):
+            try:
+                socks.append(self.fw.connect())
+            except OSError:
+                codes.append("refused")
+        for s in socks:
+            s.settimeout(8)
+        time.sleep(0.3)
+        for s in socks:
+            try:
+                data = s.recv(100)
+                codes.append(data.split(b" ")[1].decode() if data else "closed")
+            except OSError:
+                codes.append("reset")
+            s.close()
+        self.assertIn("503", codes, codes)
+        self.assertTrue(self.fw.wait_idle(10))
+        self.assertEqual(get(self.fw, "/status")[0], 200)
+        self.assertGreater(self.fw.server.refused, 0)
+
+
+def raw(fw, data, read_all=True):
+    c = fw.connect()
+    c.sendall(data)
+    out = b""
+    c.settimeout(5)
+    try:
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+            if not read_all:
+                break
+    except socket.timeout:
+        pass
+    c.close()
+    return out
+
+
+class TestRequests(ServerTest):
+    fw_args = {"idle_timeout_ms": 1000}
+
+    def status_of(self, data):
+        resp = raw(self.fw, data)
+        return int(resp.split(b" ")[1]) if resp else None
+
+    def test_bad_requests(self):
+        cases = [
+            (b"GET /" + b"a" * 600 + b" HTTP/1.1\r\n\r\n", 414),
+            (b"GET / HTTP/1.1\r\n" + b"X-Big: " + b"b" * 3000 + b"\r\n\r\n", 431),
+            (b"GET / HTTP/1.1\r\n" + b"X-A: 1\r\n" * 40 + b"\r\n", 431),
+            (b"GET /st\x00atus HTTP/1.1\r\n\r\n", 400),
+            (b"GET /\xff\xfe HTTP/1.1\r\n\r\n", 400),
+            (b"GET /status\r\n\r\n", 400),
+            (b"GET /status HTTP/0.9\r\n\r\n", 505),
+            (b"get /status HTTP/1.1\r\n\r\n", 405),
+            (b"POST /control HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 405),
+            (b"GET /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+            (b"GET /status HTTP/1.1\r\nContent-Length: 10\r\n\r\n", 413),
+            (b"GET /status HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", 417),
+            (b"GET /control?var=%zz&val=1 HTTP/1.1\r\n\r\n", 400),
+            (b"GET /nope HTTP/1.1\r\n\r\n", 404),
+            (b"GET /status HTTP/1.1\r\nbad header line\r\n\r\n", 400),
+            (b"GET http://cam.local/health HTTP/1.1\r\n\r\n", 200),
+            (b"GET /health HTTP/1.1\nHost: x\n\n", 200),
+            (b"GET /health?" + b"q=1&" * 100 + b" HTTP/1.1\r\n\r\n", 200),
+        ]
+        for data, want in cases:
+            with self.subTest(data=data[:40]):
+                self.assertEqual(self.status_of(data), want)
+
+    def test_head_has_no_body(self):
+        resp = raw(self.fw, b"HEAD /capture HTTP/1.1\r\nConnection: close\r\n\r\n")
+        head, _, body = resp.partition(b"\r\n\r\n")
+        self.assertIn(b"200 OK", head)
+        self.assertIn(b"Content-Length:", head)
+        self.assertEqual(body, b"")
+
+    def test_pipelined_keepalive(self):
+        resp = raw(self.fw, b"GET /health HTTP/1.1\r\n\r\nGET /status HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+        self.assertEqual(resp.count(b"HTTP/1.1 200 OK"), 3, resp[:300])
+        self.assertTrue(resp.endswith(b"ok\n"))
+
+    def test_connection_close_and_http10(self):
+        for req in (b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", b"GET /health HTTP/1.0\r\n\r\n"):
+            c = self.fw.connect()
+            c.sendall(req)
+            t0 = time.time()
+            data = b""
+            while True:
+                chunk = c.recv(1000)
+                if not chunk:
+                    break
+                data += chunk
+            c.close()
+            self.assertIn(b"Connection: close", data)
+            self.assertLess(time.time() - t0, 0.8, "not closed after the response")
+
+    def test_keepalive_idle_timeout(self):
+        c = self.fw.connect()
+        c.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+        read_response(c)
+        t0 = time.time()
+        self.assertEqual(c.recv(100), b"")
+        self.assertLess(time.time() - t0, 3)
+        c.close()
+
+    def test_token(self):
+        self.fw.settings.token = "s3cret"
+        self.assertEqual(get(self.fw, "/status")[0], 401)
+        self.assertEqual(get(self.fw, "/status?token=s3cret")[0], 200)
+        self.assertEqual(get(self.fw, "/status", "Authorization: Bearer s3cret\r\n")[0], 200)
+        self.assertEqual(get(self.fw, "/health")[0], 200)
+        self.fw.settings.token = ""
+
+
+class TestControl(ServerTest):
+    def test_control_values(self):
+        cam = self.fw.app.camera.cam
+        cases = [
+            ("/control?var=brightness&val=1", 200),
+            ("/control?var=hmirror&val=1", 200),
+            ("/control?var=gainceiling&val=3", 200),
+            ("/control?var=brightness&val=7", 400),
+            ("/control?var=brightness&val=abc", 400),
+            ("/control?var=brightness", 400),
+            ("/control?var=warp&val=1", 400),
+            ("/control?var=framesize&val=99", 400),
+            ("/control?var=led_intensity&val=300", 200),
+        ]
+        for path, want in cases:
+            with self.subTest(path=path):
+                self.assertEqual(get(self.fw, path)[0], want)
+        self.assertEqual(cam.brightness, 1)
+        self.assertTrue(cam.hmirror)
+        cam.reject.add("contrast")
+        self.assertEqual(get(self.fw, "/control?var=contrast&val=1")[0], 500)
+        import json
+        st = json.loads(get(self.fw, "/status")[2])
+        self.assertEqual((st["brightness"], st["hmirror"], st["gainceiling"], st["led_intensity"]), (1, 1, 3, 255))
+
+    def test_framesize_during_stream(self):
+        r = MJPEGReader(self.fw)
+        time.sleep(0.3)
+        for size in (10, 1, 6, 10):  # VGA, QQVGA, QVGA, VGA, rapid
+            self.assertEqual(get(self.fw, "/control?var=framesize&val=%d" % size)[0], 200)
+        self.assertEqual(get(self.fw, "/control?var=framesize&val=23")[0], 200)  # clamped to UXGA
+        import json
+        st = json.loads(get(self.fw, "/status")[2])
+        self.assertEqual(st["framesize"], 15)
+        n = len(r.parts)
+        time.sleep(0.5)
+        self.assertGreater(len(r.parts), n, "stream stopped after reconfigure")
+        r.close()
+        r.join(2)
+        for _, jpeg in r.parts:
+            self.assertTrue(untorn(jpeg))
+
+
+class TestCameraFaults(ServerTest):
+    fw_args = {"capture_timeout_ms": 500}
+
+    def test_camera_timeouts(self):
+        self.fw.app.camera.cam.fail_takes = 10 ** 6
+        t0 = time.time()
+        status, _, body = get(self.fw, "/capture")
+        self.assertEqual(status, 503)
+        self.assertIn(b"camera timeout", body)
+        self.assertGreater(time.time() - t0, 0.4)
+        self.assertEqual(get(self.fw, "/status")[0], 200)
+        self.fw.app.camera.cam.fail_takes = 0
+        self.assertEqual(get(self.fw, "/capture")[0], 200)
+
+
+class TestCameraInitFails(unittest.TestCase):
+    def test_server_runs_without_camera(self):
+        real = espcamera.Camera
+
+        def broken(**kw):
+            raise OSError("0x20002")
+        espcamera.Camera = broken
+        try:
+            fw = Firmware()
+        finally:
+            espcamera.Camera = real
+        try:
+            import json
+            st = json.loads(get(fw, "/status")[2])
+            self.assertEqual(st["camera"], "error")
+            self.assertIn("0x20002", st["error"])
+            self.assertEqual(get(fw, "/capture")[0], 503)
+            self.assertEqual(get(fw, "/health")[0], 200)
+        finally:
+            fw.stop()
+
+
+class TestSocketShim(unittest.TestCase):
+    """The shim behaves like CircuitPython where the server depends on it."""
+
+    def test_semantics(self):
+        import errno
+        pool = socketpool.SocketPool(None)
+        srv = pool.socket(pool.AF_INET, pool.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.setblocking(False)
+        with self.assertRaises(OSError) as e:
+            srv.accept()
+        self.assertEqual(e.exception.errno, errno.EAGAIN)
+        self.assertFalse(hasattr(srv, "recv"))
+        cl = socket.create_connection(srv._s.getsockname())
+        time.sleep(0.05)
+        conn, _ = srv.accept()
+        buf = bytearray(10)
+        with self.assertRaises(OSError) as e:
+            conn.recv_into(buf)
+        self.assertEqual(e.exception.errno, errno.EAGAIN)
+        cl.close()
+        time.sleep(0.05)
+        with self.assertRaises(OSError) as e:
+            conn.recv_into(buf)
+        self.assertEqual(e.exception.errno, errno.ENOTCONN)
+        conn.close()
+        srv.close()
+        held = []
+        try:
+            with self.assertRaises(RuntimeError):
+                for _ in range(socketpool.MAX_SOCKETS + 1):
+                    held.append(pool.socket())
+        finally:
+            for s in held:
+                s.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
