@@ -11,5 +11,5 @@ make build
 go vet ./...
 go test -count=1 -timeout 20m ./...
 if [ -d firmware/tests ]; then
-  python3 -m unittest discover -s firmware/tests -t firmware
+  python3 -m unittest discover -s firmware/tests -t firmware/tests
 fi

@@ -27,6 +27,7 @@ class Conn:
         self.mv = memoryview(self.buf)
         self.n = 0  # bytes of buf holding received, unconsumed data
         self.closed = False
+        self.last_seq = 0  # the last frame /capture sent on this connection
 
     async def fill(self, deadline):
         """Receive at least one more byte into buf before deadline (ticks)."""

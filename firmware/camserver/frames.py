@@ -20,6 +20,7 @@ class FrameSource:
         self.frame = None       # bytes: the newest frame
         self.seq = 0            # its number; 0 = none yet
         self.ts = (0, 0)        # its capture time (s, us since boot)
+        self.ticks = 0          # and in ticks_ms
         self.lock = asyncio.Lock()  # held around take() and reconfigure()
         self._event = asyncio.Event()
         self._demand_until = ticks_ms()
@@ -68,6 +69,7 @@ class FrameSource:
     def _publish(self):
         self.seq += 1
         self.ts = timestamp()
+        self.ticks = ticks_ms()
         self.frames += 1
         self._fps_n += 1
         dt = ticks_diff(ticks_ms(), self._fps_t)

@@ -22,10 +22,10 @@ async def send_error(srv, conn, req, status, message, keep_alive=False):
         headers.append(("WWW-Authenticate", "Bearer"))
     if status == 405:
         headers.append(("Allow", "GET, HEAD"))
-    d = deadline_in(srv.settings.write_timeout_ms)
-    await conn.send(response_head(status, headers, len(body), keep_alive), d)
+    head = response_head(status, headers, len(body), keep_alive)
     if req is None or req.method != "HEAD":
-        await conn.send(body, d)
+        head += body
+    await conn.send(head, deadline_in(srv.settings.write_timeout_ms))
     return keep_alive
 
 
@@ -33,25 +33,38 @@ async def send_body(srv, conn, req, body, ctype, extra=()):
     headers = [("Content-Type", ctype), ("Cache-Control", "no-store"), _CORS]
     headers.extend(extra)
     d = deadline_in(srv.settings.write_timeout_ms)
-    await conn.send(response_head(200, headers, len(body), req.keep_alive), d)
-    if req.method != "HEAD":
-        await conn.send(body, d)
+    head = response_head(200, headers, len(body), req.keep_alive)
+    if req.method == "HEAD":
+        await conn.send(head, d)
+    elif len(body) <= 1024:
+        await conn.send(head + body, d)  # one segment
+    else:
+        await conn.send(head, d)
+        await conn.send(body, d)  # a frame: not copied
     return req.keep_alive
 
 
+# A frame captured this recently counts as current for /capture.
+FRESH_MS = 150
+
+
 async def capture(srv, conn, req):
-    """One JPEG. By default a frame taken after the request arrived;
-    ?fresh=0 accepts the newest frame already there."""
+    """One fresh JPEG: the newest frame if it is current (FRESH_MS) and this
+    connection has not had it yet, else the next one captured. A poller on
+    a keep-alive connection thus gets every frame once, at the camera's
+    rate. ?fresh=0 takes the newest frame however old."""
     src = srv.source
     if not srv.camera.ok:
         return await send_error(srv, conn, req, 503, srv.camera.error, req.keep_alive)
     after = src.seq
-    if req.query.get("fresh") == "0" and src.frame is not None:
-        after = src.seq - 1
+    if src.frame is not None and src.seq > conn.last_seq:
+        if req.query.get("fresh") == "0" or ticks_diff(ticks_ms(), src.ticks) <= FRESH_MS:
+            after = src.seq - 1
     got = await src.next(after, srv.settings.capture_timeout_ms)
     if got is None:
         return await send_error(srv, conn, req, 503, "camera timeout: no frame", req.keep_alive)
     frame, seq, ts = got
+    conn.last_seq = seq
     srv.captures += 1
     return await send_body(srv, conn, req, frame, "image/jpeg", (
         ("Content-Disposition", "inline; filename=capture.jpg"),
