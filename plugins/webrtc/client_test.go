@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	rtpcodecs "github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
+
+	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/sdktest"
+)
+
+// start runs the plugin over real gRPC and returns the harness and base URL.
+func start(t *testing.T, cameras []string, extra string) (*sdktest.Harness, string) {
+	t.Helper()
+	h := sdktest.New(t, &WebRTC{})
+	urls, err := h.Start("rtc", cameras, "listen: 127.0.0.1:0\n"+extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, strings.TrimSuffix(urls[0], "/")
+}
+
+// feed sends sim frames to the plugin at 30 fps, stamped with the time of
+// sending, until the test ends.
+func feed(t *testing.T, h *sdktest.Harness, cam string, frames [][]byte) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second / 30)
+		defer tick.Stop()
+		for seq := uint64(1); ; seq++ {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				if err := h.Send(sdk.Frame{Camera: cam, Seq: seq, Captured: now, JPEG: frames[int(seq)%len(frames)]}); err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("send: %v", err)
+					}
+					return
+				}
+			}
+		}
+	}()
+}
+
+// viewer is a pion WHEP client: the reference implementation's own stack,
+// not ours, receiving the camera's track.
+type viewer struct {
+	pc       *webrtc.PeerConnection
+	session  string // the Location of the WHEP session
+	mu       sync.Mutex
+	mime     string
+	packets  int
+	frames   [][]byte // depacketized frames, from the first keyframe on
+	gotFrame chan struct{}
+	onSample func(rtpTimestamp uint32) // called with mu held
+}
+
+// dialWHEP does WHEP against whepURL offering the given codecs (all pion's
+// defaults when none).
+func dialWHEP(t *testing.T, whepURL string, mimes ...string) (*viewer, *http.Response, error) {
+	t.Helper()
+	m := &webrtc.MediaEngine{}
+	if len(mimes) == 0 {
+		if err := m.RegisterDefaultCodecs(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, mt := range mimes {
+		c := webrtc.RTPCodecCapability{MimeType: mt, ClockRate: 90000}
+		if mt == webrtc.MimeTypeH264 {
+			c.SDPFmtpLine = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+		}
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: c, PayloadType: webrtc.PayloadType(100 + i)}, webrtc.RTPCodecTypeVideo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &viewer{pc: pc, gotFrame: make(chan struct{}, 1)}
+	t.Cleanup(func() { pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { v.read(tr) })
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	resp, err := http.Post(whepURL, "application/sdp", strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		return nil, nil, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return nil, resp, fmt.Errorf("WHEP: %s: %s", resp.Status, body)
+	}
+	v.session = resp.Header.Get("Location")
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+		t.Fatal(err)
+	}
+	return v, resp, nil
+}
+
+// read depacketizes the track into frames, skipping to the first keyframe
+// as a decoder must.
+func (v *viewer) read(tr *webrtc.TrackRemote) {
+	mime := tr.Codec().MimeType
+	codec := "vp8"
+	var depack = rtpcodecs.VP8Packet{}
+	sb := samplebuilder.New(256, &depack, 90000)
+	if strings.EqualFold(mime, webrtc.MimeTypeH264) {
+		codec = "h264"
+		sb = samplebuilder.New(256, &rtpcodecs.H264Packet{}, 90000)
+	}
+	v.mu.Lock()
+	v.mime = mime
+	v.mu.Unlock()
+	for {
+		pkt, _, err := tr.ReadRTP()
+		if err != nil {
+			return
+		}
+		sb.Push(pkt)
+		v.mu.Lock()
+		v.packets++
+		for s := sb.Pop(); s != nil; s = sb.Pop() {
+			if len(v.frames) == 0 && !isKeyframe(codec, s.Data) {
+				continue
+			}
+			v.frames = append(v.frames, s.Data)
+			if v.onSample != nil {
+				v.onSample(s.PacketTimestamp)
+			}
+			select {
+			case v.gotFrame <- struct{}{}:
+			default:
+			}
+		}
+		v.mu.Unlock()
+	}
+}
+
+// waitFrames waits until the viewer has n frames (the first a keyframe).
+func (v *viewer) waitFrames(t *testing.T, n int, within time.Duration) [][]byte {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		v.mu.Lock()
+		if len(v.frames) >= n {
+			out := append([][]byte(nil), v.frames...)
+			v.mu.Unlock()
+			return out
+		}
+		got, pk := len(v.frames), v.packets
+		v.mu.Unlock()
+		select {
+		case <-v.gotFrame:
+		case <-deadline:
+			t.Fatalf("viewer got %d frames (%d packets) in %v, want %d", got, pk, within, n)
+		}
+	}
+}
+
+// hangUp ends the WHEP session with DELETE, as the spec says.
+func (v *viewer) hangUp(t *testing.T, base string) {
+	t.Helper()
+	u, _ := url.Parse(base)
+	ref, _ := url.Parse(v.session)
+	req, _ := http.NewRequest(http.MethodDelete, u.ResolveReference(ref).String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE %s: %s", v.session, resp.Status)
+	}
+	v.pc.Close()
+}
+
+// camStatus returns one camera's pipeline counters from the plugin's
+// Status over gRPC.
+func camStatus(t *testing.T, h *sdktest.Harness, cam string) map[string]any {
+	t.Helper()
+	return h.Status()["cameras"].(map[string]any)[cam].(map[string]any)
+}
+
+// eventually polls cond until it holds or fails the test after d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func concat(frames [][]byte) []byte { return bytes.Join(frames, nil) }

@@ -1,0 +1,160 @@
+package main
+
+/*
+#cgo pkg-config: libturbojpeg
+#include <turbojpeg.h>
+
+static int tj_header(tjhandle h, const unsigned char *jpg, unsigned long n, int *w, int *hh, int *samp) {
+	int cs;
+	return tjDecompressHeader3(h, jpg, n, w, hh, samp, &cs);
+}
+
+// tj_planes decodes to planar YCbCr in the JPEG's own subsampling. The plane
+// array lives here, in C: Go may not store Go pointers in C memory.
+static int tj_planes(tjhandle h, const unsigned char *jpg, unsigned long n,
+                     unsigned char *y, unsigned char *u, unsigned char *v, int w, int ys, int cs, int hh) {
+	unsigned char *planes[3] = {y, u, v};
+	int strides[3] = {ys, cs, cs};
+	return tjDecompressToYUVPlanes(h, jpg, n, planes, w, strides, hh, TJFLAG_FASTDCT);
+}
+*/
+import "C"
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"unsafe"
+)
+
+// Decoder turns JPEG frames into 4:2:0 images for the encoders, reusing
+// its buffers. It uses libturbojpeg (about 4x faster than image/jpeg) and
+// falls back to image/jpeg for what libturbojpeg cannot do directly.
+type Decoder struct {
+	h     C.tjhandle
+	img   *image.YCbCr // the output, reused while the size holds
+	tmp   []byte       // 4:2:2 chroma before downsampling
+	Turbo bool         // false: use image/jpeg only
+}
+
+// NewDecoder returns a decoder; Close frees it.
+func NewDecoder() *Decoder {
+	d := &Decoder{Turbo: true}
+	d.h = C.tjInitDecompress()
+	if d.h == nil {
+		d.Turbo = false
+	}
+	return d
+}
+
+// Close frees the decoder.
+func (d *Decoder) Close() {
+	if d.h != nil {
+		C.tjDestroy(d.h)
+		d.h = nil
+	}
+}
+
+// Decode decodes a JPEG into a 4:2:0 image with even dimensions (odd ones
+// are cropped by a pixel). The image is reused by the next Decode.
+func (d *Decoder) Decode(b []byte) (*image.YCbCr, error) {
+	if len(b) < 4 {
+		return nil, errors.New("jpeg: too short")
+	}
+	if d.Turbo {
+		var w, h, samp C.int
+		if C.tj_header(d.h, (*C.uchar)(unsafe.Pointer(&b[0])), C.ulong(len(b)), &w, &h, &samp) == 0 {
+			switch samp {
+			case C.TJSAMP_420:
+				img := d.output(int(w), int(h))
+				if err := d.planes(b, img.Y, img.Cb, img.Cr, int(w), int(h), img.YStride, img.CStride); err != nil {
+					return nil, err
+				}
+				return d.crop(img, int(w), int(h)), nil
+			case C.TJSAMP_422:
+				// ESP32 sensors often send 4:2:2: decode, then average
+				// chroma row pairs.
+				img := d.output(int(w), int(h))
+				cw := (int(w) + 1) / 2
+				if need := 2 * cw * int(h); cap(d.tmp) < need {
+					d.tmp = make([]byte, need)
+				}
+				cb, cr := d.tmp[:cw*int(h)], d.tmp[cw*int(h):2*cw*int(h)]
+				if err := d.planes(b, img.Y, cb, cr, int(w), int(h), img.YStride, cw); err != nil {
+					return nil, err
+				}
+				halveRows(img.Cb, cb, cw, int(h), img.CStride)
+				halveRows(img.Cr, cr, cw, int(h), img.CStride)
+				return d.crop(img, int(w), int(h)), nil
+			}
+		}
+	}
+	return d.decodeStd(b)
+}
+
+func (d *Decoder) planes(b, y, u, v []byte, w, h, ys, cs int) error {
+	rc := C.tj_planes(d.h, (*C.uchar)(unsafe.Pointer(&b[0])), C.ulong(len(b)),
+		(*C.uchar)(unsafe.Pointer(&y[0])), (*C.uchar)(unsafe.Pointer(&u[0])), (*C.uchar)(unsafe.Pointer(&v[0])),
+		C.int(w), C.int(ys), C.int(cs), C.int(h))
+	if rc != 0 {
+		return fmt.Errorf("jpeg: %s", C.GoString(C.tjGetErrorStr2(d.h)))
+	}
+	return nil
+}
+
+// output returns the reusable 4:2:0 image for w x h (rounded up to even).
+func (d *Decoder) output(w, h int) *image.YCbCr {
+	r := image.Rect(0, 0, (w+1)&^1, (h+1)&^1)
+	if d.img == nil || d.img.Rect != r {
+		d.img = image.NewYCbCr(r, image.YCbCrSubsampleRatio420)
+	}
+	return d.img
+}
+
+// crop makes the image even-sized, as encoders need.
+func (d *Decoder) crop(img *image.YCbCr, w, h int) *image.YCbCr {
+	if w%2 == 0 && h%2 == 0 {
+		return img
+	}
+	return img.SubImage(image.Rect(0, 0, w&^1, h&^1)).(*image.YCbCr)
+}
+
+func halveRows(dst, src []byte, w, h, dstStride int) {
+	for y := 0; y < h/2; y++ {
+		a, b := src[2*y*w:2*y*w+w], src[(2*y+1)*w:(2*y+1)*w+w]
+		row := dst[y*dstStride : y*dstStride+w]
+		for x := range row {
+			row[x] = uint8((uint16(a[x]) + uint16(b[x]) + 1) / 2)
+		}
+	}
+}
+
+// decodeStd is the image/jpeg path, converting to 4:2:0 when needed.
+func (d *Decoder) decodeStd(b []byte) (*image.YCbCr, error) {
+	m, err := jpeg.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	if y, ok := m.(*image.YCbCr); ok && y.SubsampleRatio == image.YCbCrSubsampleRatio420 && y.Rect.Min == (image.Point{}) {
+		return d.crop(y, y.Rect.Dx(), y.Rect.Dy()), nil
+	}
+	r := m.Bounds()
+	w, h := r.Dx()&^1, r.Dy()&^1
+	out := d.output(w, h)
+	for yy := 0; yy < h; yy++ {
+		for xx := 0; xx < w; xx++ {
+			c := m.At(r.Min.X+xx, r.Min.Y+yy)
+			cr, cg, cb, _ := c.RGBA()
+			Y, Cb, Cr := color.RGBToYCbCr(uint8(cr>>8), uint8(cg>>8), uint8(cb>>8))
+			out.Y[yy*out.YStride+xx] = Y
+			if yy%2 == 0 && xx%2 == 0 {
+				i := (yy/2)*out.CStride + xx/2
+				out.Cb[i], out.Cr[i] = Cb, Cr
+			}
+		}
+	}
+	return out, nil
+}

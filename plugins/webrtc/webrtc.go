@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+	"gopkg.in/yaml.v3"
+
+	"github.com/camd/camd/sdk"
+)
+
+//go:embed sample.yaml
+var sampleConfig string
+
+// Config is the output's config block.
+type Config struct {
+	Listen           string       `yaml:"listen"`
+	Codec            string       `yaml:"codec"`
+	BitrateKbps      int          `yaml:"bitrate_kbps"`
+	KeyframeInterval sdk.Duration `yaml:"keyframe_interval"`
+	MaxFPS           float64      `yaml:"max_fps"`
+	MaxViewers       int          `yaml:"max_viewers"`
+	ICE              ICEConfig    `yaml:"ice"`
+	// WHIP maps a camera to the SFU it is published to. A yaml.Node so each
+	// entry is decoded strictly, with its camera's name in error keys.
+	WHIP yaml.Node `yaml:"whip"`
+
+	whip map[string]WHIPTarget
+}
+
+// ICEConfig is how viewers reach this host.
+type ICEConfig struct {
+	Servers             []ICEServer  `yaml:"servers"`
+	UDPPorts            string       `yaml:"udp_ports"`
+	NAT1To1IPs          []string     `yaml:"nat_1to1_ips"`
+	Interfaces          []string     `yaml:"interfaces"`
+	DisconnectedTimeout sdk.Duration `yaml:"disconnected_timeout"`
+	FailedTimeout       sdk.Duration `yaml:"failed_timeout"`
+}
+
+// ICEServer is a STUN or TURN server.
+type ICEServer struct {
+	URLs       []string `yaml:"urls"`
+	Username   string   `yaml:"username"`
+	Credential string   `yaml:"credential"`
+}
+
+// WHIPTarget is where a camera is published.
+type WHIPTarget struct {
+	URL   string `yaml:"url"`
+	Token string `yaml:"token"` // sent as "Authorization: Bearer <token>"
+}
+
+// WebRTC serves each camera over WebRTC. Frames go into a per-camera
+// pipeline that decodes and encodes them once, on one shared track, only
+// while someone watches; viewers attach to that track through WHEP.
+type WebRTC struct {
+	cfg   Config
+	log   *slog.Logger
+	pipes map[string]*pipeline
+
+	api     *webrtc.API
+	udpMux  ice.UDPMux // when ice.udp_ports is a single port
+	ln      net.Listener
+	srv     *http.Server
+	ctx     context.Context // ends at Stop; owns the WHIP publishers
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	viewers map[string]*session // by session id
+	whip    map[string]*whipState   // by camera
+	refused atomic.Uint64
+}
+
+// Configure implements sdk.Output.
+func (p *WebRTC) Configure(c sdk.Config) error {
+	p.cfg = Config{
+		Listen: "127.0.0.1:8082", Codec: "h264", BitrateKbps: 1500,
+		KeyframeInterval: sdk.Duration(2 * time.Second), MaxViewers: 20,
+		ICE: ICEConfig{DisconnectedTimeout: sdk.Duration(5 * time.Second), FailedTimeout: sdk.Duration(10 * time.Second)},
+	}
+	errs := sdk.AsConfigErrors(sdk.DecodeConfig(c.Raw, &p.cfg))
+	cfg := &p.cfg
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		errs = append(errs, sdk.Errorf("listen", "want host:port, e.g. 127.0.0.1:8082"))
+	}
+	if _, ok := codecs[cfg.Codec]; !ok {
+		errs = append(errs, sdk.Errorf("codec", "unknown codec %q (known: %s)", cfg.Codec, strings.Join(codecNames(), ", ")))
+	}
+	if cfg.BitrateKbps < 50 || cfg.BitrateKbps > 50000 {
+		errs = append(errs, sdk.Errorf("bitrate_kbps", "must be between 50 and 50000"))
+	}
+	if cfg.KeyframeInterval < sdk.Duration(100*time.Millisecond) {
+		errs = append(errs, sdk.Errorf("keyframe_interval", "must be at least 100ms, e.g. 2s"))
+	}
+	if cfg.MaxFPS < 0 || cfg.MaxFPS > 120 {
+		errs = append(errs, sdk.Errorf("max_fps", "must be between 0 (the camera's rate) and 120"))
+	}
+	if cfg.MaxViewers < 1 {
+		errs = append(errs, sdk.Errorf("max_viewers", "must be at least 1"))
+	}
+	errs = append(errs, cfg.ICE.validate()...)
+	p.log = c.Log
+	p.pipes = map[string]*pipeline{}
+	for _, cam := range c.Cameras {
+		p.pipes[cam] = nil // made in Start, once the config is known good
+	}
+	cfg.whip = map[string]WHIPTarget{}
+	if !cfg.WHIP.IsZero() && cfg.WHIP.Tag != "!!null" {
+		if cfg.WHIP.Kind != yaml.MappingNode {
+			errs = append(errs, sdk.Errorf("whip", "must map camera names to {url, token}"))
+		} else {
+			for i := 0; i+1 < len(cfg.WHIP.Content); i += 2 {
+				cam, val := cfg.WHIP.Content[i].Value, cfg.WHIP.Content[i+1]
+				key := "whip." + cam
+				var t WHIPTarget
+				for _, e := range sdk.DecodeNode(val, &t, nil) {
+					e.Key = key + "." + e.Key
+					errs = append(errs, e)
+				}
+				if _, ok := p.pipes[cam]; !ok {
+					errs = append(errs, sdk.Errorf(key, "not one of this output's cameras (%s)", strings.Join(slices.Sorted(maps.Keys(p.pipes)), ", ")))
+				}
+				if !strings.HasPrefix(t.URL, "http://") && !strings.HasPrefix(t.URL, "https://") {
+					errs = append(errs, sdk.Errorf(key+".url", "want an http:// or https:// WHIP endpoint"))
+				}
+				cfg.whip[cam] = t
+			}
+		}
+	}
+	return errs.Err()
+}
+
+func (c *ICEConfig) validate() sdk.ConfigErrors {
+	var errs sdk.ConfigErrors
+	for i, s := range c.Servers {
+		if len(s.URLs) == 0 {
+			errs = append(errs, sdk.Errorf(fmt.Sprintf("ice.servers[%d].urls", i), "needs at least one stun: or turn: URL"))
+		}
+		for _, u := range s.URLs {
+			if _, err := ice.ParseURL(u); err != nil {
+				errs = append(errs, sdk.Errorf(fmt.Sprintf("ice.servers[%d].urls", i), "%q: %v", u, err))
+			}
+		}
+	}
+	if c.UDPPorts != "" {
+		if _, _, err := parsePorts(c.UDPPorts); err != nil {
+			errs = append(errs, sdk.Errorf("ice.udp_ports", "%v", err))
+		}
+	}
+	for _, ip := range c.NAT1To1IPs {
+		if net.ParseIP(ip) == nil {
+			errs = append(errs, sdk.Errorf("ice.nat_1to1_ips", "%q is not an IP address", ip))
+		}
+	}
+	if c.DisconnectedTimeout <= 0 || c.FailedTimeout <= 0 {
+		errs = append(errs, sdk.Errorf("ice", "disconnected_timeout and failed_timeout must be positive"))
+	}
+	return errs
+}
+
+// parsePorts parses "8189" (one port, shared by every viewer) or
+// "50000-50100" (a range).
+func parsePorts(s string) (lo, hi uint16, err error) {
+	a, b, isRange := strings.Cut(s, "-")
+	l, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 16)
+	h := l
+	var err2 error
+	if isRange {
+		h, err2 = strconv.ParseUint(strings.TrimSpace(b), 10, 16)
+	}
+	if err1 != nil || err2 != nil || l == 0 || h < l {
+		return 0, 0, fmt.Errorf("want a port (8189) or a range (50000-50100), got %q", s)
+	}
+	return uint16(l), uint16(h), nil
+}
+
+// Start implements sdk.Output.
+func (p *WebRTC) Start(context.Context) ([]string, error) {
+	api, err := p.newAPI()
+	if err != nil {
+		return nil, err
+	}
+	p.api = api
+	ln, err := net.Listen("tcp", p.cfg.Listen)
+	if err != nil {
+		p.closeMux()
+		return nil, err
+	}
+	p.ln = ln
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.viewers = map[string]*session{}
+	for cam := range p.pipes {
+		pl, err := newPipeline(cam, p.cfg, p.log.With("camera", cam))
+		if err != nil {
+			ln.Close()
+			p.closeMux()
+			return nil, fmt.Errorf("camera %q: %w", cam, err)
+		}
+		p.pipes[cam] = pl
+	}
+	p.srv = &http.Server{
+		Handler:           p.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second, // only signalling here; media goes over UDP
+		IdleTimeout:       60 * time.Second,
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if err := p.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("serve", "err", err)
+		}
+	}()
+	p.whip = map[string]*whipState{}
+	for cam, t := range p.cfg.whip {
+		st := &whipState{URL: t.URL, State: "starting"}
+		p.whip[cam] = st
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.publish(p.ctx, p.pipes[cam], t, st)
+		}()
+	}
+	base := "http://" + ln.Addr().String()
+	urls := []string{base + "/"}
+	for _, cam := range slices.Sorted(maps.Keys(p.pipes)) {
+		urls = append(urls, base+"/cameras/"+cam+"/", base+"/cameras/"+cam+"/whep")
+	}
+	p.log.Info("listening", "addr", ln.Addr().String(), "codec", p.cfg.Codec)
+	return urls, nil
+}
+
+// newAPI builds the pion API every peer connection shares: the one codec
+// this output encodes, the default interceptors (NACK responses, RTCP
+// reports, TWCC) and the ICE settings.
+func (p *WebRTC) newAPI() (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codecs[p.cfg.Codec].capability, PayloadType: 96}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, err
+	}
+	ic := p.cfg.ICE
+	se := webrtc.SettingEngine{}
+	// Viewers on this host (a kiosk browser, a local recorder) connect over
+	// loopback, which pion leaves out by default.
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICETimeouts(time.Duration(ic.DisconnectedTimeout), time.Duration(ic.FailedTimeout), time.Second)
+	keep := func(string) bool { return true }
+	if len(ic.Interfaces) > 0 {
+		keep = func(name string) bool { return slices.Contains(ic.Interfaces, name) || name == "lo" }
+		se.SetInterfaceFilter(keep)
+	}
+	if ic.UDPPorts != "" {
+		lo, hi, _ := parsePorts(ic.UDPPorts)
+		if lo == hi {
+			// One port for every viewer: what a port forward needs.
+			mux, err := ice.NewMultiUDPMuxFromPort(int(lo), ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithInterfaceFilter(keep))
+			if err != nil {
+				return nil, fmt.Errorf("ice.udp_ports %d: %w", lo, err)
+			}
+			p.udpMux = mux
+			se.SetICEUDPMux(mux)
+		} else if err := se.SetEphemeralUDPPortRange(lo, hi); err != nil {
+			return nil, fmt.Errorf("ice.udp_ports: %w", err)
+		}
+	}
+	if len(ic.NAT1To1IPs) > 0 {
+		// Appended, so viewers on the LAN still get the local addresses.
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: ic.NAT1To1IPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteAppend,
+		}); err != nil {
+			p.closeMux()
+			return nil, fmt.Errorf("ice.nat_1to1_ips: %w", err)
+		}
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+func (p *WebRTC) closeMux() {
+	if p.udpMux != nil {
+		p.udpMux.Close()
+		p.udpMux = nil
+	}
+}
+
+// iceServers returns the configured servers in pion's form.
+func (p *WebRTC) iceServers() []webrtc.ICEServer {
+	out := make([]webrtc.ICEServer, 0, len(p.cfg.ICE.Servers))
+	for _, s := range p.cfg.ICE.Servers {
+		out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return out
+}
+
+// Stop implements sdk.Output: viewers' peer connections are closed, the
+// publishers and encoders stop.
+func (p *WebRTC) Stop(ctx context.Context) error {
+	if p.srv == nil {
+		return nil
+	}
+	p.cancel()
+	err := p.srv.Shutdown(ctx)
+	p.mu.Lock()
+	sessions := make([]*session, 0, len(p.viewers))
+	for _, s := range p.viewers {
+		sessions = append(sessions, s)
+	}
+	p.mu.Unlock()
+	for _, s := range sessions {
+		s.close("stopping")
+	}
+	p.wg.Wait()
+	for _, pl := range p.pipes {
+		pl.stop()
+	}
+	p.closeMux()
+	return err
+}
+
+// HandleFrame implements sdk.Output.
+func (p *WebRTC) HandleFrame(f sdk.Frame) {
+	if pl := p.pipes[f.Camera]; pl != nil {
+		pl.push(f)
+	}
+}
+
+// Status implements sdk.StatusReporter.
+func (p *WebRTC) Status() any {
+	cams := map[string]pipelineStatus{}
+	for name, pl := range p.pipes {
+		if pl != nil {
+			cams[name] = pl.status()
+		}
+	}
+	p.mu.Lock()
+	n := len(p.viewers)
+	p.mu.Unlock()
+	out := map[string]any{"codec": p.cfg.Codec, "viewers": n, "refused": p.refused.Load(), "cameras": cams}
+	if len(p.whip) > 0 {
+		pubs := map[string]whipState{}
+		for cam, st := range p.whip {
+			pubs[cam] = st.snapshot()
+		}
+		out["whip"] = pubs
+	}
+	return out
+}
+
+// Interface guards.
+var (
+	_ sdk.Output         = (*WebRTC)(nil)
+	_ sdk.StatusReporter = (*WebRTC)(nil)
+)

@@ -1,0 +1,357 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	vp8dec "golang.org/x/image/vp8"
+
+	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/sdktest"
+)
+
+func TestConfig(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string // "key: message" prefixes
+	}{
+		{"defaults", "", nil},
+		{"sample", sampleConfig, nil},
+		{"full", `
+codec: vp8
+bitrate_kbps: 800
+max_fps: 15
+ice:
+  servers: [{urls: ["stun:stun.example.org:3478"]}, {urls: ["turn:turn.example.org"], username: u, credential: p}]
+  udp_ports: "50000-50100"
+  nat_1to1_ips: [203.0.113.7]
+whip:
+  cam: {url: "https://sfu.example.org/whip/cam", token: t0k}
+`, nil},
+		{"unknown key", "codecs: h264\n", []string{"codecs: unknown key"}},
+		{"unknown codec", "codec: h265\n", []string{`codec: unknown codec "h265" (known: h264, vp8)`}},
+		{"bad numbers", "bitrate_kbps: 10\nmax_fps: -1\nmax_viewers: 0\nkeyframe_interval: 10ms\n", []string{
+			"bitrate_kbps: must be between", "keyframe_interval: must be at least", "max_fps: must be between", "max_viewers: must be at least 1"}},
+		{"bad ice", "ice:\n  servers: [{urls: [\"http://x\"]}]\n  udp_ports: 70000\n  nat_1to1_ips: [router]\n", []string{
+			`ice.servers[0].urls: "http://x"`, "ice.udp_ports: want a port", `ice.nat_1to1_ips: "router" is not an IP`}},
+		{"ice unknown key", "ice:\n  stun: x\n", []string{"ice.stun: unknown key"}},
+		{"whip other camera", "whip:\n  back: {url: \"http://x/whip\"}\n", []string{"whip.back: not one of this output's cameras (cam)"}},
+		{"whip bad entry", "whip:\n  cam: {url: \"ftp://x\", tokn: y}\n", []string{"whip.cam.tokn: unknown key", "whip.cam.url: want an http"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := sdktest.New(t, &WebRTC{}).Validate([]string{"cam"}, tt.yaml)
+			if len(errs) != len(tt.want) {
+				t.Fatalf("errors = %v, want %v", errs, tt.want)
+			}
+			for i, e := range errs {
+				if !strings.HasPrefix(e.Error(), tt.want[i]) {
+					t.Fatalf("error %d = %q, want prefix %q", i, e, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestWHEPSharedEncoder: two pion viewers of one camera share one encoder;
+// a viewer joining late gets a keyframe at once; the encoder stops after
+// the last viewer leaves and a new one starts for the next viewer.
+func TestWHEPSharedEncoder(t *testing.T) {
+	frames := simFrames(t, 320, 240, 30)
+	for _, codec := range codecNames() {
+		t.Run(codec, func(t *testing.T) {
+			// A long keyframe interval: any quick keyframe is a forced one.
+			h, base := start(t, []string{"cam"}, "codec: "+codec+"\nkeyframe_interval: 60s\n")
+			feed(t, h, "cam", frames)
+			whep := base + "/cameras/cam/whep"
+
+			a, resp, err := dialWHEP(t, whep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/sdp" {
+				t.Fatalf("answer Content-Type %q", ct)
+			}
+			if !strings.HasPrefix(a.session, "/cameras/cam/whep/") {
+				t.Fatalf("Location %q", a.session)
+			}
+			got := a.waitFrames(t, 30, 10*time.Second)
+			checkDecodes(t, codec, got)
+
+			b, _, err := dialWHEP(t, whep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Without a forced keyframe b would wait 60 s for one.
+			b.waitFrames(t, 5, 3*time.Second)
+
+			st := camStatus(t, h, "cam")
+			if st["encoders_started"] != 1.0 || st["users"] != 2.0 || st["encoding"] != true {
+				t.Fatalf("two viewers: status %v, want one encoder and two users", st)
+			}
+			if k := st["keyframes"].(float64); k < 2 {
+				t.Fatalf("keyframes = %v, want one per viewer", k)
+			}
+
+			a.hangUp(t, base)
+			b.hangUp(t, base)
+			eventually(t, 5*time.Second, "the encoder to stop", func() bool {
+				st := camStatus(t, h, "cam")
+				return st["users"] == 0.0 && st["encoding"] == false
+			})
+			n := camStatus(t, h, "cam")["frames_encoded"]
+			time.Sleep(300 * time.Millisecond)
+			if m := camStatus(t, h, "cam")["frames_encoded"]; m != n {
+				t.Fatalf("frames_encoded went from %v to %v with no viewers", n, m)
+			}
+			if v := h.Status()["viewers"]; v != 0.0 {
+				t.Fatalf("viewers = %v after both left", v)
+			}
+
+			c, _, err := dialWHEP(t, whep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.waitFrames(t, 5, 5*time.Second)
+			if st := camStatus(t, h, "cam"); st["encoders_started"] != 2.0 {
+				t.Fatalf("new viewer after a pause: encoders_started = %v, want 2", st["encoders_started"])
+			}
+		})
+	}
+}
+
+// checkDecodes has a decoder nobody here wrote decode the received frames.
+func checkDecodes(t *testing.T, codec string, frames [][]byte) {
+	t.Helper()
+	switch codec {
+	case "h264":
+		probeH264(t, concat(frames), 320, 240, len(frames))
+	case "vp8":
+		d := vp8dec.NewDecoder()
+		d.Init(bytes.NewReader(frames[0]), len(frames[0]))
+		fh, err := d.DecodeFrameHeader()
+		if err != nil || !fh.KeyFrame || fh.Width != 320 || fh.Height != 240 {
+			t.Fatalf("first VP8 frame: %+v, %v", fh, err)
+		}
+		if _, err := d.DecodeFrame(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestWHEPErrors(t *testing.T) {
+	h, base := start(t, []string{"cam"}, "max_viewers: 1\n")
+	feed(t, h, "cam", simFrames(t, 160, 120, 5))
+	whep := base + "/cameras/cam/whep"
+
+	post := func(url, ctype, body string) *http.Response {
+		resp, err := http.Post(url, ctype, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, tt := range []struct {
+		name string
+		resp *http.Response
+		want int
+	}{
+		{"unknown camera", post(base+"/cameras/nope/whep", "application/sdp", "v=0"), http.StatusNotFound},
+		{"not SDP", post(whep, "application/json", "{}"), http.StatusUnsupportedMediaType},
+		{"garbage SDP", post(whep, "application/sdp", "hello"), http.StatusBadRequest},
+		{"huge offer", post(whep, "application/sdp", strings.Repeat("a=x\r\n", 100000)), http.StatusRequestEntityTooLarge},
+	} {
+		if tt.resp.StatusCode != tt.want {
+			t.Errorf("%s: %s, want %d", tt.name, tt.resp.Status, tt.want)
+		}
+	}
+	// An offer without the output's codec (h264) is refused clearly.
+	if _, resp, err := dialWHEP(t, whep, webrtc.MimeTypeVP8); err == nil || resp.StatusCode != http.StatusNotAcceptable || !strings.Contains(err.Error(), "video/H264") {
+		t.Fatalf("VP8-only offer: %v", err)
+	}
+
+	// CORS preflight, and WHEP's Accept-Post.
+	req, _ := http.NewRequest(http.MethodOptions, whep, nil)
+	req.Header.Set("Origin", "http://127.0.0.1:8080")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "POST") ||
+		resp.Header.Get("Accept-Post") != "application/sdp" {
+		t.Fatalf("OPTIONS headers: %v", resp.Header)
+	}
+
+	// Failed negotiations gave their slot back: one viewer fits, a second
+	// is refused with 503.
+	v, resp, err := dialWHEP(t, whep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Location") {
+		t.Fatal("Location not exposed to other origins")
+	}
+	v.waitFrames(t, 1, 5*time.Second)
+	if _, resp, err := dialWHEP(t, whep); err == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("viewer over max_viewers: %v", err)
+	}
+	if r := h.Status()["refused"]; r != 1.0 {
+		t.Fatalf("refused = %v", r)
+	}
+
+	// Trickle is not supported; unknown sessions are 404.
+	for method, want := range map[string]int{http.MethodPatch: http.StatusMethodNotAllowed, http.MethodDelete: http.StatusOK} {
+		req, _ := http.NewRequest(method, base+v.session, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("%s session: %s, want %d", method, resp.Status, want)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodDelete, base+v.session, nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("second DELETE: %v %v", resp.Status, err)
+	}
+}
+
+// TestPagesAndIndex: the player page and the camera list.
+func TestPagesAndIndex(t *testing.T) {
+	_, base := start(t, []string{"front", "back"}, "")
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, page := get("/"); code != 200 || !strings.Contains(page, `href="cameras/back/"`) || !strings.Contains(page, `href="cameras/front/"`) {
+		t.Fatalf("index %d:\n%s", code, page)
+	}
+	if code, page := get("/cameras/front/"); code != 200 || !strings.Contains(page, `fetch("whep"`) || !strings.Contains(page, "<video") {
+		t.Fatalf("player %d:\n%s", code, page)
+	}
+	if code, _ := get("/cameras/front"); code != 200 { // redirected to the slash
+		t.Fatalf("player without slash: %d", code)
+	}
+	if code, _ := get("/cameras/side/"); code != 404 {
+		t.Fatalf("unknown camera page: %d", code)
+	}
+}
+
+// TestMaxFPSAndCaptureTimestamps: max_fps drops frames by capture time,
+// and RTP timestamps follow capture times, not arrival.
+func TestMaxFPSAndCaptureTimestamps(t *testing.T) {
+	h, base := start(t, []string{"cam"}, "max_fps: 10\n")
+	frames := simFrames(t, 160, 120, 5)
+	// Frames arrive at 30 per second but were captured 1/30 s apart in a
+	// clock running at a third of the speed: 100 ms of capture time each.
+	done := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(done)
+		base := time.Now()
+		tick := time.NewTicker(time.Second / 30)
+		defer tick.Stop()
+		for seq := uint64(1); ; seq++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				captured := base.Add(time.Duration(seq) * 100 * time.Millisecond / 3)
+				if err := h.Send(sdk.Frame{Camera: "cam", Seq: seq, Captured: captured, JPEG: frames[seq%5]}); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	v, _, err := dialWHEP(t, base+"/cameras/cam/whep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ts []uint32
+	v.mu.Lock()
+	v.onSample = func(rtpTS uint32) { ts = append(ts, rtpTS) }
+	v.mu.Unlock()
+	v.waitFrames(t, 25, 10*time.Second)
+	v.mu.Lock()
+	stamps := append([]uint32(nil), ts...)
+	v.mu.Unlock()
+	// 10 fps of capture time is every third frame: 100 ms = 9000 ticks.
+	for i := 1; i < len(stamps); i++ {
+		if d := stamps[i] - stamps[i-1]; d%9000 > 1 && d%9000 < 8999 {
+			t.Fatalf("RTP timestamp step %d, want multiples of 9000 (100 ms)", d)
+		}
+	}
+	st := camStatus(t, h, "cam")
+	in, enc, capped := st["frames_in"].(float64), st["frames_encoded"].(float64), st["frames_capped"].(float64)
+	if capped == 0 || enc > capped {
+		t.Fatalf("max_fps 10 of 30: frames_in %v, encoded %v, capped %v", in, enc, capped)
+	}
+}
+
+// TestViewerProcessKilled: a viewer that dies without hanging up (SIGKILL,
+// a laptop lid closing) is cleaned up by ICE timeouts and the encoder
+// stops.
+func TestViewerProcessKilled(t *testing.T) {
+	h, base := start(t, []string{"cam"}, "ice: {disconnected_timeout: 1s, failed_timeout: 2s}\n")
+	feed(t, h, "cam", simFrames(t, 160, 120, 5))
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperViewer$")
+	cmd.Env = append(os.Environ(), "CAMD_TEST_WHEP="+base+"/cameras/cam/whep")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "frames") {
+		t.Fatalf("helper viewer: %q %v", line, err)
+	}
+	if st := camStatus(t, h, "cam"); st["users"] != 1.0 {
+		t.Fatalf("status %v", st)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 8*time.Second, "the dead viewer to be dropped", func() bool {
+		st := camStatus(t, h, "cam")
+		return st["users"] == 0.0 && st["encoding"] == false && h.Status()["viewers"] == 0.0
+	})
+}
+
+// TestHelperViewer is the viewer process TestViewerProcessKilled kills.
+func TestHelperViewer(t *testing.T) {
+	url := os.Getenv("CAMD_TEST_WHEP")
+	if url == "" {
+		t.Skip("helper process for TestViewerProcessKilled")
+	}
+	v, _, err := dialWHEP(t, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.waitFrames(t, 3, 10*time.Second)
+	os.Stdout.WriteString("frames\n")
+	time.Sleep(time.Minute)
+}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+const (
+	maxOfferBytes = 256 << 10
+	// gatherTimeout bounds non-trickle ICE gathering: with an unreachable
+	// STUN server the answer goes out with the candidates found so far.
+	gatherTimeout = 5 * time.Second
+	// connectTimeout drops a session whose viewer never completes ICE (it
+	// posted an offer and went away).
+	connectTimeout = 30 * time.Second
+)
+
+// session is one WHEP viewer: a peer connection on its camera's track.
+type session struct {
+	id, cam, remote string
+	p               *WebRTC
+	pc              *webrtc.PeerConnection
+	release         func() // gives the pipeline back
+	connected       chan struct{}
+	once            sync.Once
+}
+
+// close ends the session: its pipeline user is released and the peer
+// connection closed. Safe to call more than once and from pion callbacks.
+func (s *session) close(reason string) {
+	s.once.Do(func() {
+		s.p.mu.Lock()
+		delete(s.p.viewers, s.id)
+		s.p.mu.Unlock()
+		s.release()
+		go s.pc.Close() // not inline: pion callbacks may be holding its locks
+		s.p.log.Info("viewer left", "camera", s.cam, "session", s.id, "remote", s.remote, "reason", reason)
+	})
+}
+
+// Handler returns the plugin's HTTP routes.
+func (p *WebRTC) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", p.serveIndex)
+	mux.HandleFunc("GET /cameras/{camera}/{$}", p.servePlayer)
+	mux.HandleFunc("POST /cameras/{camera}/whep", p.serveWHEP)
+	mux.HandleFunc("OPTIONS /cameras/{camera}/whep", p.serveOptions)
+	mux.HandleFunc("DELETE /cameras/{camera}/whep/{id}", p.serveDelete)
+	mux.HandleFunc("OPTIONS /cameras/{camera}/whep/{id}", p.serveOptions)
+	mux.HandleFunc("PATCH /cameras/{camera}/whep/{id}", func(w http.ResponseWriter, r *http.Request) {
+		// Non-trickle: the answer already carries every candidate.
+		w.Header().Set("Allow", "DELETE, OPTIONS")
+		http.Error(w, "trickle ICE is not supported: the answer holds all candidates", http.StatusMethodNotAllowed)
+	})
+	return cors(mux)
+}
+
+// cors lets pages on other origins (camd's own page on another port, a
+// dashboard) use WHEP and read the session's Location.
+func cors(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Access-Control-Allow-Origin", "*")
+		hd.Set("Access-Control-Expose-Headers", "Location, Link, ETag, Accept-Post")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (p *WebRTC) serveOptions(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Access-Control-Allow-Methods", "POST, DELETE, PATCH, OPTIONS")
+	hd.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, If-Match")
+	hd.Set("Access-Control-Max-Age", "86400")
+	if r.PathValue("id") == "" {
+		hd.Set("Accept-Post", "application/sdp")
+		p.setICELinks(hd)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// setICELinks advertises the ICE servers as WHEP prescribes, so clients
+// need no separate configuration.
+func (p *WebRTC) setICELinks(hd http.Header) {
+	for _, s := range p.cfg.ICE.Servers {
+		for _, u := range s.URLs {
+			l := fmt.Sprintf(`<%s>; rel="ice-server"`, u)
+			if s.Username != "" {
+				l += fmt.Sprintf(`; username=%q; credential=%q; credential-type="password"`, s.Username, s.Credential)
+			}
+			hd.Add("Link", l)
+		}
+	}
+}
+
+// serveWHEP answers an SDP offer: a viewer joins its camera's track.
+func (p *WebRTC) serveWHEP(w http.ResponseWriter, r *http.Request) {
+	cam := r.PathValue("camera")
+	pl := p.pipes[cam]
+	if pl == nil {
+		http.Error(w, "no such camera", http.StatusNotFound)
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/sdp" {
+		http.Error(w, "want an SDP offer with Content-Type: application/sdp", http.StatusUnsupportedMediaType)
+		return
+	}
+	offer, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxOfferBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, "offer too large", http.StatusRequestEntityTooLarge)
+		} else {
+			http.Error(w, "cannot read offer", http.StatusBadRequest)
+		}
+		return
+	}
+
+	s := &session{id: newID(), cam: cam, remote: r.RemoteAddr, p: p, connected: make(chan struct{})}
+	p.mu.Lock()
+	if len(p.viewers) >= p.cfg.MaxViewers {
+		p.mu.Unlock()
+		p.refused.Add(1)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, fmt.Sprintf("too many viewers (max_viewers is %d)", p.cfg.MaxViewers), http.StatusServiceUnavailable)
+		return
+	}
+	p.viewers[s.id] = s // holds the slot while negotiating
+	p.mu.Unlock()
+
+	answer, status, err := p.negotiate(s, pl, string(offer))
+	if err != nil {
+		if s.pc != nil {
+			s.close("negotiation failed")
+		} else {
+			p.mu.Lock()
+			delete(p.viewers, s.id)
+			p.mu.Unlock()
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/sdp")
+	hd.Set("Location", "/cameras/"+cam+"/whep/"+s.id)
+	hd.Set("ETag", `"`+s.id+`"`)
+	p.setICELinks(hd)
+	w.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(w, answer)
+	p.log.Info("viewer joined", "camera", cam, "session", s.id, "remote", r.RemoteAddr)
+}
+
+// negotiate builds the session's peer connection on the camera's shared
+// track and returns the SDP answer with all candidates (non-trickle).
+func (p *WebRTC) negotiate(s *session, pl *pipeline, offer string) (string, int, error) {
+	pc, err := p.api.NewPeerConnection(webrtc.Configuration{ICEServers: p.iceServers()})
+	if err != nil {
+		return "", http.StatusInternalServerError, fmt.Errorf("cannot create peer connection: %w", err)
+	}
+	s.pc = pc
+	s.release = pl.acquire()
+	sender, err := pc.AddTrack(pl.track)
+	if err != nil {
+		return "", http.StatusInternalServerError, fmt.Errorf("cannot add track: %w", err)
+	}
+	// Keyframe requests from this viewer go to the shared encoder. The
+	// loop ends when the peer connection closes.
+	go func() {
+		for {
+			pkts, _, err := sender.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, pkt := range pkts {
+				switch pkt.(type) {
+				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+					pl.requestKey()
+				}
+			}
+		}
+	}()
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			select {
+			case <-s.connected:
+			default:
+				close(s.connected)
+			}
+			pl.requestKey()
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			s.close("connection " + st.String())
+		}
+	})
+	time.AfterFunc(connectTimeout, func() {
+		select {
+		case <-s.connected:
+		default:
+			s.close("never connected")
+		}
+	})
+
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", http.StatusBadRequest, fmt.Errorf("bad offer: %w", err)
+	}
+	if len(sender.GetParameters().Codecs) == 0 {
+		return "", http.StatusNotAcceptable, fmt.Errorf("the offer does not accept %s video, which this output sends (codec: %s)", codecs[p.cfg.Codec].capability.MimeType, p.cfg.Codec)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return "", http.StatusBadRequest, fmt.Errorf("cannot answer the offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return "", http.StatusBadRequest, fmt.Errorf("cannot answer the offer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(gatherTimeout):
+		p.log.Warn("ICE gathering timed out; answering with the candidates found", "camera", s.cam)
+	}
+	return pc.LocalDescription().SDP, 0, nil
+}
+
+func (p *WebRTC) serveDelete(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	s := p.viewers[r.PathValue("id")]
+	p.mu.Unlock()
+	if s == nil || s.cam != r.PathValue("camera") {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	s.close("viewer hung up")
+	w.WriteHeader(http.StatusOK)
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

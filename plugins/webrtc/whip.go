@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// whipState is a publisher's state, for Status.
+type whipState struct {
+	mu       sync.Mutex
+	URL      string `json:"url"`
+	State    string `json:"state"`
+	Connects int    `json:"connects"`
+	LastErr  string `json:"last_error,omitempty"`
+}
+
+func (s *whipState) set(state string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.State = state
+	if state == "connected" {
+		s.Connects++
+	}
+	if err != nil {
+		s.LastErr = err.Error()
+	}
+}
+
+func (s *whipState) snapshot() whipState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return whipState{URL: s.URL, State: s.State, Connects: s.Connects, LastErr: s.LastErr}
+}
+
+// publish keeps a camera published to a WHIP endpoint (an SFU such as
+// MediaMTX, LiveKit, Janus or Cloudflare) until ctx ends, reconnecting with
+// backoff. The SFU gets the same track, and so the same encoder, as local
+// viewers: the camera is encoded once however many watch.
+func (p *WebRTC) publish(ctx context.Context, pl *pipeline, t WHIPTarget, st *whipState) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		began := time.Now()
+		err := p.publishOnce(ctx, pl, t, st)
+		if ctx.Err() != nil {
+			break
+		}
+		if time.Since(began) > time.Minute {
+			backoff = time.Second // it was up for a while: a new problem
+		}
+		st.set("retrying", err)
+		p.log.Warn("WHIP publish failed; retrying", "camera", pl.cam, "url", t.URL, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	st.set("stopped", nil)
+}
+
+// publishOnce runs one WHIP session: offer, answer, media until the
+// connection fails or ctx ends (then the session is deleted at the SFU).
+func (p *WebRTC) publishOnce(ctx context.Context, pl *pipeline, t WHIPTarget, st *whipState) error {
+	st.set("connecting", nil)
+	pc, err := p.api.NewPeerConnection(webrtc.Configuration{ICEServers: p.iceServers()})
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	tr, err := pc.AddTransceiverFromTrack(pl.track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			pkts, _, err := tr.Sender().ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, pkt := range pkts {
+				switch pkt.(type) {
+				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+					pl.requestKey()
+				}
+			}
+		}
+	}()
+	ended := make(chan webrtc.PeerConnectionState, 1)
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		switch s {
+		case webrtc.PeerConnectionStateConnected:
+			st.set("connected", nil)
+			p.log.Info("WHIP publishing", "camera", pl.cam, "url", t.URL)
+			pl.requestKey()
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			select {
+			case ended <- s:
+			default:
+			}
+		}
+	})
+
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	select {
+	case <-gathered:
+	case <-time.After(gatherTimeout):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	answer, resource, err := whipPost(ctx, t, pc.LocalDescription().SDP)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Tell the SFU we are gone, even though ctx may be over.
+		dctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(dctx, http.MethodDelete, resource, nil)
+		if t.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+t.Token)
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return fmt.Errorf("bad answer from %s: %w", t.URL, err)
+	}
+	release := pl.acquire()
+	defer release()
+	select {
+	case <-ctx.Done():
+		return nil
+	case s := <-ended:
+		return fmt.Errorf("connection %s", s)
+	}
+}
+
+// whipPost sends the offer and returns the answer and the session's
+// resource URL.
+func whipPost(ctx context.Context, t WHIPTarget, offer string) (answer, resource string, err error) {
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(pctx, http.MethodPost, t.URL, bytes.NewBufferString(offer))
+	if err != nil {
+		return "", "", err
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	if t.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.Token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxOfferBytes))
+	if err != nil {
+		return "", "", err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return "", "", fmt.Errorf("%s answered %s: %s", t.URL, resp.Status, bytes.TrimSpace(body[:min(len(body), 200)]))
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return "", "", errors.New(t.URL + " answered without a Location for the session")
+	}
+	return string(body), loc.String(), nil // resolved against t.URL
+}
