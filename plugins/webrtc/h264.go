@@ -33,7 +33,7 @@ func newH264(c EncoderConfig) (Encoder, error) {
 	// Frame skipping is what lets OpenH264's rate control hold the
 	// bitrate; a skipped frame comes out empty.
 	p.EnableFrameSkip = true
-	p.MultipleThreadIdc = 1   // extra threads stall on small machines
+	p.MultipleThreadIdc = 1 // extra threads stall on small machines
 	p.SliceMode = openh264.SMSingleSlice
 	e := &h264{}
 	rc, err := p.BuildVideoEncoder(&e.in, prop.Media{Video: prop.Video{

@@ -82,8 +82,8 @@ type WebRTC struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	mu      sync.Mutex
-	viewers map[string]*session // by session id
-	whip    map[string]*whipState   // by camera
+	viewers map[string]*session   // by session id
+	whip    map[string]*whipState // by camera
 	refused atomic.Uint64
 }
 
