@@ -62,7 +62,7 @@ func build(dir string) error {
 
 // camd is a running daemon.
 type camd struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	api  string // http://127.0.0.1:PORT
 	logs *logBuffer
@@ -91,7 +91,7 @@ var apiRE = regexp.MustCompile(`msg="camd running" api=(http://[0-9.:]+)/`)
 
 // startCamd writes config (with plugin_dir and http.listen filled in) and
 // runs camd on it until the test ends.
-func startCamd(t *testing.T, config string) *camd {
+func startCamd(t testing.TB, config string) *camd {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")

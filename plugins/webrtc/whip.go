@@ -57,7 +57,7 @@ func (p *WebRTC) publish(ctx context.Context, pl *pipeline, t WHIPTarget, st *wh
 			backoff = time.Second // it was up for a while: a new problem
 		}
 		st.set("retrying", err)
-		p.log.Warn("WHIP publish failed; retrying", "camera", pl.cam, "url", t.URL, "err", err, "in", backoff)
+		p.log.Warn("WHIP publish failed; retrying", "camera", pl.cam, "url", t.URL, "err", err, "in", backoff.String())
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):

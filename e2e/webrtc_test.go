@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium is where the test set-up (scripts/setup.sh test) installs
+// Debian's Chromium.
+const chromium = "/usr/bin/chromium"
+
+// newBrowser starts a headless Chromium for the test and returns a tab.
+func newBrowser(t testing.TB) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("%s is missing: run scripts/setup.sh test", chromium)
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelA() })
+	if _, err := chromedp.Run(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	return ctx
+}
+
+// probe is what the player page publishes as window.probe.
+type probe struct {
+	State               string  `json:"state"`
+	Connects            int     `json:"connects"`
+	VideoWidth          int     `json:"videoWidth"`
+	VideoHeight         int     `json:"videoHeight"`
+	FramesDecoded       int     `json:"framesDecoded"`
+	FPS                 float64 `json:"fps"`
+	Codec               string  `json:"codec"`
+	OfferToFirstFrameMs *int    `json:"offerToFirstFrameMs"`
+	LatencyMs           *int    `json:"latencyMs"`
+}
+
+func readProbe(t testing.TB, ctx context.Context) probe {
+	t.Helper()
+	raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.probe || {})`))
+	if err != nil {
+		t.Fatalf("reading window.probe: %v", err)
+	}
+	var p probe
+	if err := json.Unmarshal([]byte(raw), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// waitProbe polls the page until cond holds.
+func waitProbe(t testing.TB, ctx context.Context, within time.Duration, what string, cond func(probe) bool) probe {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		p := readProbe(t, ctx)
+		if cond(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("player: %s did not happen in %v; probe %+v", what, within, p)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func webrtcConfig(codec string, w, h int, listen string) string {
+	return fmt.Sprintf(`
+cameras:
+  - name: sim
+    source: {type: sim, size: %dx%d, fps: 30, quality: 80}
+outputs:
+  - name: rtc
+    plugin: webrtc
+    config: {listen: %q, codec: %s}
+`, w, h, listen, codec)
+}
+
+func outputURL(s status, output, suffix string) string {
+	for _, o := range s.Outputs {
+		if o.Name == output {
+			for _, u := range o.URLs {
+				if strings.HasSuffix(u, suffix) {
+					return u
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// rtcStatus returns the webrtc plugin's counters for camera sim from
+// camd's /api/status.
+func rtcStatus(t *testing.T, c *camd) map[string]any {
+	t.Helper()
+	resp, err := http.Get(c.api + "/api/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s struct {
+		Outputs []struct {
+			PluginStatus struct {
+				Cameras map[string]map[string]any `json:"cameras"`
+			} `json:"plugin_status"`
+		} `json:"outputs"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Outputs[0].PluginStatus.Cameras["sim"]
+}
+
+// TestBrowserPlaysWebRTC: Debian's Chromium opens the player page of a
+// running camd, for each codec; the video plays at the camera's size and
+// framesDecoded keeps rising for several seconds.
+func TestBrowserPlaysWebRTC(t *testing.T) {
+	for _, codec := range []string{"h264", "vp8"} {
+		t.Run(codec, func(t *testing.T) {
+			c := startCamd(t, webrtcConfig(codec, 640, 480, "127.0.0.1:0"))
+			page := outputURL(c.waitOutputs(nil), "rtc", "/cameras/sim/")
+			ctx := newBrowser(t)
+			if _, err := chromedp.Run(ctx, chromedp.Navigate(page)); err != nil {
+				t.Fatal(err)
+			}
+			p := waitProbe(t, ctx, 20*time.Second, "playing", func(p probe) bool { return p.VideoWidth > 0 && p.FramesDecoded > 0 })
+			if p.VideoWidth != 640 || p.VideoHeight != 480 || !strings.EqualFold(p.Codec, codec) {
+				t.Fatalf("playing %dx%d %s, want 640x480 %s", p.VideoWidth, p.VideoHeight, p.Codec, codec)
+			}
+			// framesDecoded rises every second for 5 s, at close to 30 fps.
+			start := p.FramesDecoded
+			last := start
+			for i := 0; i < 5; i++ {
+				time.Sleep(time.Second)
+				p = readProbe(t, ctx)
+				if p.FramesDecoded <= last {
+					t.Fatalf("framesDecoded stuck at %d after %d s", p.FramesDecoded, i+1)
+				}
+				last = p.FramesDecoded
+			}
+			if got := last - start; got < 5*30/2 {
+				t.Fatalf("decoded %d frames in 5 s, want about 150", got)
+			}
+			st := rtcStatus(t, c)
+			if st["encoders_started"] != 1.0 || st["users"] != 1.0 {
+				t.Fatalf("plugin status %v", st)
+			}
+			t.Logf("%s: %d frames in 5 s, offer→first frame %v ms, glass-to-glass %v ms, encode %v ms, decode %v ms",
+				codec, last-start, deref(p.OfferToFirstFrameMs), deref(p.LatencyMs), st["encode_ms_avg"], st["decode_ms_avg"])
+		})
+	}
+}
+
+// TestBrowserReconnects: the player reconnects by itself after the plugin
+// process is killed and restarted by camd.
+func TestBrowserReconnects(t *testing.T) {
+	// The restarted plugin must come back on the same port for the page to
+	// find it again.
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	c := startCamd(t, webrtcConfig("h264", 320, 240, listen)+"    restart: {backoff: 100ms}\n")
+	s := c.waitOutputs(nil)
+	ctx := newBrowser(t)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(outputURL(s, "rtc", "/cameras/sim/"))); err != nil {
+		t.Fatal(err)
+	}
+	waitProbe(t, ctx, 20*time.Second, "playing", func(p probe) bool { return p.FramesDecoded > 10 && p.Connects == 1 })
+	if err := syscall.Kill(s.Outputs[0].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitProbe(t, ctx, 30*time.Second, "a second connection playing", func(p probe) bool {
+		return p.Connects >= 2 && p.State == "live" && p.FramesDecoded > 10
+	})
+}
+
+func deref(p *int) any {
+	if p == nil {
+		return "n/a"
+	}
+	return *p
+}
+
+// BenchmarkBrowser measures, per codec and size, in headless Chromium
+// against a real camd with the sim camera: the time from sending the WHEP
+// offer to the first decoded frame, and glass-to-glass latency (the sim
+// camera's time stamp read back from the displayed frames).
+func BenchmarkBrowser(b *testing.B) {
+	for _, codec := range []string{"h264", "vp8"} {
+		for _, size := range [][2]int{{640, 480}, {1280, 720}} {
+			b.Run(fmt.Sprintf("%s/%dx%d", codec, size[0], size[1]), func(b *testing.B) {
+				c := startCamd(b, webrtcConfig(codec, size[0], size[1], "127.0.0.1:0"))
+				page := outputURL(c.waitOutputs(nil), "rtc", "/cameras/sim/")
+				ctx := newBrowser(b)
+				var first, g2g []int
+				for i := 0; i < max(b.N, 3); i++ {
+					if _, err := chromedp.Run(ctx, chromedp.Navigate(page)); err != nil {
+						b.Fatal(err)
+					}
+					p := waitProbe(b, ctx, 20*time.Second, "first frame", func(p probe) bool { return p.OfferToFirstFrameMs != nil })
+					first = append(first, *p.OfferToFirstFrameMs)
+					time.Sleep(3 * time.Second)
+					if p = readProbe(b, ctx); p.LatencyMs != nil {
+						g2g = append(g2g, *p.LatencyMs)
+					}
+				}
+				b.ReportMetric(median(first), "ms-offer-to-first-frame")
+				if len(g2g) > 0 {
+					b.ReportMetric(median(g2g), "ms-glass-to-glass")
+				}
+			})
+		}
+	}
+}
+
+func median(v []int) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return float64(s[len(s)/2])
+}
