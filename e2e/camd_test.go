@@ -209,10 +209,15 @@ func (c *camd) waitOutputs(pred func(status) bool) status {
 
 // streamURL returns output o's stream URL for camera cam.
 func streamURL(s status, output, cam string) string {
+	return outputURL(s, output, "/cameras/"+cam+"/stream.mjpg")
+}
+
+// outputURL returns the URL output reports that ends in suffix.
+func outputURL(s status, output, suffix string) string {
 	for _, o := range s.Outputs {
 		if o.Name == output {
 			for _, u := range o.URLs {
-				if strings.HasSuffix(u, "/cameras/"+cam+"/stream.mjpg") {
+				if strings.HasSuffix(u, suffix) {
 					return u
 				}
 			}

@@ -16,16 +16,7 @@ import (
 )
 
 func snapshotURL(s status, output, cam string) string {
-	for _, o := range s.Outputs {
-		if o.Name == output {
-			for _, u := range o.URLs {
-				if strings.HasSuffix(u, "/cameras/"+cam+"/snapshot.jpg") {
-					return u
-				}
-			}
-		}
-	}
-	return ""
+	return outputURL(s, output, "/cameras/"+cam+"/snapshot.jpg")
 }
 
 // SIGKILL the snapshot plugin again and again while it writes the

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,19 +98,6 @@ outputs:
     plugin: webrtc
     config: {listen: %q, codec: %s}
 `, w, h, listen, codec)
-}
-
-func outputURL(s status, output, suffix string) string {
-	for _, o := range s.Outputs {
-		if o.Name == output {
-			for _, u := range o.URLs {
-				if strings.HasSuffix(u, suffix) {
-					return u
-				}
-			}
-		}
-	}
-	return ""
 }
 
 // rtcStatus returns the webrtc plugin's counters for camera sim from
@@ -213,14 +201,19 @@ func BenchmarkBrowser(b *testing.B) {
 				c := startCamd(b, webrtcConfig(codec, size[0], size[1], "127.0.0.1:0"))
 				page := outputURL(c.waitOutputs(nil), "rtc", "/cameras/sim/")
 				ctx := newBrowser(b)
+				pid := c.status().Outputs[0].PID
 				var first, g2g []int
+				var cpu []float64
 				for i := 0; i < max(b.N, 3); i++ {
 					if _, err := chromedp.Run(ctx, chromedp.Navigate(page)); err != nil {
 						b.Fatal(err)
 					}
 					p := waitProbe(b, ctx, 20*time.Second, "first frame", func(p probe) bool { return p.OfferToFirstFrameMs != nil })
 					first = append(first, *p.OfferToFirstFrameMs)
+					time.Sleep(time.Second) // settle
+					c0, t0 := procCPU(b, pid), time.Now()
 					time.Sleep(3 * time.Second)
+					cpu = append(cpu, float64(procCPU(b, pid)-c0)/float64(time.Since(t0))*100)
 					if p = readProbe(b, ctx); p.LatencyMs != nil {
 						g2g = append(g2g, *p.LatencyMs)
 					}
@@ -229,9 +222,25 @@ func BenchmarkBrowser(b *testing.B) {
 				if len(g2g) > 0 {
 					b.ReportMetric(median(g2g), "ms-glass-to-glass")
 				}
+				slices.Sort(cpu)
+				b.ReportMetric(cpu[len(cpu)/2], "%cpu-plugin-per-camera")
 			})
 		}
 	}
+}
+
+// procCPU is a process's user+system CPU time, from /proc.
+func procCPU(t testing.TB, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name in parentheses; utime and stime are
+	// the 12th and 13th of those, in clock ticks (100 per second).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
 func median(v []int) float64 {

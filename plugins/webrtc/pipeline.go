@@ -36,7 +36,8 @@ type pipeline struct {
 	frames    sdk.Latest[sdk.Frame]
 	lastCap   atomic.Int64  // capture time of the newest frame (unix ns)
 	interval  atomic.Uint64 // float64 bits: smoothed seconds between captures
-	keyWanted atomic.Bool
+	keyWanted atomic.Bool // a keyframe is due, within the rate limit
+	keyNow    atomic.Bool // a viewer just connected: a keyframe now
 
 	mu     sync.Mutex
 	users  int
@@ -116,7 +117,6 @@ func (pl *pipeline) acquire() (release func()) {
 		go pl.run(ctx, pl.done)
 	}
 	pl.mu.Unlock()
-	pl.requestKey()
 	var once sync.Once
 	return func() { once.Do(pl.release) }
 }
@@ -140,11 +140,21 @@ func (pl *pipeline) stop() {
 	}
 }
 
-// requestKey asks for a keyframe: a viewer joined or lost a picture. The
-// request waits while the rate limit holds, but is never lost.
+// requestKey asks for a keyframe because a viewer lost its picture
+// (PLI/FIR). The request waits while the rate limit holds, but is never
+// lost.
 func (pl *pipeline) requestKey() {
 	pl.stats.keyRequests.Add(1)
 	pl.keyWanted.Store(true)
+}
+
+// viewerConnected asks for a keyframe at once: the new viewer shows
+// nothing until it has one. Not rate-limited (viewers are, by max_viewers);
+// otherwise a viewer joining within keyGap of the encoder's first frame
+// would wait out the gap.
+func (pl *pipeline) viewerConnected() {
+	pl.stats.keyRequests.Add(1)
+	pl.keyNow.Store(true)
 }
 
 // run is the encoder loop: newest frame in, one encoded frame out on the
@@ -230,7 +240,7 @@ func (pl *pipeline) run(ctx context.Context, done chan<- struct{}) {
 			pl.keyWanted.Store(true) // a new encoder starts with one anyway; make it explicit
 		}
 
-		key := pl.keyWanted.Load() && time.Since(lastKey) >= keyGap
+		key := pl.keyNow.Swap(false) || pl.keyWanted.Load() && time.Since(lastKey) >= keyGap
 		if key {
 			pl.keyWanted.Store(false)
 			lastKey = time.Now()

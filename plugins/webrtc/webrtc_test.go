@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -341,6 +342,8 @@ func TestViewerProcessKilled(t *testing.T) {
 	})
 }
 
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
 // TestHelperViewer is the viewer process TestViewerProcessKilled kills.
 func TestHelperViewer(t *testing.T) {
 	url := os.Getenv("CAMD_TEST_WHEP")
@@ -354,4 +357,57 @@ func TestHelperViewer(t *testing.T) {
 	v.waitFrames(t, 3, 10*time.Second)
 	os.Stdout.WriteString("frames\n")
 	time.Sleep(time.Minute)
+}
+
+// TestKeyframeRequests: a burst of PLIs gives a keyframe at most every
+// keyGap, the last request of a burst is still honoured, and a viewer
+// connecting gets one at once.
+func TestKeyframeRequests(t *testing.T) {
+	cfg := Config{Codec: "vp8", BitrateKbps: 500, KeyframeInterval: sdk.Duration(time.Minute)}
+	pl, err := newPipeline("cam", cfg, slogDiscard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := simFrames(t, 160, 120, 10)
+	release := pl.acquire()
+	defer pl.stop()
+	defer release()
+	var seq uint64
+	send := func(d time.Duration, each func()) {
+		end := time.Now().Add(d)
+		for time.Now().Before(end) {
+			seq++
+			pl.push(sdk.Frame{Camera: "cam", Seq: seq, Captured: time.Now(), JPEG: frames[seq%10]})
+			if each != nil {
+				each()
+			}
+			time.Sleep(time.Second / 30)
+		}
+	}
+	keys := func() uint64 { return pl.stats.keyframes.Load() }
+	send(300*time.Millisecond, nil)
+	if k := keys(); k != 1 {
+		t.Fatalf("start: %d keyframes, want 1", k)
+	}
+	send(time.Second, pl.requestKey) // a PLI with every frame for 1 s
+	burst := keys() - 1
+	if burst < 1 || burst > 3 {
+		t.Fatalf("a 1 s PLI burst gave %d keyframes, want 2 or so (one per %v)", burst, keyGap)
+	}
+	before := keys()
+	pl.viewerConnected()
+	send(100*time.Millisecond, nil)
+	if keys() != before+1 {
+		t.Fatal("no keyframe at once for a new viewer")
+	}
+	// A PLI right after that keyframe waits out keyGap, then is honoured.
+	pl.requestKey()
+	send(keyGap/2, nil)
+	if keys() != before+1 {
+		t.Fatalf("a PLI within %v of a keyframe was not deferred", keyGap)
+	}
+	send(keyGap, nil)
+	if keys() != before+2 {
+		t.Fatal("the deferred PLI was dropped")
+	}
 }

@@ -196,7 +196,7 @@ func (p *WebRTC) negotiate(s *session, pl *pipeline, offer string) (string, int,
 			default:
 				close(s.connected)
 			}
-			pl.requestKey()
+			pl.viewerConnected()
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			s.close("connection " + st.String())
 		}

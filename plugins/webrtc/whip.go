@@ -100,7 +100,7 @@ func (p *WebRTC) publishOnce(ctx context.Context, pl *pipeline, t WHIPTarget, st
 		case webrtc.PeerConnectionStateConnected:
 			st.set("connected", nil)
 			p.log.Info("WHIP publishing", "camera", pl.cam, "url", t.URL)
-			pl.requestKey()
+			pl.viewerConnected()
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			select {
 			case ended <- s:
