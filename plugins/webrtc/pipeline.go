@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	rtpcodecs "github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
@@ -155,6 +156,24 @@ func (pl *pipeline) requestKey() {
 func (pl *pipeline) viewerConnected() {
 	pl.stats.keyRequests.Add(1)
 	pl.keyNow.Store(true)
+}
+
+// readRTCP passes a receiver's keyframe requests (PLI, FIR) to the shared
+// encoder. It also drains the sender's RTCP, which pion's interceptors
+// need. It returns when the peer connection closes.
+func (pl *pipeline) readRTCP(s *webrtc.RTPSender) {
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, pkt := range pkts {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				pl.requestKey()
+			}
+		}
+	}
 }
 
 // run is the encoder loop: newest frame in, one encoded frame out on the

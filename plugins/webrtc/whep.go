@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -172,22 +171,7 @@ func (p *WebRTC) negotiate(s *session, pl *pipeline, offer string) (string, int,
 	if err != nil {
 		return "", http.StatusInternalServerError, fmt.Errorf("cannot add track: %w", err)
 	}
-	// Keyframe requests from this viewer go to the shared encoder. The
-	// loop ends when the peer connection closes.
-	go func() {
-		for {
-			pkts, _, err := sender.ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, pkt := range pkts {
-				switch pkt.(type) {
-				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-					pl.requestKey()
-				}
-			}
-		}
-	}()
+	go pl.readRTCP(sender)
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:

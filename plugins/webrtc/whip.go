@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -80,20 +79,7 @@ func (p *WebRTC) publishOnce(ctx context.Context, pl *pipeline, t WHIPTarget, st
 	if err != nil {
 		return err
 	}
-	go func() {
-		for {
-			pkts, _, err := tr.Sender().ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, pkt := range pkts {
-				switch pkt.(type) {
-				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-					pl.requestKey()
-				}
-			}
-		}
-	}()
+	go pl.readRTCP(tr.Sender())
 	ended := make(chan webrtc.PeerConnectionState, 1)
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		switch s {
