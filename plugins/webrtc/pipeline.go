@@ -37,8 +37,8 @@ type pipeline struct {
 	frames    sdk.Latest[sdk.Frame]
 	lastCap   atomic.Int64  // capture time of the newest frame (unix ns)
 	interval  atomic.Uint64 // float64 bits: smoothed seconds between captures
-	keyWanted atomic.Bool // a keyframe is due, within the rate limit
-	keyNow    atomic.Bool // a viewer just connected: a keyframe now
+	keyWanted atomic.Bool   // a keyframe is due, within the rate limit
+	keyNow    atomic.Bool   // a viewer just connected: a keyframe now
 
 	mu     sync.Mutex
 	users  int
