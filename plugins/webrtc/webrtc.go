@@ -116,9 +116,18 @@ func (p *WebRTC) Configure(c sdk.Config) error {
 	}
 	errs = append(errs, cfg.ICE.validate()...)
 	p.log = c.Log
+	// Pipelines hold no resources until someone watches, so they are made
+	// here and the map never changes afterwards.
 	p.pipes = map[string]*pipeline{}
 	for _, cam := range c.Cameras {
-		p.pipes[cam] = nil // made in Start, once the config is known good
+		p.pipes[cam] = nil
+		if _, ok := codecs[cfg.Codec]; ok {
+			pl, err := newPipeline(cam, *cfg, p.log.With("camera", cam))
+			if err != nil {
+				errs = append(errs, sdk.Errorf("codec", "camera %q: %v", cam, err))
+			}
+			p.pipes[cam] = pl
+		}
 	}
 	cfg.whip = map[string]WHIPTarget{}
 	if !cfg.WHIP.IsZero() && cfg.WHIP.Tag != "!!null" {
@@ -205,15 +214,6 @@ func (p *WebRTC) Start(context.Context) ([]string, error) {
 	p.ln = ln
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.viewers = map[string]*session{}
-	for cam := range p.pipes {
-		pl, err := newPipeline(cam, p.cfg, p.log.With("camera", cam))
-		if err != nil {
-			ln.Close()
-			p.closeMux()
-			return nil, fmt.Errorf("camera %q: %w", cam, err)
-		}
-		p.pipes[cam] = pl
-	}
 	p.srv = &http.Server{
 		Handler:           p.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -339,7 +339,7 @@ func (p *WebRTC) Stop(ctx context.Context) error {
 
 // HandleFrame implements sdk.Output.
 func (p *WebRTC) HandleFrame(f sdk.Frame) {
-	if pl := p.pipes[f.Camera]; pl != nil {
+	if pl, ok := p.pipes[f.Camera]; ok {
 		pl.push(f)
 	}
 }
@@ -348,9 +348,7 @@ func (p *WebRTC) HandleFrame(f sdk.Frame) {
 func (p *WebRTC) Status() any {
 	cams := map[string]pipelineStatus{}
 	for name, pl := range p.pipes {
-		if pl != nil {
-			cams[name] = pl.status()
-		}
+		cams[name] = pl.status()
 	}
 	p.mu.Lock()
 	n := len(p.viewers)

@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -409,5 +412,44 @@ func TestKeyframeRequests(t *testing.T) {
 	send(keyGap, nil)
 	if keys() != before+2 {
 		t.Fatal("the deferred PLI was dropped")
+	}
+}
+
+// TestICEPortAndNAT: with one UDP port configured every candidate uses it
+// (what a router's port forward needs), the NAT address is advertised
+// beside the local ones, and a viewer still plays.
+func TestICEPortAndNAT(t *testing.T) {
+	l, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	h, base := start(t, []string{"cam"}, fmt.Sprintf("ice: {udp_ports: \"%d\", nat_1to1_ips: [203.0.113.7]}\n", port))
+	feed(t, h, "cam", simFrames(t, 160, 120, 5))
+	v, _, err := dialWHEP(t, base+"/cameras/cam/whep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.waitFrames(t, 5, 5*time.Second)
+	answer := v.pc.RemoteDescription().SDP
+	var udp, nat int
+	for _, line := range strings.Split(answer, "\n") {
+		if !strings.HasPrefix(line, "a=candidate:") {
+			continue
+		}
+		f := strings.Fields(line)
+		if strings.EqualFold(f[2], "udp") {
+			udp++
+			if f[5] != strconv.Itoa(port) {
+				t.Fatalf("candidate on port %s, want %d: %s", f[5], port, line)
+			}
+			if f[4] == "203.0.113.7" {
+				nat++
+			}
+		}
+	}
+	if udp < 2 || nat == 0 {
+		t.Fatalf("want local and NAT candidates on port %d; answer:\n%s", port, answer)
 	}
 }
