@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"image"
+	"image/jpeg"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,7 +60,8 @@ func TestDecoder(t *testing.T) {
 		{"yuv420-320x240.jpg", 320, 240},
 		{"yuv422-320x240.jpg", 320, 240}, // typical of OV2640 sensors
 		{"odd-161x121.jpg", 160, 120},
-		{"gray-160x120.jpg", 160, 120}, // libturbojpeg path declines: image/jpeg fallback
+		{"gray-160x120.jpg", 160, 120},   // image/jpeg fallback
+		{"yuv444-160x120.jpg", 160, 120}, // image/jpeg fallback
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -222,6 +224,51 @@ func probeH264(t *testing.T, stream []byte, w, h, frames int) {
 	for _, want := range []string{"width=" + strconv.Itoa(w), "height=" + strconv.Itoa(h), "profile=Constrained Baseline", "nb_read_frames=" + strconv.Itoa(frames)} {
 		if !strings.Contains(got, want+"\n") {
 			t.Fatalf("ffprobe says\n%s\nwant %s", got, want)
+		}
+	}
+}
+
+// FuzzDecode: no input crashes the decoder (libturbojpeg runs in-process
+// through cgo) or makes it return an image an encoder cannot take.
+func FuzzDecode(f *testing.F) {
+	for _, name := range []string{"yuv420-320x240.jpg", "yuv422-320x240.jpg", "odd-161x121.jpg", "gray-160x120.jpg", "yuv444-160x120.jpg"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		f.Add(b[:len(b)/2])
+	}
+	d := NewDecoder()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		// Big pictures are slow (image/jpeg under the fuzzer's
+		// instrumentation takes seconds), not different: keep to small ones.
+		if c, err := jpeg.DecodeConfig(bytes.NewReader(b)); err == nil && c.Width*c.Height > 640*480 {
+			return
+		}
+		img, err := d.Decode(b)
+		if err != nil {
+			return
+		}
+		w, h := img.Rect.Dx(), img.Rect.Dy()
+		if w%2 != 0 || h%2 != 0 || w*h > MaxPixels || img.SubsampleRatio != image.YCbCrSubsampleRatio420 {
+			t.Fatalf("decoded %v %v", img.Rect, img.SubsampleRatio)
+		}
+	})
+}
+
+func TestDecoderRefusesHugeHeader(t *testing.T) {
+	b := readFile(t, "testdata/yuv420-320x240.jpg")
+	// Patch the SOF0 frame size to 60000x60000.
+	i := bytes.Index(b, []byte{0xff, 0xc0})
+	if i < 0 {
+		t.Fatal("no SOF0")
+	}
+	huge := append([]byte(nil), b...)
+	huge[i+5], huge[i+6], huge[i+7], huge[i+8] = 0xea, 0x60, 0xea, 0x60
+	for _, d := range []*Decoder{NewDecoder(), {}} {
+		if _, err := d.Decode(huge); err == nil || !strings.Contains(err.Error(), "60000x60000") {
+			t.Fatalf("turbo=%v: %v, want a size error", d.Turbo, err)
 		}
 	}
 }

@@ -15,7 +15,7 @@ static int tj_planes(tjhandle h, const unsigned char *jpg, unsigned long n,
                      unsigned char *y, unsigned char *u, unsigned char *v, int w, int ys, int cs, int hh) {
 	unsigned char *planes[3] = {y, u, v};
 	int strides[3] = {ys, cs, cs};
-	return tjDecompressToYUVPlanes(h, jpg, n, planes, w, strides, hh, TJFLAG_FASTDCT);
+	return tjDecompressToYUVPlanes(h, jpg, n, planes, w, strides, hh, TJFLAG_FASTDCT | TJFLAG_LIMITSCANS);
 }
 */
 import "C"
@@ -58,6 +58,10 @@ func (d *Decoder) Close() {
 	}
 }
 
+// MaxPixels bounds the images Decode accepts (4096x4096): a corrupt or
+// hostile header must not make the plugin allocate gigabytes.
+const MaxPixels = 4096 * 4096
+
 // Decode decodes a JPEG into a 4:2:0 image with even dimensions (odd ones
 // are cropped by a pixel). The image is reused by the next Decode.
 func (d *Decoder) Decode(b []byte) (*image.YCbCr, error) {
@@ -67,6 +71,9 @@ func (d *Decoder) Decode(b []byte) (*image.YCbCr, error) {
 	if d.Turbo {
 		var w, h, samp C.int
 		if C.tj_header(d.h, (*C.uchar)(unsafe.Pointer(&b[0])), C.ulong(len(b)), &w, &h, &samp) == 0 {
+			if err := checkSize(int(w), int(h)); err != nil {
+				return nil, err
+			}
 			switch samp {
 			case C.TJSAMP_420:
 				img := d.output(int(w), int(h))
@@ -134,15 +141,47 @@ func halveRows(dst, src []byte, w, h, dstStride int) {
 
 // decodeStd is the image/jpeg path, converting to 4:2:0 when needed.
 func (d *Decoder) decodeStd(b []byte) (*image.YCbCr, error) {
+	c, err := jpeg.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSize(c.Width, c.Height); err != nil {
+		return nil, err
+	}
 	m, err := jpeg.Decode(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
-	if y, ok := m.(*image.YCbCr); ok && y.SubsampleRatio == image.YCbCrSubsampleRatio420 && y.Rect.Min == (image.Point{}) {
-		return d.crop(y, y.Rect.Dx(), y.Rect.Dy()), nil
-	}
 	r := m.Bounds()
 	w, h := r.Dx()&^1, r.Dy()&^1
+	switch m := m.(type) {
+	case *image.YCbCr:
+		if m.SubsampleRatio == image.YCbCrSubsampleRatio420 && r.Min == (image.Point{}) {
+			return d.crop(m, r.Dx(), r.Dy()), nil
+		}
+		// Other subsamplings: luma as is, chroma sampled every other pixel.
+		out := d.output(w, h)
+		for y := 0; y < h; y++ {
+			copy(out.Y[y*out.YStride:y*out.YStride+w], m.Y[m.YOffset(r.Min.X, r.Min.Y+y):])
+		}
+		for y := 0; y < h/2; y++ {
+			for x := 0; x < w/2; x++ {
+				i, o := m.COffset(r.Min.X+2*x, r.Min.Y+2*y), y*out.CStride+x
+				out.Cb[o], out.Cr[o] = m.Cb[i], m.Cr[i]
+			}
+		}
+		return out, nil
+	case *image.Gray:
+		out := d.output(w, h)
+		for y := 0; y < h; y++ {
+			copy(out.Y[y*out.YStride:y*out.YStride+w], m.Pix[y*m.Stride:])
+		}
+		for i := range out.Cb {
+			out.Cb[i], out.Cr[i] = 128, 128
+		}
+		return out, nil
+	}
+	// CMYK and anything else: the slow, general way.
 	out := d.output(w, h)
 	for yy := 0; yy < h; yy++ {
 		for xx := 0; xx < w; xx++ {
@@ -157,4 +196,11 @@ func (d *Decoder) decodeStd(b []byte) (*image.YCbCr, error) {
 		}
 	}
 	return out, nil
+}
+
+func checkSize(w, h int) error {
+	if w < 2 || h < 2 || w*h > MaxPixels {
+		return fmt.Errorf("jpeg: %dx%d is outside 2x2 to %d pixels", w, h, MaxPixels)
+	}
+	return nil
 }
