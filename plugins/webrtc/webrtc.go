@@ -80,9 +80,11 @@ type WebRTC struct {
 	srv     *http.Server
 	ctx     context.Context // ends at Stop; owns the WHIP publishers
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the HTTP server and WHIP publishers
+	closing sync.WaitGroup // peer connections being closed
 	mu      sync.Mutex
 	viewers map[string]*session   // by session id
+	joining int                   // sessions being built, counted against max_viewers
 	whip    map[string]*whipState // by camera
 	refused atomic.Uint64
 }
@@ -329,6 +331,7 @@ func (p *WebRTC) Stop(ctx context.Context) error {
 	for _, s := range sessions {
 		s.close("stopping")
 	}
+	p.closing.Wait()
 	p.wg.Wait()
 	for _, pl := range p.pipes {
 		pl.stop()

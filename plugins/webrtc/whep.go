@@ -29,8 +29,10 @@ type session struct {
 	id, cam, remote string
 	p               *WebRTC
 	pc              *webrtc.PeerConnection
+	sender          *webrtc.RTPSender
 	release         func() // gives the pipeline back
 	connected       chan struct{}
+	timer           *time.Timer // connectTimeout
 	once            sync.Once
 }
 
@@ -38,11 +40,18 @@ type session struct {
 // connection closed. Safe to call more than once and from pion callbacks.
 func (s *session) close(reason string) {
 	s.once.Do(func() {
+		// Counted before the session leaves the map, so Stop, which closes
+		// what is in the map and then waits, waits for this one too.
+		s.p.closing.Add(1)
 		s.p.mu.Lock()
 		delete(s.p.viewers, s.id)
 		s.p.mu.Unlock()
+		s.timer.Stop()
 		s.release()
-		go s.pc.Close() // not inline: pion callbacks may be holding its locks
+		go func() { // not inline: pion callbacks may be holding its locks
+			defer s.p.closing.Done()
+			s.pc.Close()
+		}()
 		s.p.log.Info("viewer left", "camera", s.cam, "session", s.id, "remote", s.remote, "reason", reason)
 	})
 }
@@ -124,27 +133,30 @@ func (p *WebRTC) serveWHEP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	s := &session{id: newID(), cam: cam, remote: r.RemoteAddr, p: p, connected: make(chan struct{})}
 	p.mu.Lock()
-	if len(p.viewers) >= p.cfg.MaxViewers {
+	if len(p.viewers)+p.joining >= p.cfg.MaxViewers {
 		p.mu.Unlock()
 		p.refused.Add(1)
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, fmt.Sprintf("too many viewers (max_viewers is %d)", p.cfg.MaxViewers), http.StatusServiceUnavailable)
 		return
 	}
-	p.viewers[s.id] = s // holds the slot while negotiating
+	p.joining++ // holds the slot while the session is built
 	p.mu.Unlock()
-
-	answer, status, err := p.negotiate(s, pl, string(offer))
+	s, err := p.newSession(cam, r.RemoteAddr, pl)
+	p.mu.Lock()
+	p.joining--
+	if err == nil {
+		p.viewers[s.id] = s
+	}
+	p.mu.Unlock()
 	if err != nil {
-		if s.pc != nil {
-			s.close("negotiation failed")
-		} else {
-			p.mu.Lock()
-			delete(p.viewers, s.id)
-			p.mu.Unlock()
-		}
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	answer, status, err := p.answer(s, string(offer))
+	if err != nil {
+		s.close("negotiation failed")
 		http.Error(w, err.Error(), status)
 		return
 	}
@@ -158,19 +170,27 @@ func (p *WebRTC) serveWHEP(w http.ResponseWriter, r *http.Request) {
 	p.log.Info("viewer joined", "camera", cam, "session", s.id, "remote", r.RemoteAddr)
 }
 
-// negotiate builds the session's peer connection on the camera's shared
-// track and returns the SDP answer with all candidates (non-trickle).
-func (p *WebRTC) negotiate(s *session, pl *pipeline, offer string) (string, int, error) {
+// newSession builds a viewer's peer connection on the camera's shared
+// track. Its callbacks close it when the connection fails, or when it has
+// not connected within connectTimeout.
+func (p *WebRTC) newSession(cam, remote string, pl *pipeline) (*session, error) {
 	pc, err := p.api.NewPeerConnection(webrtc.Configuration{ICEServers: p.iceServers()})
 	if err != nil {
-		return "", http.StatusInternalServerError, fmt.Errorf("cannot create peer connection: %w", err)
+		return nil, fmt.Errorf("cannot create peer connection: %w", err)
 	}
-	s.pc = pc
-	s.release = pl.acquire()
 	sender, err := pc.AddTrack(pl.track)
 	if err != nil {
-		return "", http.StatusInternalServerError, fmt.Errorf("cannot add track: %w", err)
+		pc.Close()
+		return nil, fmt.Errorf("cannot add track: %w", err)
 	}
+	s := &session{id: newID(), cam: cam, remote: remote, p: p, pc: pc, sender: sender, release: pl.acquire(), connected: make(chan struct{})}
+	s.timer = time.AfterFunc(connectTimeout, func() {
+		select {
+		case <-s.connected:
+		default:
+			s.close("never connected")
+		}
+	})
 	go pl.readRTCP(sender)
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
@@ -185,14 +205,12 @@ func (p *WebRTC) negotiate(s *session, pl *pipeline, offer string) (string, int,
 			s.close("connection " + st.String())
 		}
 	})
-	time.AfterFunc(connectTimeout, func() {
-		select {
-		case <-s.connected:
-		default:
-			s.close("never connected")
-		}
-	})
+	return s, nil
+}
 
+// answer answers the viewer's offer with all candidates (non-trickle).
+func (p *WebRTC) answer(s *session, offer string) (string, int, error) {
+	pc, sender := s.pc, s.sender
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", http.StatusBadRequest, fmt.Errorf("bad offer: %w", err)
 	}
