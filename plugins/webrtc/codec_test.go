@@ -170,6 +170,11 @@ func TestEncoders(t *testing.T) {
 				if got := isKeyframe(codec, b); got != force {
 					t.Fatalf("frame %d: keyframe = %v, want %v", i, got, force)
 				}
+				// A viewer joining at any keyframe needs the parameter sets
+				// with it.
+				if codec == "h264" && force && (!hasNAL(b, 7) || !hasNAL(b, 8)) {
+					t.Fatalf("frame %d: keyframe without SPS and PPS", i)
+				}
 				if i == 0 {
 					first = append([]byte(nil), b...)
 				}
@@ -271,4 +276,14 @@ func TestDecoderRefusesHugeHeader(t *testing.T) {
 			t.Fatalf("turbo=%v: %v, want a size error", d.Turbo, err)
 		}
 	}
+}
+
+// hasNAL reports whether an Annex B access unit holds a NAL unit of type t.
+func hasNAL(b []byte, t byte) bool {
+	for i := 0; i+3 < len(b); i++ {
+		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 && b[i+3]&0x1f == t {
+			return true
+		}
+	}
+	return false
 }
