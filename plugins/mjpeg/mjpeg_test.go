@@ -30,17 +30,7 @@ func TestConfig(t *testing.T) {
 		{"bad viewers and timeout", "max_viewers: 0\nwrite_timeout: soon\n", []string{`write_timeout: invalid duration "soon"`, "max_viewers: must be at least 1"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			errs := sdktest.New(t, &MJPEG{}).Validate([]string{"cam"}, tt.yaml)
-			if len(errs) != len(tt.want) {
-				t.Fatalf("errors = %v, want %v", errs, tt.want)
-			}
-			for i, e := range errs {
-				if !strings.HasPrefix(e.Error(), tt.want[i]) {
-					t.Fatalf("error %d = %q, want prefix %q", i, e, tt.want[i])
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { sdktest.CheckConfig(t, &MJPEG{}, []string{"cam"}, tt.yaml, tt.want...) })
 	}
 }
 

@@ -39,17 +39,7 @@ func TestConfig(t *testing.T) {
 		{"every too small", "dir: " + dir + "\nevery: 1ms\n", []string{"every: must be at least 10ms"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			errs := sdktest.New(t, &Snapshot{}).Validate([]string{"cam"}, tt.yaml)
-			if len(errs) != len(tt.want) {
-				t.Fatalf("errors = %v, want %v", errs, tt.want)
-			}
-			for i, e := range errs {
-				if !strings.HasPrefix(e.Error(), tt.want[i]) {
-					t.Fatalf("error %d = %q, want prefix %q", i, e, tt.want[i])
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { sdktest.CheckConfig(t, &Snapshot{}, []string{"cam"}, tt.yaml, tt.want...) })
 	}
 }
 

@@ -52,17 +52,7 @@ whip:
 		{"whip bad entry", "whip:\n  cam: {url: \"ftp://x\", tokn: y}\n", []string{"whip.cam.tokn: unknown key", "whip.cam.url: want an http"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			errs := sdktest.New(t, &WebRTC{}).Validate([]string{"cam"}, tt.yaml)
-			if len(errs) != len(tt.want) {
-				t.Fatalf("errors = %v, want %v", errs, tt.want)
-			}
-			for i, e := range errs {
-				if !strings.HasPrefix(e.Error(), tt.want[i]) {
-					t.Fatalf("error %d = %q, want prefix %q", i, e, tt.want[i])
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { sdktest.CheckConfig(t, &WebRTC{}, []string{"cam"}, tt.yaml, tt.want...) })
 	}
 }
 
