@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -271,14 +272,7 @@ func (m *MJPEG) serveIndex(w http.ResponseWriter, r *http.Request) {
 	_ = indexTmpl.Execute(w, m.cameraNames())
 }
 
-func (m *MJPEG) cameraNames() []string {
-	names := make([]string, 0, len(m.feeds))
-	for cam := range m.feeds {
-		names = append(names, cam)
-	}
-	slices.Sort(names)
-	return names
-}
+func (m *MJPEG) cameraNames() []string { return slices.Sorted(maps.Keys(m.feeds)) }
 
 // cameraStatus is one camera's counters in Status.
 type cameraStatus struct {

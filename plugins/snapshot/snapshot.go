@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -219,14 +220,7 @@ func (s *Snapshot) HandleFrame(f sdk.Frame) {
 	}
 }
 
-func (s *Snapshot) names() []string {
-	names := make([]string, 0, len(s.cams))
-	for n := range s.cams {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
+func (s *Snapshot) names() []string { return slices.Sorted(maps.Keys(s.cams)) }
 
 // cameraStatus is one camera's counters in Status.
 type cameraStatus struct {
