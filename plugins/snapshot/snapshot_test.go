@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -115,33 +116,25 @@ func TestSnapshotFreshness(t *testing.T) {
 	if resp.StatusCode != 503 || !strings.Contains(string(body), "no frame newer than 500ms") {
 		t.Fatalf("stale: %d %q", resp.StatusCode, body)
 	}
-	// ... and answers as soon as a fresh one arrives.
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		h.Send(sdk.Frame{Camera: "cam", Seq: 8, Captured: time.Now(), JPEG: testJPEG})
-	}()
-	resp, _ = get(t, snap+"?max_age=500ms&timeout=5s")
-	if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Seq") != "8" {
-		t.Fatalf("fresh: %d seq %s", resp.StatusCode, resp.Header.Get("X-Frame-Seq"))
-	}
-
-	// newer_than=SEQ waits for a later frame.
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		h.Send(sdk.Frame{Camera: "cam", Seq: 9, Captured: time.Now(), JPEG: testJPEG})
-	}()
-	resp, _ = get(t, snap+"?newer_than=8&timeout=5s")
-	if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Seq") != "9" {
-		t.Fatalf("newer_than: %d seq %s", resp.StatusCode, resp.Header.Get("X-Frame-Seq"))
-	}
-	// newer_than=now: a frame captured after the request arrived.
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		h.Send(sdk.Frame{Camera: "cam", Seq: 10, Captured: time.Now(), JPEG: testJPEG})
-	}()
-	resp, _ = get(t, snap+"?newer_than=now&timeout=5s")
-	if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Seq") != "10" {
-		t.Fatalf("newer_than=now: %d seq %s", resp.StatusCode, resp.Header.Get("X-Frame-Seq"))
+	// Each waits, and answers as soon as a fitting frame arrives: a fresh
+	// one for max_age, a later one for newer_than=SEQ, one captured after
+	// the request for newer_than=now.
+	for _, tt := range []struct {
+		query string
+		seq   uint64
+	}{
+		{"?max_age=500ms&timeout=5s", 8},
+		{"?newer_than=8&timeout=5s", 9},
+		{"?newer_than=now&timeout=5s", 10},
+	} {
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			h.Send(sdk.Frame{Camera: "cam", Seq: tt.seq, Captured: time.Now(), JPEG: testJPEG})
+		}()
+		resp, _ = get(t, snap+tt.query)
+		if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Seq") != strconv.FormatUint(tt.seq, 10) {
+			t.Fatalf("%s: %d seq %s", tt.query, resp.StatusCode, resp.Header.Get("X-Frame-Seq"))
+		}
 	}
 	// A timestamp form.
 	ts := unixString(time.Now().Add(time.Hour))

@@ -303,14 +303,21 @@ func (pl *pipeline) run(ctx context.Context, done chan<- struct{}) {
 }
 
 // isKeyframe reports whether an encoded frame is a keyframe: an H.264
-// access unit with an IDR slice, or a VP8 frame with the key bit clear.
+// access unit whose first slice is IDR, or a VP8 frame with the key bit
+// clear. It reads only up to the first slice, not the whole frame.
 func isKeyframe(codec string, b []byte) bool {
 	if codec == "vp8" {
 		return len(b) > 0 && b[0]&1 == 0
 	}
 	for i := 0; i+3 < len(b); i++ {
-		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 && b[i+3]&0x1f == 5 {
-			return true
+		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 {
+			switch b[i+3] & 0x1f {
+			case 5: // IDR slice
+				return true
+			case 1: // non-IDR slice
+				return false
+			}
+			i += 3 // past the start code; SPS/PPS/SEI are short
 		}
 	}
 	return false

@@ -122,14 +122,15 @@ func (p *WebRTC) Configure(c sdk.Config) error {
 	// here and the map never changes afterwards.
 	p.pipes = map[string]*pipeline{}
 	for _, cam := range c.Cameras {
-		p.pipes[cam] = nil
-		if _, ok := codecs[cfg.Codec]; ok {
-			pl, err := newPipeline(cam, *cfg, p.log.With("camera", cam))
-			if err != nil {
-				errs = append(errs, sdk.Errorf("codec", "camera %q: %v", cam, err))
-			}
-			p.pipes[cam] = pl
+		if _, ok := codecs[cfg.Codec]; !ok {
+			break // reported above
 		}
+		pl, err := newPipeline(cam, *cfg, p.log.With("camera", cam))
+		if err != nil {
+			errs = append(errs, sdk.Errorf("codec", "camera %q: %v", cam, err))
+			continue
+		}
+		p.pipes[cam] = pl
 	}
 	cfg.whip = map[string]WHIPTarget{}
 	if !cfg.WHIP.IsZero() && cfg.WHIP.Tag != "!!null" {
@@ -144,8 +145,8 @@ func (p *WebRTC) Configure(c sdk.Config) error {
 					e.Key = key + "." + e.Key
 					errs = append(errs, e)
 				}
-				if _, ok := p.pipes[cam]; !ok {
-					errs = append(errs, sdk.Errorf(key, "not one of this output's cameras (%s)", strings.Join(slices.Sorted(maps.Keys(p.pipes)), ", ")))
+				if !slices.Contains(c.Cameras, cam) {
+					errs = append(errs, sdk.Errorf(key, "not one of this output's cameras (%s)", strings.Join(slices.Sorted(slices.Values(c.Cameras)), ", ")))
 				}
 				if !strings.HasPrefix(t.URL, "http://") && !strings.HasPrefix(t.URL, "https://") {
 					errs = append(errs, sdk.Errorf(key+".url", "want an http:// or https:// WHIP endpoint"))
