@@ -33,6 +33,8 @@ func newClient() *http.Client {
 // Capture pulls single JPEGs from a raw JPEG endpoint (the firmware's
 // /capture) over one keep-alive connection.
 type Capture struct {
+	Token string // sent as a bearer token when set
+
 	url    string
 	fps    float64 // 0: as fast as the device answers
 	client *http.Client
@@ -87,6 +89,7 @@ func (c *Capture) get(ctx context.Context) (RawFrame, string, error) {
 	if err != nil {
 		return RawFrame{}, "", err
 	}
+	setToken(req, c.Token)
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return RawFrame{}, "", err
@@ -118,6 +121,8 @@ func (c *Capture) get(ctx context.Context) (RawFrame, string, error) {
 // CameraWebServer's :81/stream, ESPHome, mjpg-streamer, go2rtc or an IP
 // camera.
 type MJPEG struct {
+	Token string // sent as a bearer token when set
+
 	url    string
 	client *http.Client
 }
@@ -141,6 +146,7 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
 	if err != nil {
 		return err
 	}
+	setToken(req, m.Token)
 	resp, err := m.client.Do(req)
 	if err != nil {
 		return err
@@ -193,5 +199,13 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
 		default:
 		}
 		emit(RawFrame{JPEG: body, Captured: time.Now()})
+	}
+}
+
+// setToken authenticates req the way camd's firmware accepts it: a header,
+// never the URL (URLs end up in logs and error texts).
+func setToken(req *http.Request, token string) {
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 }

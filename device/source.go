@@ -38,6 +38,9 @@ type SourceConfig struct {
 	Width     int
 	Height    int
 	Quality   int
+	// Token is sent as "Authorization: Bearer <token>" (the firmware's
+	// CAMSERVER_TOKEN), never in the URL, so it stays out of logs.
+	Token string
 }
 
 // New returns the source described by c.
@@ -48,17 +51,23 @@ func New(c SourceConfig) (Source, error) {
 	case "esp32":
 		switch c.Mode {
 		case "", "capture":
-			return NewCapture(strings.TrimRight(c.URL, "/")+"/capture", c.FPS), nil
+			src := NewCapture(strings.TrimRight(c.URL, "/")+"/capture", c.FPS)
+			src.Token = c.Token
+			return src, nil
 		case "stream":
 			u := c.StreamURL
 			if u == "" {
 				u = strings.TrimRight(c.URL, "/") + "/stream"
 			}
-			return NewMJPEG(u), nil
+			src := NewMJPEG(u)
+			src.Token = c.Token
+			return src, nil
 		}
 		return nil, fmt.Errorf("unknown esp32 mode %q (want capture or stream)", c.Mode)
 	case "mjpeg":
-		return NewMJPEG(c.URL), nil
+		src := NewMJPEG(c.URL)
+		src.Token = c.Token
+		return src, nil
 	}
 	return nil, fmt.Errorf("unknown source type %q (want sim, esp32 or mjpeg)", c.Type)
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/camd/camd/proto/outputv1"
 )
@@ -72,17 +74,46 @@ func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.C
 		}
 		return resp, nil
 	}
+	var listen []string
+	if l, ok := s.out.(Listener); ok {
+		listen = l.ListenAddrs()
+	}
 	if req.ValidateOnly {
-		return &pb.ConfigureResponse{}, nil
+		return &pb.ConfigureResponse{Listen: listen}, nil
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	urls, err := s.out.Start(runCtx)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("start: %w", err)
+		// A failure tied to a key (a listen address in use) points at the
+		// user's line; anything else travels as plain words, not as a gRPC
+		// status, so camd shows the real cause.
+		resp := &pb.ConfigureResponse{Listen: listen}
+		var ce *ConfigError
+		var ces ConfigErrors
+		if errors.As(err, &ce) || errors.As(err, &ces) {
+			for _, e := range AsConfigErrors(err) {
+				resp.Errors = append(resp.Errors, &pb.ConfigError{Key: e.Key, Message: e.Message})
+			}
+		} else {
+			resp.StartError = err.Error()
+		}
+		return resp, nil
 	}
 	s.started, s.cancel = true, cancel
-	return &pb.ConfigureResponse{Urls: urls}, nil
+	return &pb.ConfigureResponse{Urls: urls, Listen: listen}, nil
+}
+
+// SetCameras implements pb.OutputServer.
+func (s *Server) SetCameras(_ context.Context, req *pb.SetCamerasRequest) (*pb.SetCamerasResponse, error) {
+	cs, ok := s.out.(CameraSetter)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this output cannot change cameras while running")
+	}
+	if err := cs.SetCameras(req.Cameras); err != nil {
+		return nil, err
+	}
+	return &pb.SetCamerasResponse{}, nil
 }
 
 // Frames implements pb.OutputServer. Each camera gets a worker goroutine so
@@ -166,12 +197,13 @@ func (s *Server) Stop(ctx context.Context) error {
 // FrameFromProto converts a wire frame. The JPEG bytes are not copied.
 func FrameFromProto(f *pb.Frame) Frame {
 	return Frame{
-		Camera:   f.Camera,
-		Seq:      f.Seq,
-		Captured: time.Unix(0, f.CapturedUnixNano),
-		Width:    int(f.Width),
-		Height:   int(f.Height),
-		JPEG:     f.Jpeg,
+		Camera:      f.Camera,
+		Seq:         f.Seq,
+		Captured:    time.Unix(0, f.CapturedUnixNano),
+		Width:       int(f.Width),
+		Height:      int(f.Height),
+		JPEG:        f.Jpeg,
+		Placeholder: f.Placeholder,
 	}
 }
 
@@ -184,5 +216,6 @@ func FrameToProto(f Frame) *pb.Frame {
 		Width:            uint32(f.Width),
 		Height:           uint32(f.Height),
 		Jpeg:             f.JPEG,
+		Placeholder:      f.Placeholder,
 	}
 }

@@ -55,6 +55,10 @@ type Frame struct {
 	Width    int
 	Height   int
 	JPEG     []byte
+	// Placeholder is set on the frames camd draws itself while the camera
+	// is offline: a picture saying so, at 1 fps. A live view shows it; a
+	// still or a recording should not pass it off as the camera's.
+	Placeholder bool
 }
 
 // Config is what camd hands a plugin when it configures it.
@@ -86,6 +90,22 @@ type Output interface {
 	HandleFrame(f Frame)
 	// Stop closes listeners and viewers' connections.
 	Stop(ctx context.Context) error
+}
+
+// CameraSetter is optionally implemented by an Output whose camera list can
+// change while it runs (a config reload). camd calls it after Start, at any
+// time, possibly while HandleFrame runs for other cameras; frames of a
+// removed camera stop before the call, frames of an added one start after
+// it returns. Without it, camd restarts the plugin to change its cameras.
+type CameraSetter interface {
+	SetCameras(cameras []string) error
+}
+
+// Listener is optionally implemented by an Output that listens on network
+// addresses. After Configure it returns them (host:port, as configured), so
+// camd can refuse two outputs on one port before starting either.
+type Listener interface {
+	ListenAddrs() []string
 }
 
 // StatusReporter is optionally implemented by an Output to publish its own

@@ -58,6 +58,8 @@ type Source struct {
 	FPS       float64 `yaml:"fps"`
 	Size      string  `yaml:"size"`
 	Quality   int     `yaml:"quality"`
+	// Token is the board's CAMSERVER_TOKEN, sent as a bearer token.
+	Token string `yaml:"token"`
 }
 
 // Output is one entry of outputs[].
@@ -293,13 +295,16 @@ func (e *fieldError) Error() string { return e.key + ": " + e.msg }
 
 // Device returns the device.SourceConfig for s.
 func (s Source) Device() (device.SourceConfig, error) {
-	d := device.SourceConfig{Type: s.Type, URL: s.URL, StreamURL: s.StreamURL, Mode: s.Mode, FPS: s.FPS, Quality: s.Quality}
+	d := device.SourceConfig{Type: s.Type, URL: s.URL, StreamURL: s.StreamURL, Mode: s.Mode, FPS: s.FPS, Quality: s.Quality, Token: s.Token}
 	switch s.Type {
 	case "":
 		return d, &fieldError{"type", "missing (want sim, esp32 or mjpeg)"}
 	case "sim":
 		if s.URL != "" {
 			return d, &fieldError{"url", "not used by a sim camera"}
+		}
+		if s.Token != "" {
+			return d, &fieldError{"token", "not used by a sim camera"}
 		}
 	case "esp32", "mjpeg":
 		if s.URL == "" {

@@ -198,7 +198,15 @@ type ConfigureResponse struct {
 	// ("listen", "whip.url"), so the daemon can report file:line.
 	Errors []*ConfigError `protobuf:"bytes,1,rep,name=errors,proto3" json:"errors,omitempty"`
 	// URLs the plugin serves, for the daemon's log and /api/status.
-	Urls          []string `protobuf:"bytes,2,rep,name=urls,proto3" json:"urls,omitempty"`
+	Urls []string `protobuf:"bytes,2,rep,name=urls,proto3" json:"urls,omitempty"`
+	// The host:port addresses the output listens on (also with
+	// validate_only), so camd can refuse two outputs on one port before
+	// starting anything.
+	Listen []string `protobuf:"bytes,3,rep,name=listen,proto3" json:"listen,omitempty"`
+	// Why Start failed, in plain words ("listen tcp 127.0.0.1:8081: bind:
+	// address already in use"); empty when it started. A failure tied to a
+	// config key comes as an error in errors instead.
+	StartError    string `protobuf:"bytes,4,opt,name=start_error,json=startError,proto3" json:"start_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -245,6 +253,20 @@ func (x *ConfigureResponse) GetUrls() []string {
 		return x.Urls
 	}
 	return nil
+}
+
+func (x *ConfigureResponse) GetListen() []string {
+	if x != nil {
+		return x.Listen
+	}
+	return nil
+}
+
+func (x *ConfigureResponse) GetStartError() string {
+	if x != nil {
+		return x.StartError
+	}
+	return ""
 }
 
 type ConfigError struct {
@@ -307,8 +329,12 @@ type Frame struct {
 	Width            uint32                 `protobuf:"varint,4,opt,name=width,proto3" json:"width,omitempty"`
 	Height           uint32                 `protobuf:"varint,5,opt,name=height,proto3" json:"height,omitempty"`
 	Jpeg             []byte                 `protobuf:"bytes,6,opt,name=jpeg,proto3" json:"jpeg,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// placeholder marks a frame camd drew itself while the camera is offline
+	// (the camera's name, "offline", since when and why), so outputs can
+	// treat it specially: a still endpoint refuses it, a timelapse skips it.
+	Placeholder   bool `protobuf:"varint,7,opt,name=placeholder,proto3" json:"placeholder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Frame) Reset() {
@@ -381,6 +407,13 @@ func (x *Frame) GetJpeg() []byte {
 		return x.Jpeg
 	}
 	return nil
+}
+
+func (x *Frame) GetPlaceholder() bool {
+	if x != nil {
+		return x.Placeholder
+	}
+	return false
 }
 
 type FramesRequest struct {
@@ -561,6 +594,86 @@ func (x *StatusResponse) GetJson() []byte {
 	return nil
 }
 
+type SetCamerasRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cameras       []string               `protobuf:"bytes,1,rep,name=cameras,proto3" json:"cameras,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCamerasRequest) Reset() {
+	*x = SetCamerasRequest{}
+	mi := &file_output_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCamerasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCamerasRequest) ProtoMessage() {}
+
+func (x *SetCamerasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_output_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCamerasRequest.ProtoReflect.Descriptor instead.
+func (*SetCamerasRequest) Descriptor() ([]byte, []int) {
+	return file_output_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SetCamerasRequest) GetCameras() []string {
+	if x != nil {
+		return x.Cameras
+	}
+	return nil
+}
+
+type SetCamerasResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCamerasResponse) Reset() {
+	*x = SetCamerasResponse{}
+	mi := &file_output_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCamerasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCamerasResponse) ProtoMessage() {}
+
+func (x *SetCamerasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_output_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCamerasResponse.ProtoReflect.Descriptor instead.
+func (*SetCamerasResponse) Descriptor() ([]byte, []int) {
+	return file_output_proto_rawDescGZIP(), []int{11}
+}
+
 var File_output_proto protoreflect.FileDescriptor
 
 const file_output_proto_rawDesc = "" +
@@ -577,20 +690,24 @@ const file_output_proto_rawDesc = "" +
 	"\acameras\x18\x02 \x03(\tR\acameras\x12\x1f\n" +
 	"\vconfig_yaml\x18\x03 \x01(\fR\n" +
 	"configYaml\x12#\n" +
-	"\rvalidate_only\x18\x04 \x01(\bR\fvalidateOnly\"\\\n" +
+	"\rvalidate_only\x18\x04 \x01(\bR\fvalidateOnly\"\x95\x01\n" +
 	"\x11ConfigureResponse\x123\n" +
 	"\x06errors\x18\x01 \x03(\v2\x1b.camd.output.v1.ConfigErrorR\x06errors\x12\x12\n" +
-	"\x04urls\x18\x02 \x03(\tR\x04urls\"9\n" +
+	"\x04urls\x18\x02 \x03(\tR\x04urls\x12\x16\n" +
+	"\x06listen\x18\x03 \x03(\tR\x06listen\x12\x1f\n" +
+	"\vstart_error\x18\x04 \x01(\tR\n" +
+	"startError\"9\n" +
 	"\vConfigError\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xa1\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xc3\x01\n" +
 	"\x05Frame\x12\x16\n" +
 	"\x06camera\x18\x01 \x01(\tR\x06camera\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12,\n" +
 	"\x12captured_unix_nano\x18\x03 \x01(\x03R\x10capturedUnixNano\x12\x14\n" +
 	"\x05width\x18\x04 \x01(\rR\x05width\x12\x16\n" +
 	"\x06height\x18\x05 \x01(\rR\x06height\x12\x12\n" +
-	"\x04jpeg\x18\x06 \x01(\fR\x04jpeg\"<\n" +
+	"\x04jpeg\x18\x06 \x01(\fR\x04jpeg\x12 \n" +
+	"\vplaceholder\x18\a \x01(\bR\vplaceholder\"<\n" +
 	"\rFramesRequest\x12+\n" +
 	"\x05frame\x18\x01 \x01(\v2\x15.camd.output.v1.FrameR\x05frame\"H\n" +
 	"\x0eFramesResponse\x12\x1d\n" +
@@ -599,12 +716,17 @@ const file_output_proto_rawDesc = "" +
 	"\aack_seq\x18\x02 \x01(\x04R\x06ackSeq\"\x0f\n" +
 	"\rStatusRequest\"$\n" +
 	"\x0eStatusResponse\x12\x12\n" +
-	"\x04json\x18\x01 \x01(\fR\x04json2\xb3\x02\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\"-\n" +
+	"\x11SetCamerasRequest\x12\x18\n" +
+	"\acameras\x18\x01 \x03(\tR\acameras\"\x14\n" +
+	"\x12SetCamerasResponse2\x88\x03\n" +
 	"\x06Output\x12A\n" +
 	"\x04Info\x12\x1b.camd.output.v1.InfoRequest\x1a\x1c.camd.output.v1.InfoResponse\x12P\n" +
 	"\tConfigure\x12 .camd.output.v1.ConfigureRequest\x1a!.camd.output.v1.ConfigureResponse\x12K\n" +
 	"\x06Frames\x12\x1d.camd.output.v1.FramesRequest\x1a\x1e.camd.output.v1.FramesResponse(\x010\x01\x12G\n" +
-	"\x06Status\x12\x1d.camd.output.v1.StatusRequest\x1a\x1e.camd.output.v1.StatusResponseB%Z#github.com/camd/camd/proto/outputv1b\x06proto3"
+	"\x06Status\x12\x1d.camd.output.v1.StatusRequest\x1a\x1e.camd.output.v1.StatusResponse\x12S\n" +
+	"\n" +
+	"SetCameras\x12!.camd.output.v1.SetCamerasRequest\x1a\".camd.output.v1.SetCamerasResponseB%Z#github.com/camd/camd/proto/outputv1b\x06proto3"
 
 var (
 	file_output_proto_rawDescOnce sync.Once
@@ -618,35 +740,39 @@ func file_output_proto_rawDescGZIP() []byte {
 	return file_output_proto_rawDescData
 }
 
-var file_output_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_output_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_output_proto_goTypes = []any{
-	(*InfoRequest)(nil),       // 0: camd.output.v1.InfoRequest
-	(*InfoResponse)(nil),      // 1: camd.output.v1.InfoResponse
-	(*ConfigureRequest)(nil),  // 2: camd.output.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 3: camd.output.v1.ConfigureResponse
-	(*ConfigError)(nil),       // 4: camd.output.v1.ConfigError
-	(*Frame)(nil),             // 5: camd.output.v1.Frame
-	(*FramesRequest)(nil),     // 6: camd.output.v1.FramesRequest
-	(*FramesResponse)(nil),    // 7: camd.output.v1.FramesResponse
-	(*StatusRequest)(nil),     // 8: camd.output.v1.StatusRequest
-	(*StatusResponse)(nil),    // 9: camd.output.v1.StatusResponse
+	(*InfoRequest)(nil),        // 0: camd.output.v1.InfoRequest
+	(*InfoResponse)(nil),       // 1: camd.output.v1.InfoResponse
+	(*ConfigureRequest)(nil),   // 2: camd.output.v1.ConfigureRequest
+	(*ConfigureResponse)(nil),  // 3: camd.output.v1.ConfigureResponse
+	(*ConfigError)(nil),        // 4: camd.output.v1.ConfigError
+	(*Frame)(nil),              // 5: camd.output.v1.Frame
+	(*FramesRequest)(nil),      // 6: camd.output.v1.FramesRequest
+	(*FramesResponse)(nil),     // 7: camd.output.v1.FramesResponse
+	(*StatusRequest)(nil),      // 8: camd.output.v1.StatusRequest
+	(*StatusResponse)(nil),     // 9: camd.output.v1.StatusResponse
+	(*SetCamerasRequest)(nil),  // 10: camd.output.v1.SetCamerasRequest
+	(*SetCamerasResponse)(nil), // 11: camd.output.v1.SetCamerasResponse
 }
 var file_output_proto_depIdxs = []int32{
-	4, // 0: camd.output.v1.ConfigureResponse.errors:type_name -> camd.output.v1.ConfigError
-	5, // 1: camd.output.v1.FramesRequest.frame:type_name -> camd.output.v1.Frame
-	0, // 2: camd.output.v1.Output.Info:input_type -> camd.output.v1.InfoRequest
-	2, // 3: camd.output.v1.Output.Configure:input_type -> camd.output.v1.ConfigureRequest
-	6, // 4: camd.output.v1.Output.Frames:input_type -> camd.output.v1.FramesRequest
-	8, // 5: camd.output.v1.Output.Status:input_type -> camd.output.v1.StatusRequest
-	1, // 6: camd.output.v1.Output.Info:output_type -> camd.output.v1.InfoResponse
-	3, // 7: camd.output.v1.Output.Configure:output_type -> camd.output.v1.ConfigureResponse
-	7, // 8: camd.output.v1.Output.Frames:output_type -> camd.output.v1.FramesResponse
-	9, // 9: camd.output.v1.Output.Status:output_type -> camd.output.v1.StatusResponse
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4,  // 0: camd.output.v1.ConfigureResponse.errors:type_name -> camd.output.v1.ConfigError
+	5,  // 1: camd.output.v1.FramesRequest.frame:type_name -> camd.output.v1.Frame
+	0,  // 2: camd.output.v1.Output.Info:input_type -> camd.output.v1.InfoRequest
+	2,  // 3: camd.output.v1.Output.Configure:input_type -> camd.output.v1.ConfigureRequest
+	6,  // 4: camd.output.v1.Output.Frames:input_type -> camd.output.v1.FramesRequest
+	8,  // 5: camd.output.v1.Output.Status:input_type -> camd.output.v1.StatusRequest
+	10, // 6: camd.output.v1.Output.SetCameras:input_type -> camd.output.v1.SetCamerasRequest
+	1,  // 7: camd.output.v1.Output.Info:output_type -> camd.output.v1.InfoResponse
+	3,  // 8: camd.output.v1.Output.Configure:output_type -> camd.output.v1.ConfigureResponse
+	7,  // 9: camd.output.v1.Output.Frames:output_type -> camd.output.v1.FramesResponse
+	9,  // 10: camd.output.v1.Output.Status:output_type -> camd.output.v1.StatusResponse
+	11, // 11: camd.output.v1.Output.SetCameras:output_type -> camd.output.v1.SetCamerasResponse
+	7,  // [7:12] is the sub-list for method output_type
+	2,  // [2:7] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_output_proto_init() }
@@ -660,7 +786,7 @@ func file_output_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_output_proto_rawDesc), len(file_output_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,10 +26,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Output_Info_FullMethodName      = "/camd.output.v1.Output/Info"
-	Output_Configure_FullMethodName = "/camd.output.v1.Output/Configure"
-	Output_Frames_FullMethodName    = "/camd.output.v1.Output/Frames"
-	Output_Status_FullMethodName    = "/camd.output.v1.Output/Status"
+	Output_Info_FullMethodName       = "/camd.output.v1.Output/Info"
+	Output_Configure_FullMethodName  = "/camd.output.v1.Output/Configure"
+	Output_Frames_FullMethodName     = "/camd.output.v1.Output/Frames"
+	Output_Status_FullMethodName     = "/camd.output.v1.Output/Status"
+	Output_SetCameras_FullMethodName = "/camd.output.v1.Output/SetCameras"
 )
 
 // OutputClient is the client API for Output service.
@@ -52,6 +53,10 @@ type OutputClient interface {
 	// Status returns the plugin's own counters as a JSON object, shown under
 	// the output in the daemon's /api/status.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// SetCameras changes the cameras a running output receives, for a config
+	// reload, without restarting it (its viewers stay connected). A plugin
+	// that cannot answers UNIMPLEMENTED, and camd restarts it instead.
+	SetCameras(ctx context.Context, in *SetCamerasRequest, opts ...grpc.CallOption) (*SetCamerasResponse, error)
 }
 
 type outputClient struct {
@@ -105,6 +110,16 @@ func (c *outputClient) Status(ctx context.Context, in *StatusRequest, opts ...gr
 	return out, nil
 }
 
+func (c *outputClient) SetCameras(ctx context.Context, in *SetCamerasRequest, opts ...grpc.CallOption) (*SetCamerasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetCamerasResponse)
+	err := c.cc.Invoke(ctx, Output_SetCameras_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OutputServer is the server API for Output service.
 // All implementations must embed UnimplementedOutputServer
 // for forward compatibility.
@@ -125,6 +140,10 @@ type OutputServer interface {
 	// Status returns the plugin's own counters as a JSON object, shown under
 	// the output in the daemon's /api/status.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// SetCameras changes the cameras a running output receives, for a config
+	// reload, without restarting it (its viewers stay connected). A plugin
+	// that cannot answers UNIMPLEMENTED, and camd restarts it instead.
+	SetCameras(context.Context, *SetCamerasRequest) (*SetCamerasResponse, error)
 	mustEmbedUnimplementedOutputServer()
 }
 
@@ -146,6 +165,9 @@ func (UnimplementedOutputServer) Frames(grpc.BidiStreamingServer[FramesRequest, 
 }
 func (UnimplementedOutputServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedOutputServer) SetCameras(context.Context, *SetCamerasRequest) (*SetCamerasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetCameras not implemented")
 }
 func (UnimplementedOutputServer) mustEmbedUnimplementedOutputServer() {}
 func (UnimplementedOutputServer) testEmbeddedByValue()                {}
@@ -229,6 +251,24 @@ func _Output_Status_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Output_SetCameras_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetCamerasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OutputServer).SetCameras(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Output_SetCameras_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OutputServer).SetCameras(ctx, req.(*SetCamerasRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Output_ServiceDesc is the grpc.ServiceDesc for Output service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -247,6 +287,10 @@ var Output_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Output_Status_Handler,
+		},
+		{
+			MethodName: "SetCameras",
+			Handler:    _Output_SetCameras_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

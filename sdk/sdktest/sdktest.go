@@ -10,6 +10,7 @@ package sdktest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -107,7 +108,17 @@ func (h *Harness) Start(output string, cameras []string, configYAML string) ([]s
 	if errs := errorsOf(resp); len(errs) > 0 {
 		return nil, errs
 	}
+	if resp.StartError != "" {
+		return nil, errors.New(resp.StartError)
+	}
 	return resp.Urls, nil
+}
+
+// SetCameras changes the running output's cameras, as camd does on a
+// config reload.
+func (h *Harness) SetCameras(cameras []string) error {
+	_, err := h.Client.SetCameras(context.Background(), &pb.SetCamerasRequest{Cameras: cameras})
+	return err
 }
 
 // Send sends one frame and waits until the output acknowledged it, i.e.
