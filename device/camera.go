@@ -30,7 +30,10 @@ type Camera struct {
 	MaxBytes int           // frame size limit; 0 means MaxFrameBytes
 	MinRetry time.Duration // first backoff; 0 means 250ms
 	MaxRetry time.Duration // backoff cap; 0 means 10s
-	Log      *slog.Logger
+	// OfflineAfter is how long without a good frame before the camera is
+	// offline (and placeholders are sent); 0 means 2s.
+	OfflineAfter time.Duration
+	Log          *slog.Logger
 
 	mu    sync.Mutex
 	stats Stats

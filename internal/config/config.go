@@ -47,6 +47,9 @@ type HTTP struct {
 type Camera struct {
 	Name   string `yaml:"name"`
 	Source Source `yaml:"source"`
+	// OfflineAfter is how long without a frame before the camera counts as
+	// offline and outputs get a placeholder picture saying so.
+	OfflineAfter sdk.Duration `yaml:"offline_after"`
 }
 
 // Source is cameras[].source.
@@ -87,6 +90,8 @@ type Restart struct {
 const (
 	DefaultListen    = "127.0.0.1:8080"
 	DefaultPluginDir = "bin"
+	// DefaultOfflineAfter: a camera silent this long is shown as offline.
+	DefaultOfflineAfter = sdk.Duration(2 * time.Second)
 )
 
 // Error is a config problem at a place in the file.
@@ -180,6 +185,9 @@ func (c *Config) setDefaults() {
 		if s.Type == "esp32" && s.Mode == "" {
 			s.Mode = "capture"
 		}
+		if c.Cameras[i].OfflineAfter == 0 {
+			c.Cameras[i].OfflineAfter = DefaultOfflineAfter
+		}
 	}
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
@@ -227,6 +235,9 @@ func (c *Config) validate() Errors {
 			fail(p+".name", "duplicate camera name %q", cam.Name)
 		}
 		cams[cam.Name] = true
+		if cam.OfflineAfter < sdk.Duration(100*time.Millisecond) {
+			fail(p+".offline_after", "must be at least 100ms, e.g. 2s")
+		}
 		if _, err := cam.Source.Device(); err != nil {
 			var fe *fieldError
 			if errors.As(err, &fe) {

@@ -50,7 +50,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		if err != nil {
 			return nil, fmt.Errorf("camera %q: %w", c.Name, err)
 		}
-		d.cameras = append(d.cameras, &device.Camera{Name: c.Name, Source: src, Log: log})
+		d.cameras = append(d.cameras, &device.Camera{Name: c.Name, Source: src, Log: log, OfflineAfter: time.Duration(c.OfflineAfter)})
 	}
 	for i, o := range cfg.Outputs {
 		spec, err := Spec(cfg, i)

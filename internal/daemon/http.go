@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -29,15 +30,16 @@ type CameraStatus struct {
 
 // Status is the body of /api/status.
 type Status struct {
-	UptimeS float64             `json:"uptime_s"`
-	Cameras []CameraStatus      `json:"cameras"`
-	Outputs []pluginhost.Status `json:"outputs"`
+	UptimeS    float64             `json:"uptime_s"`
+	Goroutines int                 `json:"goroutines"` // camd's own, to spot leaks
+	Cameras    []CameraStatus      `json:"cameras"`
+	Outputs    []pluginhost.Status `json:"outputs"`
 }
 
 // Status collects the state of every camera and output.
 func (d *Daemon) Status(ctx context.Context) Status {
 	now := time.Now()
-	st := Status{UptimeS: now.Sub(d.started).Seconds(), Cameras: []CameraStatus{}, Outputs: make([]pluginhost.Status, len(d.outputs))}
+	st := Status{UptimeS: now.Sub(d.started).Seconds(), Goroutines: runtime.NumGoroutine(), Cameras: []CameraStatus{}, Outputs: make([]pluginhost.Status, len(d.outputs))}
 	for i, c := range d.cameras {
 		s := c.Stats()
 		age := int64(-1)
