@@ -1,44 +1,100 @@
 // Command camd is the camera daemon: it reads config.yaml, pulls frames from
 // the configured cameras and routes them to output plugins.
 //
-//	camd                          run with ./config.yaml
-//	camd run -config FILE         run with FILE
-//	camd validate -config FILE    check FILE, the plugin binaries and their configs
+//	camd run      [-config FILE]   run (the default when no command is given)
+//	camd validate [-config FILE]   check FILE, the plugin binaries, their configs and ports
+//	camd reload   [-config FILE]   make the running camd re-read FILE (as SIGHUP does)
+//	camd version                   print camd's version and the plugin contract's
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/camd/camd/internal/config"
 	"github.com/camd/camd/internal/daemon"
-	"github.com/camd/camd/internal/pluginhost"
+	"github.com/camd/camd/internal/redact"
+	"github.com/camd/camd/sdk"
 )
 
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stderr io.Writer) int {
+// commands are camd's subcommands, with their one-line help.
+var commands = []struct{ name, help string }{
+	{"run", "run the daemon (the default)"},
+	{"validate", "check the config, the plugin binaries, their configs and listen addresses"},
+	{"reload", "make the running camd re-read its config (as SIGHUP does)"},
+	{"version", "print camd's version and the plugin contract version"},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: camd [command] [-config FILE]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.help)
+	}
+	fmt.Fprintln(w, "\nRun 'camd <command> -h' for a command's flags.")
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
-	if len(args) > 0 && (args[0] == "run" || args[0] == "validate") {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
-	} else if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
-		fmt.Fprintln(stderr, "usage: camd [run|validate] [-config FILE]")
+	}
+	switch cmd {
+	case "run", "validate", "reload":
+	case "version":
+		printVersion(stdout)
 		return 0
+	case "help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "camd: unknown command %q\n\n", cmd)
+		usage(stderr)
+		return 2
 	}
 	fs := flag.NewFlagSet("camd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "config.yaml", "config file")
+	path := fs.String("config", "config.yaml", "the config file")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: camd %s [flags]\n\nflags:\n", cmd)
+		fs.PrintDefaults()
+		if cmd == "run" {
+			fmt.Fprintln(stderr)
+			usage(stderr)
+		}
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		printVersion(stdout)
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "camd %s: unexpected argument %q\n", cmd, fs.Arg(0))
 		return 2
 	}
 	cfg, err := config.Load(*path)
@@ -46,59 +102,106 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	red := redact.New(cfg.Secrets()...)
+	level := new(slog.LevelVar)
+	log := slog.New(redact.Handler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}), red))
+	opt := daemon.Options{Log: log, Level: level, Redactor: red}
 
 	switch cmd {
 	case "validate":
-		return validate(cfg, log, stderr)
-	default:
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		d, err := daemon.New(cfg, log)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		if err := d.Run(ctx); err != nil {
-			log.Error("camd", "err", err)
-			return 1
-		}
-		return 0
+		return validate(cfg, opt, stderr)
+	case "reload":
+		return reload(cfg, stdout, stderr)
 	}
+	return serve(cfg, opt, stderr)
+}
+
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "camd %s (plugin contract v%d)\n", version, sdk.APIVersion)
+}
+
+// serve runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the config.
+func serve(cfg *config.Config, opt daemon.Options, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d := daemon.New(cfg, opt)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				opt.Log.Info("SIGHUP: reloading the config")
+				d.Reload(ctx)
+			}
+		}
+	}()
+
+	if err := d.Run(ctx); err != nil {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				fmt.Fprintln(stderr, opt.Redactor.String(e.Error()))
+			}
+			fmt.Fprintf(stderr, "camd: not starting: %d problem(s) in %s\n", len(errs), cfg.Path)
+		} else {
+			opt.Log.Error("camd", "err", err)
+		}
+		return 1
+	}
+	return 0
 }
 
 // validate checks what Load cannot: that every plugin binary starts and
-// accepts its config block.
-func validate(cfg *config.Config, log *slog.Logger, stderr io.Writer) int {
-	bad := 0
-	for i, o := range cfg.Outputs {
-		spec, err := daemon.Spec(cfg, i)
-		if err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			err = pluginhost.Validate(ctx, spec, log)
-			cancel()
+// accepts its config block, and that every listen address is free.
+func validate(cfg *config.Config, opt daemon.Options, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if errs := daemon.Check(ctx, cfg, opt.Log, nil); len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(stderr, opt.Redactor.String(e.Error()))
 		}
-		var ce *pluginhost.ConfigError
-		switch {
-		case errors.As(err, &ce):
-			for _, e := range ce.Errors {
-				fmt.Fprintln(stderr, cfg.PluginError(i, e.Key, e.Message))
-				bad++
-			}
-		case err != nil:
-			fmt.Fprintln(stderr, cfg.ErrorAt(fmt.Sprintf("outputs[%d]", i), fmt.Sprintf("output %q: %v", o.Name, err)))
-			bad++
-		}
-	}
-	if bad > 0 {
 		return 1
 	}
 	fmt.Fprintf(stderr, "%s: ok (%d cameras, %d outputs)\n", cfg.Path, len(cfg.Cameras), len(cfg.Outputs))
 	return 0
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+// reload asks the camd serving cfg's http.listen to re-read its config.
+func reload(cfg *config.Config, stdout, stderr io.Writer) int {
+	host, port, _ := net.SplitHostPort(cfg.HTTP.Listen)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	url := "http://" + net.JoinHostPort(host, port) + "/api/reload"
+	client := &http.Client{Timeout: 2 * time.Minute}
+	resp, err := client.Post(url, "", nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "camd reload: is camd running? %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	var st daemon.ReloadStatus
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		fmt.Fprintf(stderr, "camd reload: %s: %s\n", url, resp.Status)
+		return 1
+	}
+	if !st.OK {
+		for _, e := range st.Errors {
+			fmt.Fprintln(stderr, e)
+		}
+		fmt.Fprintln(stderr, "camd reload: refused; camd keeps running the previous config")
+		return 1
+	}
+	fmt.Fprintln(stdout, "camd reload: ok")
+	for _, c := range st.Changed {
+		fmt.Fprintln(stdout, "  "+c)
+	}
+	return 0
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/camd/camd/device"
+	"github.com/camd/camd/internal/redact"
 	"github.com/camd/camd/sdk"
 )
 
@@ -28,9 +30,11 @@ type Config struct {
 	// PluginAutoMTLS turns on go-plugin's mutual TLS between camd and its
 	// plugins. Off by default: the plugin sockets live in a private
 	// directory, and TLS costs 30-70% more CPU per frame.
-	PluginAutoMTLS bool     `yaml:"plugin_auto_mtls"`
-	Cameras        []Camera `yaml:"cameras"`
-	Outputs        []Output `yaml:"outputs"`
+	PluginAutoMTLS bool `yaml:"plugin_auto_mtls"`
+	// Watch reloads the config when the file changes, as SIGHUP does.
+	Watch   bool     `yaml:"watch"`
+	Cameras []Camera `yaml:"cameras"`
+	Outputs []Output `yaml:"outputs"`
 
 	// Path is the file the config was read from.
 	Path string `yaml:"-"`
@@ -239,9 +243,11 @@ func (c *Config) validate() Errors {
 			fail(p+".offline_after", "must be at least 100ms, e.g. 2s")
 		}
 		if _, err := cam.Source.Device(); err != nil {
-			var fe *fieldError
-			if errors.As(err, &fe) {
-				fail(p+".source."+fe.key, "%s", fe.msg)
+			var fes fieldErrors
+			if errors.As(err, &fes) {
+				for _, fe := range fes {
+					fail(p+".source."+fe.key, "%s", fe.msg)
+				}
 			} else {
 				fail(p+".source", "%v", err)
 			}
@@ -304,55 +310,72 @@ type fieldError struct{ key, msg string }
 
 func (e *fieldError) Error() string { return e.key + ": " + e.msg }
 
-// Device returns the device.SourceConfig for s.
+// fieldErrors is every problem with one source, so a user fixes them all
+// in one go.
+type fieldErrors []*fieldError
+
+func (es fieldErrors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Device returns the device.SourceConfig for s, or every problem with s.
 func (s Source) Device() (device.SourceConfig, error) {
 	d := device.SourceConfig{Type: s.Type, URL: s.URL, StreamURL: s.StreamURL, Mode: s.Mode, FPS: s.FPS, Quality: s.Quality, Token: s.Token}
+	var errs fieldErrors
+	fail := func(key, format string, args ...any) {
+		errs = append(errs, &fieldError{key, fmt.Sprintf(format, args...)})
+	}
 	switch s.Type {
 	case "":
-		return d, &fieldError{"type", "missing (want sim, esp32 or mjpeg)"}
+		fail("type", "missing (want sim, esp32 or mjpeg)")
 	case "sim":
 		if s.URL != "" {
-			return d, &fieldError{"url", "not used by a sim camera"}
+			fail("url", "not used by a sim camera")
 		}
 		if s.Token != "" {
-			return d, &fieldError{"token", "not used by a sim camera"}
+			fail("token", "not used by a sim camera")
 		}
 	case "esp32", "mjpeg":
 		if s.URL == "" {
-			return d, &fieldError{"url", "missing"}
-		}
-		if err := checkURL(s.URL); err != nil {
-			return d, &fieldError{"url", err.Error()}
+			fail("url", "missing")
+		} else if err := checkURL(s.URL); err != nil {
+			fail("url", "%v", err)
 		}
 		if s.StreamURL != "" {
 			if err := checkURL(s.StreamURL); err != nil {
-				return d, &fieldError{"stream_url", err.Error()}
+				fail("stream_url", "%v", err)
 			}
 		}
 		if s.Type == "esp32" && s.Mode != "capture" && s.Mode != "stream" {
-			return d, &fieldError{"mode", fmt.Sprintf("unknown mode %q (want capture or stream)", s.Mode)}
+			fail("mode", "unknown mode %q (want capture or stream)", s.Mode)
 		}
 		if s.Type == "mjpeg" && s.Mode != "" {
-			return d, &fieldError{"mode", "only esp32 sources have a mode"}
+			fail("mode", "only esp32 sources have a mode")
 		}
 	default:
-		return d, &fieldError{"type", fmt.Sprintf("unknown source type %q (want sim, esp32 or mjpeg)", s.Type)}
+		fail("type", "unknown source type %q (want sim, esp32 or mjpeg)", s.Type)
 	}
 	if s.FPS < 0 || s.FPS > 240 {
-		return d, &fieldError{"fps", "want 0 to 240"}
+		fail("fps", "want 0 to 240")
 	}
 	if s.Quality < 0 || s.Quality > 100 {
-		return d, &fieldError{"quality", "want 1 to 100"}
+		fail("quality", "want 1 to 100")
 	}
 	if s.Size != "" {
 		if s.Type != "sim" {
-			return d, &fieldError{"size", "only a sim camera has a size (set the resolution on the device)"}
+			fail("size", "only a sim camera has a size (set the resolution on the device)")
+		} else if w, h, err := device.ParseSize(s.Size); err != nil {
+			fail("size", "%v", err)
+		} else {
+			d.Width, d.Height = w, h
 		}
-		w, h, err := device.ParseSize(s.Size)
-		if err != nil {
-			return d, &fieldError{"size", err.Error()}
-		}
-		d.Width, d.Height = w, h
+	}
+	if len(errs) > 0 {
+		return d, errs
 	}
 	return d, nil
 }
@@ -362,6 +385,41 @@ func checkURL(u string) error {
 		return fmt.Errorf("%q: want an http:// or https:// URL", u)
 	}
 	return nil
+}
+
+// Camera returns the camera named name, or nil.
+func (c *Config) Camera(name string) *Camera {
+	if i := c.CameraIndex(name); i >= 0 {
+		return &c.Cameras[i]
+	}
+	return nil
+}
+
+// CameraIndex returns the index of the camera named name, or -1.
+func (c *Config) CameraIndex(name string) int {
+	return slices.IndexFunc(c.Cameras, func(cam Camera) bool { return cam.Name == name })
+}
+
+// Output returns the output named name, or nil.
+func (c *Config) Output(name string) *Output {
+	if i := slices.IndexFunc(c.Outputs, func(o Output) bool { return o.Name == name }); i >= 0 {
+		return &c.Outputs[i]
+	}
+	return nil
+}
+
+// Secrets returns every secret the config holds (camera tokens, passwords
+// and tokens in camera URLs), so camd can keep them out of its logs and
+// API.
+func (c *Config) Secrets() []string {
+	var out []string
+	for _, cam := range c.Cameras {
+		s := cam.Source
+		out = append(out, s.Token)
+		out = append(out, redact.SecretsOfURL(s.URL)...)
+		out = append(out, redact.SecretsOfURL(s.StreamURL)...)
+	}
+	return out
 }
 
 // OutputConfigYAML returns output i's config block re-encoded as YAML.

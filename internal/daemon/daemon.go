@@ -1,6 +1,7 @@
 // Package daemon wires camd together: it builds the cameras, the router and
-// the output plugins from a config, runs them, and serves the daemon's own
-// HTTP API.
+// the output plugins from a config, runs them, applies a changed config
+// without disturbing what did not change, and serves the daemon's own HTTP
+// API.
 package daemon
 
 import (
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,55 +23,264 @@ import (
 	"github.com/camd/camd/device"
 	"github.com/camd/camd/internal/config"
 	"github.com/camd/camd/internal/pluginhost"
+	"github.com/camd/camd/internal/redact"
 	"github.com/camd/camd/internal/router"
 	"github.com/camd/camd/sdk"
 )
 
 // Daemon is a running camd.
 type Daemon struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	router  *router.Router
-	cameras []*device.Camera
-	outputs []*pluginhost.Output
-	started time.Time
+	log      *slog.Logger
+	level    *slog.LevelVar   // log_level; a reload changes it
+	redactor *redact.Redactor // the config's secrets; a reload changes them
+	router   *router.Router
+	started  time.Time
+	sockDir  string
+	addr     chan string // the API's address, once it listens
 
-	// Addr is the address the HTTP API listens on, once Run has started it.
-	addr chan string
+	reloadMu sync.Mutex // one reload at a time; guards api and running
+	api      *apiServer
+	running  bool           // between launch and shutdown: reloads may apply
+	bg       sync.WaitGroup // API listeners a reload retired, closing
+
+	mu      sync.Mutex // guards what follows; Status reads it
+	cfg     *config.Config
+	cameras []*cameraRun // in config order
+	outputs []*outputRun
+	reload  *ReloadStatus
 }
 
-// New builds a daemon from cfg. Nothing runs until Run.
-func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
-	d := &Daemon{cfg: cfg, log: log, router: router.New(), addr: make(chan string, 1)}
-	for _, c := range cfg.Cameras {
-		sc, err := c.Source.Device()
-		if err != nil {
-			return nil, fmt.Errorf("camera %q: %w", c.Name, err)
-		}
-		src, err := device.New(sc)
-		if err != nil {
-			return nil, fmt.Errorf("camera %q: %w", c.Name, err)
-		}
-		d.cameras = append(d.cameras, &device.Camera{Name: c.Name, Source: src, Log: log, OfflineAfter: time.Duration(c.OfflineAfter)})
+// cameraRun is a running camera and what stops it.
+type cameraRun struct {
+	cfg  config.Camera
+	cam  *device.Camera
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// outputRun is a running output plugin and what stops it.
+type outputRun struct {
+	spec pluginhost.Spec
+	out  *pluginhost.Output
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// Options are what the daemon takes from its caller besides the config.
+type Options struct {
+	Log      *slog.Logger
+	Level    *slog.LevelVar   // set from log_level; nil: a fixed level
+	Redactor *redact.Redactor // fed the config's secrets; nil: none
+}
+
+// New returns a daemon for cfg. Nothing runs until Run.
+func New(cfg *config.Config, opt Options) *Daemon {
+	d := &Daemon{
+		cfg: cfg, log: opt.Log, level: opt.Level, redactor: opt.Redactor,
+		router: router.New(), addr: make(chan string, 1),
 	}
-	for i, o := range cfg.Outputs {
+	if d.level == nil {
+		d.level = new(slog.LevelVar)
+	}
+	if d.redactor == nil {
+		d.redactor = redact.New()
+	}
+	d.applySettings(cfg)
+	return d
+}
+
+// Addr returns the HTTP API's address once it listens.
+func (d *Daemon) Addr() <-chan string { return d.addr }
+
+// launchTimeout bounds how long camd waits for every output to start.
+const launchTimeout = 30 * time.Second
+
+// Run checks the config as `camd validate` does, starts every output and
+// refuses to go on (returning every problem as config.Errors) if one cannot
+// start; then it starts the cameras and serves until ctx ends. Then it stops
+// the cameras, stops every plugin (no orphans), closes the HTTP API and
+// returns nil.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.started = time.Now()
+	sockDir, err := socketDir()
+	if err != nil {
+		return fmt.Errorf("plugin socket directory: %w", err)
+	}
+	defer os.RemoveAll(sockDir)
+	d.sockDir = sockDir
+	cfg := d.cfg
+
+	if errs := Check(ctx, cfg, d.log, nil); len(errs) > 0 {
+		return errs
+	}
+	api, err := d.listenAPI(cfg.HTTP.Listen)
+	if err != nil {
+		return config.Errors{cfg.ErrorAt("http.listen", err.Error())}
+	}
+	d.reloadMu.Lock()
+	d.api = api
+	d.reloadMu.Unlock()
+	defer func() {
+		d.reloadMu.Lock()
+		d.running = false // a reload waiting for the lock finds camd stopping
+		d.reloadMu.Unlock()
+		d.stopAll()
+		d.api.close()
+		d.bg.Wait()
+	}()
+
+	// Outputs first, so they are subscribed before frames flow.
+	var outs []*outputRun
+	for i := range cfg.Outputs {
 		spec, err := Spec(cfg, i)
 		if err != nil {
-			return nil, err
+			return config.Errors{cfg.ErrorAt(fmt.Sprintf("outputs[%d]", i), err.Error())}
 		}
-		out := pluginhost.New(spec, log)
-		out.OnConfigError = func(errs sdk.ConfigErrors) {
-			for _, e := range errs {
-				log.Error("output refused its config; it stays off until the config is fixed",
-					"output", o.Name, "err", cfg.PluginError(i, e.Key, e.Message).Error())
+		outs = append(outs, d.startOutput(cfg, i, spec))
+	}
+	if errs := d.awaitLaunch(ctx, cfg, outs); len(errs) > 0 {
+		return errs
+	}
+	for _, c := range cfg.Cameras {
+		d.startCamera(c)
+	}
+	d.reloadMu.Lock()
+	d.running = true
+	d.reloadMu.Unlock()
+	d.addr <- api.addr
+	d.log.Info("camd running", "api", "http://"+api.addr+"/", "cameras", len(cfg.Cameras), "outputs", len(cfg.Outputs))
+
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		if err := d.watch(watchCtx, cfg.Path); err != nil {
+			d.log.Warn("cannot watch the config file; reload with SIGHUP or camd reload", "err", err)
+		}
+	}()
+	defer func() { stopWatch(); <-watchDone }()
+
+	<-ctx.Done()
+	d.log.Info("shutting down")
+	return nil
+}
+
+// awaitLaunch waits for each output's first start and returns the errors
+// of those that failed, placed in the file.
+func (d *Daemon) awaitLaunch(ctx context.Context, cfg *config.Config, outs []*outputRun) config.Errors {
+	var errs config.Errors
+	deadline := time.After(launchTimeout)
+	for i, o := range outs {
+		select {
+		case err := <-o.out.Launched():
+			if err != nil && ctx.Err() == nil {
+				errs = append(errs, outputErrors(cfg, i, err)...)
 			}
-		}
-		d.outputs = append(d.outputs, out)
-		for _, cam := range out.Cameras() {
-			d.router.Subscribe(cam, out)
+		case <-ctx.Done():
+			return nil
+		case <-deadline:
+			errs = append(errs, cfg.ErrorAt(fmt.Sprintf("outputs[%d]", i), "did not start within "+launchTimeout.String()))
 		}
 	}
-	return d, nil
+	return errs
+}
+
+// stopAll stops the cameras, then the outputs, and waits for them.
+func (d *Daemon) stopAll() {
+	d.mu.Lock()
+	cams, outs := d.cameras, d.outputs
+	d.cameras, d.outputs = nil, nil
+	d.mu.Unlock()
+	for _, c := range cams {
+		c.stop()
+	}
+	for _, c := range cams {
+		<-c.done
+	}
+	for _, o := range outs {
+		o.stop()
+	}
+	for _, o := range outs {
+		<-o.done
+	}
+}
+
+// startCamera starts c and adds it to the running cameras.
+func (d *Daemon) startCamera(c config.Camera) *cameraRun {
+	sc, _ := c.Source.Device() // checked by config.Load
+	src, err := device.New(sc)
+	if err != nil { // config.Load accepted it: a bug, not a user error
+		panic(fmt.Sprintf("camera %q: %v", c.Name, err))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &cameraRun{
+		cfg:  c,
+		cam:  &device.Camera{Name: c.Name, Source: src, Log: d.log, OfflineAfter: time.Duration(c.OfflineAfter)},
+		stop: cancel, done: make(chan struct{}),
+	}
+	go func() {
+		defer close(r.done)
+		r.cam.Run(ctx, d.router.Publish)
+	}()
+	d.mu.Lock()
+	d.cameras = append(d.cameras, r)
+	d.mu.Unlock()
+	return r
+}
+
+// startOutput starts output i of cfg, subscribed to its cameras.
+func (d *Daemon) startOutput(cfg *config.Config, i int, spec pluginhost.Spec) *outputRun {
+	out := pluginhost.New(spec, d.log)
+	name := spec.Name
+	out.OnConfigError = func(errs sdk.ConfigErrors) {
+		for _, e := range errs {
+			d.log.Error("output refused its config; it stays off until the config is fixed",
+				"output", name, "err", cfg.PluginError(i, e.Key, e.Message).Error())
+		}
+	}
+	for _, cam := range spec.Cameras {
+		d.router.Subscribe(cam, out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &outputRun{spec: spec, out: out, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		out.Run(ctx, d.sockDir)
+	}()
+	d.mu.Lock()
+	d.outputs = append(d.outputs, r)
+	d.mu.Unlock()
+	return r
+}
+
+// stopOutput unsubscribes and stops o and waits for it.
+func (d *Daemon) stopOutput(o *outputRun) {
+	for _, cam := range o.out.Cameras() {
+		d.router.Unsubscribe(cam, o.out)
+	}
+	o.stop()
+	<-o.done
+	d.mu.Lock()
+	d.outputs = slices.DeleteFunc(d.outputs, func(x *outputRun) bool { return x == o })
+	d.mu.Unlock()
+}
+
+// stopCamera stops c and waits for it.
+func (d *Daemon) stopCamera(c *cameraRun) {
+	c.stop()
+	<-c.done
+	d.mu.Lock()
+	d.cameras = slices.DeleteFunc(d.cameras, func(x *cameraRun) bool { return x == c })
+	d.mu.Unlock()
+}
+
+// applySettings applies the settings that take effect at once: the log
+// level and the secrets kept out of logs.
+func (d *Daemon) applySettings(cfg *config.Config) {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(cfg.LogLevel))
+	d.level.Set(l)
+	d.redactor.SetSecrets(cfg.Secrets()...)
 }
 
 // Spec returns the plugin spec of output i of cfg.
@@ -90,66 +301,64 @@ func Spec(cfg *config.Config, i int) (pluginhost.Spec, error) {
 	}, nil
 }
 
-// Addr returns the HTTP API's address once it listens.
-func (d *Daemon) Addr() <-chan string { return d.addr }
-
-// Run runs everything until ctx ends, then stops the cameras, stops every
-// plugin (no orphans), closes the HTTP API and returns.
-func (d *Daemon) Run(ctx context.Context) error {
-	d.started = time.Now()
-	sockDir, err := socketDir()
-	if err != nil {
-		return fmt.Errorf("plugin socket directory: %w", err)
+// outputErrors places an error from starting or validating output i in
+// the file: config errors at their keys, a bad binary at plugin/command/
+// sha256, anything else at the output.
+func outputErrors(cfg *config.Config, i int, err error) config.Errors {
+	var ce *pluginhost.ConfigError
+	if errors.As(err, &ce) {
+		var errs config.Errors
+		for _, e := range ce.Errors {
+			errs = append(errs, cfg.PluginError(i, e.Key, e.Message))
+		}
+		return errs
 	}
-	defer os.RemoveAll(sockDir)
-
-	ln, err := net.Listen("tcp", d.cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http.listen: %w", err)
+	o := cfg.Outputs[i]
+	key := fmt.Sprintf("outputs[%d]", i)
+	if errors.Is(err, pluginhost.ErrBinary) {
+		switch {
+		case strings.Contains(err.Error(), "sha256") && o.SHA256 != "":
+			key += ".sha256"
+		case o.Plugin != "":
+			key += ".plugin"
+		default:
+			key += ".command"
+		}
 	}
-	srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 5 * time.Second}
-	httpDone := make(chan struct{})
+	return config.Errors{cfg.ErrorAt(key, fmt.Sprintf("output %q: %v", o.Name, err))}
+}
+
+// apiServer is the daemon's HTTP listener.
+type apiServer struct {
+	listen string // as configured
+	addr   string // as bound
+	srv    *http.Server
+	done   chan struct{}
+}
+
+func (d *Daemon) listenAPI(listen string) (*apiServer, error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, err
+	}
+	a := &apiServer{
+		listen: listen, addr: ln.Addr().String(), done: make(chan struct{}),
+		srv: &http.Server{Handler: d.handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second},
+	}
 	go func() {
-		defer close(httpDone)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(a.done)
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("http", "err", err)
 		}
 	}()
-	d.addr <- ln.Addr().String()
-	d.log.Info("camd running", "api", "http://"+ln.Addr().String()+"/", "cameras", len(d.cameras), "outputs", len(d.outputs))
+	return a, nil
+}
 
-	var wg sync.WaitGroup
-	// Outputs first, so their mailboxes exist before frames flow; they
-	// start in parallel.
-	outCtx, stopOutputs := context.WithCancel(context.Background())
-	for _, o := range d.outputs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o.Run(outCtx, sockDir)
-		}()
-	}
-	camCtx, stopCameras := context.WithCancel(ctx)
-	var camWG sync.WaitGroup
-	for _, c := range d.cameras {
-		camWG.Add(1)
-		go func() {
-			defer camWG.Done()
-			c.Run(camCtx, d.router.Publish)
-		}()
-	}
-
-	<-ctx.Done()
-	d.log.Info("shutting down")
-	stopCameras()
-	camWG.Wait()
-	stopOutputs()
-	wg.Wait()
-	shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+func (a *apiServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(shutCtx)
-	<-httpDone
-	return nil
+	_ = a.srv.Shutdown(ctx)
+	<-a.done
 }
 
 // socketDir makes a private (0700) directory for this run's plugin

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"html/template"
+	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,20 +36,26 @@ type Status struct {
 	Goroutines int                 `json:"goroutines"` // camd's own, to spot leaks
 	Cameras    []CameraStatus      `json:"cameras"`
 	Outputs    []pluginhost.Status `json:"outputs"`
+	Reload     *ReloadStatus       `json:"reload,omitempty"` // the last reload, if any
 }
 
-// Status collects the state of every camera and output.
+// Status collects the state of every camera and output. Error texts pass
+// through the redactor: a camera's URL may carry a password.
 func (d *Daemon) Status(ctx context.Context) Status {
 	now := time.Now()
-	st := Status{UptimeS: now.Sub(d.started).Seconds(), Goroutines: runtime.NumGoroutine(), Cameras: []CameraStatus{}, Outputs: make([]pluginhost.Status, len(d.outputs))}
-	for i, c := range d.cameras {
+	d.mu.Lock()
+	cams, outs, reload := slices.Clone(d.cameras), slices.Clone(d.outputs), d.reload
+	d.mu.Unlock()
+	st := Status{UptimeS: now.Sub(d.started).Seconds(), Goroutines: runtime.NumGoroutine(), Cameras: []CameraStatus{}, Outputs: make([]pluginhost.Status, len(outs)), Reload: reload}
+	for _, r := range cams {
+		c := r.cam
 		s := c.Stats()
 		age := int64(-1)
 		if !s.LastFrame.IsZero() {
 			age = now.Sub(s.LastFrame).Milliseconds()
 		}
 		st.Cameras = append(st.Cameras, CameraStatus{
-			Name: c.Name, Source: d.cfg.Cameras[i].Source.Type, State: s.State, Frames: s.Frames, Dropped: s.Dropped,
+			Name: c.Name, Source: r.cfg.Source.Type, State: s.State, Frames: s.Frames, Dropped: s.Dropped,
 			Restarts: s.Restarts, FPS: round2(s.FPS), Width: s.Width, Height: s.Height, LastFrameAgeMS: age, LastError: s.LastError,
 		})
 	}
@@ -55,14 +63,20 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	var wg sync.WaitGroup
-	for i, o := range d.outputs {
+	for i, o := range outs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st.Outputs[i] = o.Status(ctx)
+			st.Outputs[i] = o.out.Status(ctx)
 		}()
 	}
 	wg.Wait()
+	for i := range st.Cameras {
+		st.Cameras[i].LastError = d.redactor.String(st.Cameras[i].LastError)
+	}
+	for i := range st.Outputs {
+		st.Outputs[i].LastError = d.redactor.String(st.Outputs[i].LastError)
+	}
 	return st
 }
 
@@ -80,6 +94,21 @@ func (d *Daemon) handler() http.Handler {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(d.Status(r.Context()))
+	})
+	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, r *http.Request) {
+		// Until camd has authentication, only this machine may reload it.
+		if !fromLoopback(r) {
+			http.Error(w, "reload is allowed from this machine only", http.StatusForbidden)
+			return
+		}
+		st := d.Reload(r.Context())
+		w.Header().Set("Content-Type", "application/json")
+		if !st.OK {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -107,3 +136,13 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 <p><a href="/api/status">/api/status</a> · <a href="/healthz">/healthz</a></p>
 </body></html>
 `))
+
+// fromLoopback reports whether r came from this machine.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

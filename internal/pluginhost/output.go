@@ -14,12 +14,15 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/camd/camd/internal/router"
 	pb "github.com/camd/camd/proto/outputv1"
@@ -70,18 +73,39 @@ type Output struct {
 	// before the output is marked failed (the daemon maps them to file:line).
 	OnConfigError func(sdk.ConfigErrors)
 
-	mu       sync.Mutex
-	state    string
-	pid      int
-	restarts int
-	urls     []string
-	lastErr  string
-	client   pb.OutputClient
+	launched chan error // the first start's outcome, once
+
+	mu          sync.Mutex
+	cameras     []string // spec.Cameras, as changed by SetCameras
+	state       string
+	pid         int
+	version     string
+	restarts    int
+	nextRestart time.Time
+	urls        []string
+	listen      []string // addresses the plugin listens on
+	lastErr     string
+	client      pb.OutputClient
 }
 
 // New returns a supervisor for spec. Call Run to start it.
 func New(spec Spec, log *slog.Logger) *Output {
-	return &Output{spec: spec, log: log.With("output", spec.Name), mb: router.NewMailbox(), state: StateStarting}
+	return &Output{
+		spec: spec, log: log.With("output", spec.Name), mb: router.NewMailbox(), state: StateStarting,
+		cameras: spec.Cameras, launched: make(chan error, 1),
+	}
+}
+
+// Launched delivers the outcome of the first start, once: nil when the
+// plugin took its config and serves, else why not. camd refuses to run
+// with an output that cannot start at all.
+func (o *Output) Launched() <-chan error { return o.launched }
+
+func (o *Output) launchResult(err error) {
+	select {
+	case o.launched <- err:
+	default:
+	}
 }
 
 // Offer implements router.Sink.
@@ -90,13 +114,61 @@ func (o *Output) Offer(f sdk.Frame) { o.mb.Offer(f) }
 // Name returns the output's name.
 func (o *Output) Name() string { return o.spec.Name }
 
+// Listen returns the addresses the plugin listened on when it last
+// started.
+func (o *Output) Listen() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.listen
+}
+
+// Spec returns the spec the output was made with.
+func (o *Output) Spec() Spec { return o.spec }
+
 // Cameras returns the cameras the output receives.
-func (o *Output) Cameras() []string { return o.spec.Cameras }
+func (o *Output) Cameras() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.cameras
+}
+
+// ErrCamerasUnsupported is returned by SetCameras for a plugin that cannot
+// change its cameras while running; it has to be restarted instead.
+var ErrCamerasUnsupported = errors.New("plugin cannot change cameras while running")
+
+// SetCameras changes the cameras of the running plugin without restarting
+// it. The caller stops routing removed cameras to o before, and routes
+// added ones after.
+func (o *Output) SetCameras(ctx context.Context, cameras []string) error {
+	o.mu.Lock()
+	client := o.client
+	o.mu.Unlock()
+	if client == nil {
+		return errors.New("plugin is not running")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := client.SetCameras(ctx, &pb.SetCamerasRequest{Cameras: cameras}); err != nil {
+		if status.Code(err) == codes.Unimplemented {
+			return ErrCamerasUnsupported
+		}
+		return plain(err)
+	}
+	o.mu.Lock()
+	removed := slices.DeleteFunc(slices.Clone(o.cameras), func(c string) bool { return slices.Contains(cameras, c) })
+	o.cameras = slices.Clone(cameras)
+	o.spec.Cameras = o.cameras // a restart configures the plugin with the new list
+	o.mu.Unlock()
+	for _, c := range removed {
+		o.mb.Remove(c)
+	}
+	return nil
+}
 
 // Restart backoff: from Spec.MinBackoff doubling to Spec.MaxBackoff; a
 // plugin that stayed up for healthyAfter starts again from MinBackoff.
 const (
-	healthyAfter = time.Minute
+	healthyAfter = 10 * time.Second
 	// ackTimeout: a plugin that holds a frame longer than this is hung and
 	// is restarted.
 	ackTimeout = 30 * time.Second
@@ -116,12 +188,17 @@ func (o *Output) Run(ctx context.Context, socketDir string) {
 	}
 	backoff := minBackoff
 	for {
-		started := time.Now()
-		err := o.runOnce(ctx)
+		var running time.Time // when the plugin took its config
+		err := o.runOnce(ctx, func() {
+			running = time.Now()
+			o.launchResult(nil)
+		})
 		if ctx.Err() != nil {
+			o.launchResult(ctx.Err())
 			o.setState(StateStopped, "")
 			return
 		}
+		o.launchResult(err)
 		var ce *ConfigError
 		if errors.As(err, &ce) {
 			o.setState(StateFailed, err.Error())
@@ -132,11 +209,12 @@ func (o *Output) Run(ctx context.Context, socketDir string) {
 			o.setState(StateStopped, "")
 			return
 		}
-		if time.Since(started) > healthyAfter {
+		if !running.IsZero() && time.Since(running) > healthyAfter {
 			backoff = minBackoff
 		}
 		o.mu.Lock()
 		o.restarts++
+		o.nextRestart = time.Now().Add(backoff)
 		o.mu.Unlock()
 		o.setState(StateBackoff, err.Error())
 		o.log.Error("output plugin stopped; restarting", "err", err, "retry_in", backoff)
@@ -161,34 +239,39 @@ func (o *Output) setState(s, lastErr string) {
 		o.client = nil
 		o.pid = 0
 	}
+	if s != StateBackoff {
+		o.nextRestart = time.Time{}
+	}
 }
 
-// runOnce runs one plugin process until it fails or ctx ends.
-func (o *Output) runOnce(ctx context.Context) error {
+// runOnce runs one plugin process until it fails or ctx ends; ready is
+// called once the plugin took its config and serves.
+func (o *Output) runOnce(ctx context.Context, ready func()) error {
 	o.setState(StateStarting, "")
-	client, out, err := start(o.spec, o.log)
+	o.mu.Lock()
+	spec := o.spec
+	o.mu.Unlock()
+	p, err := start(spec, o.log)
 	if err != nil {
 		return err
 	}
-	defer client.Kill()
+	defer p.kill()
 
-	resp, err := configure(ctx, out, o.spec, false)
+	resp, info, err := configure(ctx, p.out, spec, false)
 	if err != nil {
 		return err
-	}
-	pid := 0
-	if rc := client.ReattachConfig(); rc != nil {
-		pid = rc.Pid
 	}
 	o.mu.Lock()
-	o.state, o.urls, o.client, o.pid = StateRunning, resp.Urls, out, pid
+	o.state, o.urls, o.client, o.pid, o.version = StateRunning, resp.Urls, p.out, p.pid(), info.Version
+	o.listen = resp.Listen
 	o.mu.Unlock()
 	msg := "output ready"
 	if len(resp.Urls) > 0 {
 		msg += "; open " + strings.Join(resp.Urls, " ")
 	}
-	o.log.Info(msg, "plugin", o.spec.Plugin, "pid", pid)
-	return o.stream(ctx, out)
+	o.log.Info(msg, "plugin", spec.Plugin, "version", info.Version, "pid", p.pid())
+	ready()
+	return o.stream(ctx, p.out)
 }
 
 // stream sends frames until the stream fails or ctx ends. On ctx end it
@@ -250,12 +333,36 @@ func (o *Output) stream(ctx context.Context, out pb.OutputClient) error {
 	}
 }
 
+// proc is a started plugin process.
+type proc struct {
+	client         *plugin.Client
+	out            pb.OutputClient
+	stdout, stderr *lineWriter
+}
+
+func (p *proc) pid() int {
+	if rc := p.client.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
+// kill stops the process (gracefully, then by force) and logs what it
+// printed last.
+func (p *proc) kill() {
+	p.client.Kill()
+	p.stdout.Flush()
+	p.stderr.Flush()
+}
+
+// ErrBinary is wrapped by errors about the plugin binary itself: missing,
+// or not matching its sha256 pin.
+var ErrBinary = errors.New("plugin binary")
+
 // start launches the plugin process and dispenses its Output client.
-func start(spec Spec, log *slog.Logger) (*plugin.Client, pb.OutputClient, error) {
-	if _, err := os.Stat(spec.Path); err != nil {
-		if _, lerr := exec.LookPath(spec.Path); lerr != nil {
-			return nil, nil, fmt.Errorf("plugin binary: %w (run make build?)", err)
-		}
+func start(spec Spec, log *slog.Logger) (*proc, error) {
+	if err := checkBinary(spec.Path); err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(spec.Path)
 	// The plugin dies with camd, even if camd is killed with SIGKILL. The
@@ -268,14 +375,15 @@ func start(spec Spec, log *slog.Logger) (*plugin.Client, pb.OutputClient, error)
 		cmd.Env = append(cmd.Env, plugin.EnvUnixSocketDir+"="+spec.SocketDir)
 	}
 
+	p := &proc{stdout: newLineWriter(log, slog.LevelInfo, "stdout"), stderr: newLineWriter(log, slog.LevelWarn, "stderr")}
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          map[string]plugin.Plugin{sdk.PluginName: &sdk.GRPCPlugin{}},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           hclogFor(log),
-		SyncStdout:       lineLogger(log, slog.LevelInfo, "stdout"),
-		SyncStderr:       lineLogger(log, slog.LevelWarn, "stderr"),
+		SyncStdout:       p.stdout,
+		SyncStderr:       p.stderr,
 		AutoMTLS:         spec.AutoMTLS,
 		StartTimeout:     10 * time.Second,
 		SkipHostEnv:      true, // cmd.Env has it already
@@ -283,37 +391,71 @@ func start(spec Spec, log *slog.Logger) (*plugin.Client, pb.OutputClient, error)
 	if spec.SHA256 != "" {
 		sum, err := hex.DecodeString(spec.SHA256)
 		if err != nil {
-			return nil, nil, fmt.Errorf("sha256: %w", err)
+			return nil, fmt.Errorf("sha256: %w", err)
 		}
 		cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
-	client := plugin.NewClient(cfg)
-	rpc, err := client.Client()
+	p.client = plugin.NewClient(cfg)
+	rpc, err := p.client.Client()
 	if err != nil {
-		client.Kill()
+		p.kill()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-			return nil, nil, fmt.Errorf("plugin %s: sha256 does not match the pinned value", spec.Path)
+			return nil, fmt.Errorf("%w %s: its sha256 does not match the pinned value (rebuilt or replaced?)", ErrBinary, spec.Path)
 		}
-		return nil, nil, fmt.Errorf("start plugin %s: %w", spec.Path, err)
+		return nil, fmt.Errorf("start plugin %s: %w", spec.Path, err)
 	}
 	raw, err := rpc.Dispense(sdk.PluginName)
 	if err != nil {
-		client.Kill()
-		return nil, nil, fmt.Errorf("plugin %s: %w", spec.Path, err)
+		p.kill()
+		return nil, fmt.Errorf("plugin %s: %w", spec.Path, err)
 	}
-	return client, raw.(pb.OutputClient), nil
+	p.out = raw.(pb.OutputClient)
+	return p, nil
+}
+
+// checkBinary checks that path is an executable file (or a command found
+// in PATH), so a typo is reported as such, not as a failed handshake.
+func checkBinary(path string) error {
+	if !strings.ContainsRune(path, os.PathSeparator) {
+		if _, err := exec.LookPath(path); err != nil {
+			return fmt.Errorf("%w: %s not found in PATH", ErrBinary, path)
+		}
+		return nil
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%w %s does not exist (run make build?)", ErrBinary, path)
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrBinary, err)
+	case fi.IsDir() || fi.Mode()&0o111 == 0:
+		return fmt.Errorf("%w %s is not an executable file", ErrBinary, path)
+	}
+	return nil
+}
+
+// plain returns err without gRPC's "rpc error: code = ... desc =" framing:
+// what the user needs is the plugin's own words.
+func plain(err error) error {
+	if st, ok := status.FromError(err); ok && st.Code() != codes.OK {
+		if st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded {
+			return fmt.Errorf("plugin not answering: %s", st.Message())
+		}
+		return errors.New(st.Message())
+	}
+	return err
 }
 
 // configure checks the plugin's identity and hands it its config.
-func configure(ctx context.Context, out pb.OutputClient, spec Spec, validateOnly bool) (*pb.ConfigureResponse, error) {
+func configure(ctx context.Context, out pb.OutputClient, spec Spec, validateOnly bool) (*pb.ConfigureResponse, *pb.InfoResponse, error) {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	info, err := out.Info(ictx, &pb.InfoRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("plugin info: %w", err)
+		return nil, nil, fmt.Errorf("plugin info: %w", plain(err))
 	}
 	if info.ApiVersion != sdk.APIVersion {
-		return nil, fmt.Errorf("plugin %q speaks API version %d, camd speaks %d", info.Name, info.ApiVersion, sdk.APIVersion)
+		return nil, nil, fmt.Errorf("plugin %q speaks API version %d, camd speaks %d", info.Name, info.ApiVersion, sdk.APIVersion)
 	}
 	cctx, cancel2 := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel2()
@@ -321,39 +463,54 @@ func configure(ctx context.Context, out pb.OutputClient, spec Spec, validateOnly
 		Output: spec.Name, Cameras: spec.Cameras, ConfigYaml: spec.ConfigYAML, ValidateOnly: validateOnly,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("configure: %w", err)
+		return nil, nil, plain(err)
 	}
 	if len(resp.Errors) > 0 {
 		ce := &ConfigError{}
 		for _, e := range resp.Errors {
 			ce.Errors = append(ce.Errors, &sdk.ConfigError{Key: e.Key, Message: e.Message})
 		}
-		return nil, ce
+		return nil, nil, ce
 	}
-	return resp, nil
+	if resp.StartError != "" {
+		return nil, nil, errors.New(resp.StartError)
+	}
+	return resp, info, nil
+}
+
+// Checked is what Validate learned about an output.
+type Checked struct {
+	Version string   // the plugin's version
+	Listen  []string // the addresses it would listen on
 }
 
 // Validate starts the plugin, has it check its config without starting, and
 // stops it. It returns a *ConfigError when the plugin refuses the config.
-func Validate(ctx context.Context, spec Spec, log *slog.Logger) error {
-	client, out, err := start(spec, log)
+func Validate(ctx context.Context, spec Spec, log *slog.Logger) (Checked, error) {
+	p, err := start(spec, log)
 	if err != nil {
-		return err
+		return Checked{}, err
 	}
-	defer client.Kill()
-	_, err = configure(ctx, out, spec, true)
-	return err
+	defer p.kill()
+	resp, info, err := configure(ctx, p.out, spec, true)
+	if err != nil {
+		return Checked{}, err
+	}
+	return Checked{Version: info.Version, Listen: resp.Listen}, nil
 }
 
 // Status is an output's state for /api/status.
 type Status struct {
-	Name         string                           `json:"name"`
-	Plugin       string                           `json:"plugin"`
-	State        string                           `json:"state"`
-	PID          int                              `json:"pid"`
-	Restarts     int                              `json:"restarts"`
-	URLs         []string                         `json:"urls"`
-	LastError    string                           `json:"last_error,omitempty"`
+	Name        string     `json:"name"`
+	Plugin      string     `json:"plugin"`
+	Version     string     `json:"version,omitempty"`
+	State       string     `json:"state"`
+	PID         int        `json:"pid"`
+	Restarts    int        `json:"restarts"`
+	NextRestart *time.Time `json:"next_restart,omitempty"` // while restarting
+	URLs        []string   `json:"urls"`
+	LastError   string     `json:"last_error,omitempty"`
+	// Cameras are the counters per camera of this output's mailbox.
 	Cameras      map[string]router.CameraCounters `json:"cameras"`
 	PluginStatus json.RawMessage                  `json:"plugin_status,omitempty"`
 }
@@ -363,8 +520,12 @@ type Status struct {
 func (o *Output) Status(ctx context.Context) Status {
 	o.mu.Lock()
 	s := Status{
-		Name: o.spec.Name, Plugin: o.spec.Plugin, State: o.state, PID: o.pid,
+		Name: o.spec.Name, Plugin: o.spec.Plugin, Version: o.version, State: o.state, PID: o.pid,
 		Restarts: o.restarts, URLs: o.urls, LastError: o.lastErr,
+	}
+	if !o.nextRestart.IsZero() {
+		t := o.nextRestart
+		s.NextRestart = &t
 	}
 	client := o.client
 	o.mu.Unlock()

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -104,6 +105,19 @@ func (m *Mailbox) Ack(camera string) {
 	}
 	m.mu.Unlock()
 	m.signal()
+}
+
+// Remove forgets camera: its waiting frame and counters, for an output
+// that no longer receives it.
+func (m *Mailbox) Remove(camera string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.slots[camera]; !ok {
+		return
+	}
+	delete(m.slots, camera)
+	m.order = slices.DeleteFunc(m.order, func(c string) bool { return c == camera })
+	m.next = 0
 }
 
 // Reset forgets what is in flight, for a new connection to a restarted

@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/camd/camd/internal/config"
+	"github.com/camd/camd/internal/pluginhost"
+)
+
+// Check finds what config.Load cannot: it starts every output's plugin to
+// check its config block (binary present, sha256 pin, keys), and checks
+// the listen addresses of the daemon and every output for conflicts with
+// each other and with sockets already bound on this machine. held lists
+// addresses this camd already listens on (a reload), which are not
+// conflicts. It returns every problem found, in file order.
+func Check(ctx context.Context, cfg *config.Config, log *slog.Logger, held []string) config.Errors {
+	type result struct {
+		checked pluginhost.Checked
+		errs    config.Errors
+	}
+	results := make([]result, len(cfg.Outputs))
+	var wg sync.WaitGroup
+	for i := range cfg.Outputs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			spec, err := Spec(cfg, i)
+			if err != nil {
+				results[i].errs = config.Errors{cfg.ErrorAt(fmt.Sprintf("outputs[%d]", i), err.Error())}
+				return
+			}
+			vctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			checked, err := pluginhost.Validate(vctx, spec, quiet(log).With("output", spec.Name, "phase", "check"))
+			if err != nil {
+				results[i].errs = outputErrors(cfg, i, err)
+				return
+			}
+			results[i].checked = checked
+		}()
+	}
+	wg.Wait()
+
+	var errs config.Errors
+	// Every address that will be listened on, and whose it is.
+	type claim struct {
+		addr  string
+		owner string // "camd's API" or `output "web"`
+		err   func(msg string) *config.Error
+	}
+	claims := []claim{{cfg.HTTP.Listen, "camd's API (http.listen)", func(msg string) *config.Error { return cfg.ErrorAt("http.listen", msg) }}}
+	for i, r := range results {
+		errs = append(errs, r.errs...)
+		for _, a := range r.checked.Listen {
+			claims = append(claims, claim{a, fmt.Sprintf("output %q", cfg.Outputs[i].Name), func(msg string) *config.Error {
+				return cfg.PluginError(i, "listen", msg)
+			}})
+		}
+	}
+	for j, c := range claims {
+		clash := false
+		for _, earlier := range claims[:j] {
+			if conflicts(c.addr, earlier.addr) {
+				errs = append(errs, c.err(fmt.Sprintf("%s is already taken by %s: give each its own port", c.addr, earlier.owner)))
+				clash = true
+				break
+			}
+		}
+		if clash || slices.ContainsFunc(held, func(h string) bool { return conflicts(c.addr, h) }) {
+			continue
+		}
+		if err := tryListen(c.addr); err != nil {
+			errs = append(errs, c.err(fmt.Sprintf("cannot listen on %s: %v (another program uses it?)", c.addr, unwrapOp(err))))
+		}
+	}
+	slices.SortStableFunc(errs, func(a, b *config.Error) int { return a.Line - b.Line })
+	return errs
+}
+
+// conflicts reports whether two listen addresses would collide: the same
+// port on the same host, or on any host when one is a wildcard. Port 0
+// (pick any) never collides.
+func conflicts(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	ha, hb = canonicalHost(ha), canonicalHost(hb)
+	return ha == hb || ha == "" || hb == ""
+}
+
+// canonicalHost maps the ways of writing a host to one: "" for any
+// address, loopback names to their address.
+func canonicalHost(h string) string {
+	switch h {
+	case "", "0.0.0.0", "::", "[::]":
+		return ""
+	case "localhost":
+		return "127.0.0.1"
+	}
+	if ip := net.ParseIP(h); ip != nil {
+		if ip.IsUnspecified() {
+			return ""
+		}
+		return ip.String()
+	}
+	return strings.ToLower(h)
+}
+
+// tryListen reports whether addr can be listened on now.
+func tryListen(addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" {
+		return nil // a bad address is the plugin's to report; port 0 always works
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+// unwrapOp drops net.OpError's "listen tcp ADDR:" prefix, which repeats
+// what the message already says.
+func unwrapOp(err error) error {
+	if oe, ok := err.(*net.OpError); ok && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
+// quiet returns log without its info and debug lines: a check starts and
+// stops every plugin, which is not news.
+func quiet(log *slog.Logger) *slog.Logger { return slog.New(minLevel{log.Handler(), slog.LevelWarn}) }
+
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
+}
