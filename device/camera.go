@@ -2,6 +2,7 @@ package device
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -10,25 +11,60 @@ import (
 	"github.com/camd/camd/sdk"
 )
 
-// State is a camera's connection state as shown in /api/status.
+// State is a camera's state as shown in /api/status.
 type State string
 
 // Camera states.
 const (
-	StateConnecting State = "connecting" // first attempt, or retrying after a failure
-	StateStreaming  State = "streaming"  // frames are arriving
-	StateOffline    State = "offline"    // the last attempt failed; waiting to retry
-	StateStopped    State = "stopped"
+	// StateLive: good frames are arriving (the newest is younger than
+	// OfflineAfter).
+	StateLive State = "live"
+	// StateOffline: no good frame for OfflineAfter, or none since the
+	// start, and the device cannot be reached (or sends nothing).
+	// Placeholders are sent.
+	StateOffline State = "offline"
+	// StateFailing: no good frame for OfflineAfter; the device answers but
+	// fails (HTTP errors, no stream, only bad frames). Placeholders are
+	// sent.
+	StateFailing State = "failing"
+	// StateStopped: Run is not running.
+	StateStopped State = "stopped"
+)
+
+// Defaults for Camera's zero fields.
+const (
+	defaultMinRetry     = 250 * time.Millisecond
+	defaultMaxRetry     = 10 * time.Second
+	defaultOfflineAfter = 2 * time.Second
+)
+
+// Pacing of what a Camera does while its device is away.
+const (
+	// probeMin and probeMax bound the jittered interval between probes of
+	// an unreachable device: often enough that frames resume within half
+	// a second of its return, and one TCP handshake each, so an ESP32
+	// hardly notices.
+	probeMin = 250 * time.Millisecond
+	probeMax = 500 * time.Millisecond
+	// placeholderEvery is the placeholders' rate while a camera is away.
+	placeholderEvery = time.Second
+	// warnEvery limits the WARN lines about one camera's bad frames, and
+	// about its state changing during an outage.
+	warnEvery = 30 * time.Second
 )
 
 // Camera runs one Source: it checks every frame, numbers the good ones,
-// counts the bad ones, and reconnects with capped exponential backoff when
-// the source fails, forever, whether it failed at start or later.
+// counts the bad ones by reason, and keeps reconnecting, whether the
+// source failed at start or later. While the device cannot be reached it
+// probes it every few hundred milliseconds and reconnects as soon as a
+// probe gets through; a device that answers but fails is retried with
+// capped exponential backoff instead. While no good frame has come for
+// OfflineAfter, it sends a placeholder picture once a second saying so.
 type Camera struct {
 	Name     string
 	Source   Source
 	MaxBytes int           // frame size limit; 0 means MaxFrameBytes
-	MinRetry time.Duration // first backoff; 0 means 250ms
+	MinRetry time.Duration // first backoff for a device that answers but fails; 0 means 250ms
 	MaxRetry time.Duration // backoff cap; 0 means 10s
 	// OfflineAfter is how long without a good frame before the camera is
 	// offline (and placeholders are sent); 0 means 2s.
@@ -38,114 +74,428 @@ type Camera struct {
 	mu    sync.Mutex
 	stats Stats
 	times [32]time.Time // arrival times of the last frames, for fps
-	nt    int
+
+	nt int
+	// Guarded by mu too; they describe the current Run.
+	lastGood  time.Time  // arrival of the newest good frame, or Run's start
+	seen      bool       // a good frame arrived since Run started
+	declared  bool       // the current outage was logged and placeholders go out
+	problem   failure    // the newest failure; zero after a good frame
+	sinceGood DropCounts // drops since the last good frame
+	pending   DropCounts // drops not yet logged
+	dropWarn  time.Time  // when bad frames were last logged
+	stateWarn time.Time  // when a state change during an outage was last logged
 }
 
 // Stats is a snapshot of a camera's counters.
 type Stats struct {
-	State     State
-	Frames    uint64    // good frames delivered
-	Dropped   uint64    // bad frames dropped (corrupt, truncated, too large)
-	Restarts  uint64    // reconnects after a failure
-	LastFrame time.Time // capture time of the newest frame
-	LastError string
-	Width     int
-	Height    int
-	FPS       float64
+	State State
+	// Since is when State began. An outage begins with the last good
+	// frame (or the start), not when OfflineAfter declared it.
+	Since time.Time
+	// Reason says why the camera is offline or failing, in plain words
+	// and without secrets; empty when live.
+	Reason       string
+	Frames       uint64     // good frames delivered
+	Placeholders uint64     // placeholder frames delivered
+	Dropped      uint64     // bad frames dropped: Drops.Total()
+	Drops        DropCounts // bad frames dropped, by reason
+	Reconnects   uint64     // connection attempts after the first
+	LastFrame    time.Time  // capture time of the newest good frame
+	LastError    string     // the newest error, as technical text with URLs redacted
+	Width        int        // of the newest good frame
+	Height       int
+	FPS          float64 // good frames per second, recently
 }
 
-// Run delivers frames to emit until ctx ends. emit is called from Run's
-// goroutine and must not block for long.
+// Run delivers frames to emit until ctx ends: the source's good frames and,
+// while there are none, placeholders, all numbered in one sequence. emit is
+// never called concurrently and must not block for long. Run returns after
+// every goroutine it started has ended.
 func (c *Camera) Run(ctx context.Context, emit func(sdk.Frame)) {
-	log := c.Log
-	if log == nil {
-		log = slog.Default()
+	r := &run{c: c, emit: emit, log: c.Log,
+		minRetry: c.MinRetry, maxRetry: c.MaxRetry, offlineAfter: c.OfflineAfter, maxBytes: c.MaxBytes}
+	if r.log == nil {
+		r.log = slog.Default()
 	}
-	minRetry, maxRetry := c.MinRetry, c.MaxRetry
-	if minRetry <= 0 {
-		minRetry = 250 * time.Millisecond
+	r.log = r.log.With("camera", c.Name)
+	if r.minRetry <= 0 {
+		r.minRetry = defaultMinRetry
 	}
-	if maxRetry <= 0 {
-		maxRetry = 10 * time.Second
+	if r.maxRetry <= 0 {
+		r.maxRetry = defaultMaxRetry
 	}
-	maxBytes := c.MaxBytes
-	if maxBytes <= 0 {
-		maxBytes = MaxFrameBytes
+	if r.offlineAfter <= 0 {
+		r.offlineAfter = defaultOfflineAfter
 	}
-	c.setState(StateConnecting, "")
-	defer c.setState(StateStopped, "")
+	if r.maxBytes <= 0 {
+		r.maxBytes = MaxFrameBytes
+	}
+	c.start(time.Now())
 
-	var seq uint64
-	backoff := minRetry
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.watch(ctx)
+	}()
+	r.connect(ctx)
+	cancel()
+	wg.Wait()
+
+	c.mu.Lock()
+	c.stats.State, c.stats.Since, c.stats.Reason = StateStopped, time.Now(), ""
+	c.mu.Unlock()
+}
+
+// run is one Camera.Run: its settings with defaults applied, and the frame
+// sequence shared by real frames and placeholders.
+type run struct {
+	c                                *Camera
+	emit                             func(sdk.Frame)
+	log                              *slog.Logger
+	minRetry, maxRetry, offlineAfter time.Duration
+	maxBytes                         int
+
+	emitMu sync.Mutex // one emit at a time; guards seq
+	seq    uint64
+}
+
+// emitLocked numbers f and emits it; r.emitMu is held.
+func (r *run) emitLocked(f sdk.Frame) {
+	r.seq++
+	f.Seq = r.seq
+	r.emit(f)
+}
+
+// sendPlaceholder emits a placeholder drawn when the newest good frame had
+// arrived at lastGood, unless a good frame came since: one rendered just
+// before the camera came back is not sent after its first live frame.
+func (r *run) sendPlaceholder(f sdk.Frame, lastGood time.Time) {
+	r.emitMu.Lock()
+	defer r.emitMu.Unlock()
+	r.c.mu.Lock()
+	stale := !r.c.lastGood.Equal(lastGood)
+	if !stale {
+		r.c.stats.Placeholders++
+	}
+	r.c.mu.Unlock()
+	if !stale {
+		r.emitLocked(f)
+	}
+}
+
+// connect runs the source until ctx ends, reconnecting after failures:
+// at once (after a probe) for a device that went away, with backoff for
+// one that answers but fails.
+func (r *run) connect(ctx context.Context) {
+	prober, _ := r.c.Source.(Prober)
+	backoff := r.minRetry
 	for attempt := 0; ; attempt++ {
-		got := false
-		err := c.Source.Stream(ctx, func(rf RawFrame) {
-			w, h, n, err := CheckJPEG(rf.JPEG, maxBytes)
+		if attempt > 0 {
+			r.c.mu.Lock()
+			r.c.stats.Reconnects++
+			r.c.mu.Unlock()
+		}
+		good := false
+		err := r.c.Source.Stream(ctx, func(rf RawFrame) {
+			w, h, n, err := CheckJPEG(rf.JPEG, r.maxBytes)
 			if err != nil {
-				c.drop(err)
-				log.Debug("frame dropped", "camera", c.Name, "err", err)
+				r.drop(err)
 				return
 			}
-			got = true
-			seq++
-			f := sdk.Frame{Camera: c.Name, Seq: seq, Captured: rf.Captured, Width: w, Height: h, JPEG: rf.JPEG[:n]}
-			c.delivered(f)
-			emit(f)
+			good = true
+			r.deliver(sdk.Frame{Camera: r.c.Name, Captured: rf.Captured, Width: w, Height: h, JPEG: rf.JPEG[:n]})
 		})
 		if ctx.Err() != nil {
 			return
 		}
-		if got {
-			backoff = minRetry // it worked for a while: retry quickly
+		if good {
+			backoff = r.minRetry // it worked for a while: it may again
 		}
-		msg := "source ended"
-		if err != nil {
-			msg = err.Error()
+		if err != nil && lostFrame(err) {
+			r.drop(err)
 		}
-		c.mu.Lock()
-		c.stats.Restarts++
-		c.mu.Unlock()
-		c.setState(StateOffline, msg)
-		log.Warn("camera offline, retrying", "camera", c.Name, "err", msg, "retry_in", backoff.Round(time.Millisecond))
-
+		f := classify(err, good)
+		r.failed(err, f)
+		if f.unreachable && prober != nil {
+			// A connection that broke after delivering may be back at
+			// once (a reboot, a Wi-Fi blip): probe right away. Otherwise
+			// the device just refused or timed out: wait a little first.
+			wait := time.Duration(0)
+			if !good {
+				wait = probeInterval()
+			}
+			if !r.probe(ctx, prober, wait) {
+				return
+			}
+			continue
+		}
 		// Jitter keeps several cameras behind one Wi-Fi hiccup from
 		// reconnecting in lock step.
-		wait := time.Duration(float64(backoff) * (0.8 + 0.4*rand.Float64()))
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, time.Duration(float64(backoff)*(0.8+0.4*rand.Float64()))) {
 			return
-		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, maxRetry)
-		c.setState(StateConnecting, msg)
+		backoff = min(backoff*2, r.maxRetry)
 	}
 }
 
-func (c *Camera) setState(s State, lastErr string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.stats.State = s
-	if lastErr != "" {
-		c.stats.LastError = lastErr
+// probeInterval is the jittered time between two probes.
+func probeInterval() time.Duration {
+	return probeMin + rand.N(probeMax-probeMin)
+}
+
+// probe waits, then probes p until a probe gets through (true) or ctx
+// ends (false). Each probe's connection is closed before the next step,
+// so the device never sees two connections from camd at once.
+func (r *run) probe(ctx context.Context, p Prober, wait time.Duration) bool {
+	for {
+		if wait > 0 && !sleep(ctx, wait) {
+			return false
+		}
+		start := time.Now()
+		err := p.Probe(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		// A probe says why the device is unreachable (refused, no
+		// route, timed out) better than the stream's last error did.
+		r.failed(err, failure{unreachable: true, reason: classify(err, false).reason})
+		wait = probeInterval() - time.Since(start)
 	}
 }
 
-func (c *Camera) drop(err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.stats.Dropped++
-	c.stats.LastError = "dropped frame: " + err.Error()
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
-func (c *Camera) delivered(f sdk.Frame) {
+// stateOf is the state a camera without frames is in because of f.
+func stateOf(f failure) State {
+	if f.reason != "" && !f.unreachable {
+		return StateFailing
+	}
+	return StateOffline
+}
+
+// deliver records a good frame and emits it.
+func (r *run) deliver(f sdk.Frame) {
+	c := r.c
+	r.emitMu.Lock()
+	defer r.emitMu.Unlock()
+	now := time.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.stats.State = StateStreaming
+	wasState, wasSeen, wasDeclared, downSince := c.stats.State, c.seen, c.declared, c.lastGood
+	if wasState != StateLive {
+		c.stats.State, c.stats.Since, c.stats.Reason = StateLive, now, ""
+	}
+	c.lastGood, c.seen, c.declared = now, true, false
+	c.problem, c.sinceGood = failure{}, DropCounts{}
 	c.stats.Frames++
 	c.stats.LastFrame = f.Captured
 	c.stats.Width, c.stats.Height = f.Width, f.Height
-	c.times[c.nt%len(c.times)] = time.Now()
+	c.times[c.nt%len(c.times)] = now
 	c.nt++
+	c.mu.Unlock()
+
+	switch {
+	case !wasSeen:
+		r.log.Info("camera live", "size", fmt.Sprintf("%dx%d", f.Width, f.Height))
+	case wasDeclared:
+		r.log.Info("camera live again", "down_for", now.Sub(downSince).Round(time.Millisecond))
+	}
+	r.emitLocked(f)
+}
+
+// drop records a bad frame: it counts it, and if no good frame comes
+// between bad ones the camera is failing. Bad frames are logged at WARN
+// at most every warnEvery, with counts by reason.
+func (r *run) drop(err error) {
+	c := r.c
+	reason := dropReason(err)
+	now := time.Now()
+	c.mu.Lock()
+	c.stats.Drops[reason]++
+	c.stats.Dropped++
+	c.sinceGood[reason]++
+	c.pending[reason]++
+	c.stats.LastError = "dropped frame: " + err.Error()
+	c.problem = failure{reason: "the device sends only bad frames (" + c.sinceGood.String() + ")"}
+	changed := c.setDownStateLocked(now)
+	counts, warn := c.takeDropWarnLocked(now)
+	c.mu.Unlock()
+	r.logChange(changed)
+	if warn {
+		r.logDrops(counts, err)
+	}
+	r.log.Debug("frame dropped", "reason", reason.String(), "err", err)
+}
+
+// failed records the error that ended a stream, or a failed probe.
+func (r *run) failed(err error, f failure) {
+	c := r.c
+	text := "stream ended"
+	if err != nil {
+		text = err.Error()
+	}
+	now := time.Now()
+	c.mu.Lock()
+	c.stats.LastError = text
+	c.problem = f
+	changed := c.setDownStateLocked(now)
+	c.mu.Unlock()
+	r.logChange(changed)
+	r.log.Debug("camera connection failed", "err", text, "reason", f.reason, "unreachable", f.unreachable)
+}
+
+// stateChange is a change of state during an outage, to log.
+type stateChange struct {
+	to     State
+	reason string
+	warn   bool // at WARN; else at DEBUG (too soon after the last one)
+}
+
+// setDownStateLocked moves a camera that has no frames (not live) to the
+// state its newest problem calls for. It returns a change to log at WARN,
+// if the outage was declared and the last such line is old enough.
+func (c *Camera) setDownStateLocked(now time.Time) *stateChange {
+	if c.stats.State == StateLive || c.stats.State == StateStopped {
+		return nil // a live camera's problems count once OfflineAfter passed
+	}
+	to := stateOf(c.problem)
+	c.stats.Reason = c.problem.reason
+	if to == c.stats.State {
+		return nil
+	}
+	c.stats.State, c.stats.Since = to, now
+	if !c.declared {
+		return nil // declaring the outage will log the state it is in
+	}
+	ch := &stateChange{to: to, reason: c.problem.reason, warn: now.Sub(c.stateWarn) >= warnEvery}
+	if ch.warn {
+		c.stateWarn = now
+	}
+	return ch
+}
+
+func (r *run) logChange(ch *stateChange) {
+	switch {
+	case ch == nil:
+	case ch.warn:
+		r.log.Warn("camera "+string(ch.to), "reason", ch.reason)
+	default:
+		r.log.Debug("camera "+string(ch.to), "reason", ch.reason)
+	}
+}
+
+// takeDropWarnLocked returns the drops to log now, if there are any and the
+// last such line is at least warnEvery old.
+func (c *Camera) takeDropWarnLocked(now time.Time) (DropCounts, bool) {
+	if c.pending.Total() == 0 || now.Sub(c.dropWarn) < warnEvery {
+		return DropCounts{}, false
+	}
+	counts := c.pending
+	c.pending, c.dropWarn = DropCounts{}, now
+	return counts, true
+}
+
+func (r *run) logDrops(counts DropCounts, last error) {
+	args := append([]any{"dropped", counts.Total()}, counts.logAttrs()...)
+	if last != nil {
+		args = append(args, "last", last.Error())
+	}
+	r.log.Warn("camera sends bad frames", args...)
+}
+
+// watch declares an outage once no good frame came for OfflineAfter, then
+// sends a placeholder every second until frames return; it also logs bad
+// frames that drop left pending. It runs until ctx ends.
+func (r *run) watch(ctx context.Context) {
+	var ph placeholder
+	t := time.NewTimer(r.offlineAfter)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		t.Reset(r.tick(&ph, time.Now()))
+	}
+}
+
+// tick does what is due at now and returns how long until it is next due.
+func (r *run) tick(ph *placeholder, now time.Time) time.Duration {
+	c := r.c
+	c.mu.Lock()
+	counts, warnDrops := c.takeDropWarnLocked(now)
+	next := warnEvery - now.Sub(c.dropWarn)
+	if c.pending.Total() == 0 {
+		next = warnEvery
+	}
+	quiet := now.Sub(c.lastGood)
+	if quiet < r.offlineAfter {
+		c.mu.Unlock()
+		if warnDrops {
+			r.logDrops(counts, nil)
+		}
+		return min(next, r.offlineAfter-quiet)
+	}
+	// No good frame for offlineAfter: the camera is down.
+	var declare *stateChange
+	if c.stats.State == StateLive {
+		c.stats.State, c.stats.Since = stateOf(c.problem), c.lastGood
+	}
+	c.stats.Reason = c.problem.reason
+	if c.stats.Reason == "" {
+		c.stats.Reason = "no frames from the device"
+		if !c.seen {
+			c.stats.Reason = "no frame from the device yet"
+		}
+	}
+	if !c.declared {
+		c.declared = true
+		declare = &stateChange{to: c.stats.State, reason: c.stats.Reason, warn: true}
+	}
+	info := placeholderInfo{Camera: c.Name, Since: c.lastGood, Seen: c.seen, Reason: c.stats.Reason, Now: now}
+	w, h, lastGood := c.stats.Width, c.stats.Height, c.lastGood
+	c.mu.Unlock()
+
+	r.logChange(declare)
+	if warnDrops {
+		r.logDrops(counts, nil)
+	}
+	if w <= 0 || h <= 0 {
+		w, h = placeholderW, placeholderH
+	}
+	img, err := ph.render(w, h, info)
+	if err != nil {
+		r.log.Error("placeholder", "err", err)
+	} else {
+		r.sendPlaceholder(sdk.Frame{Camera: c.Name, Captured: now, Width: w, Height: h, JPEG: img, Placeholder: true}, lastGood)
+	}
+	return min(next, placeholderEvery-time.Since(now))
+}
+
+// start resets the per-Run state: the camera is offline until its first
+// frame.
+func (c *Camera) start(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.State, c.stats.Since, c.stats.Reason = StateOffline, now, ""
+	c.lastGood, c.seen, c.declared = now, false, false
+	c.problem, c.sinceGood, c.pending = failure{}, DropCounts{}, DropCounts{}
+	c.dropWarn, c.stateWarn = time.Time{}, time.Time{}
 }
 
 // Stats returns the camera's counters.
@@ -153,6 +503,9 @@ func (c *Camera) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.stats
+	if s.State == "" {
+		s.State = StateStopped
+	}
 	s.FPS = c.fpsLocked(time.Now())
 	return s
 }

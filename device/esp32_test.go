@@ -199,7 +199,7 @@ func TestStreamCutMidFrame(t *testing.T) {
 					t.Fatalf("half frame forwarded: %v", err)
 				}
 			}
-			if st := cam.Stats(); st.Restarts < 1 {
+			if st := cam.Stats(); st.Reconnects < 1 {
 				t.Fatalf("no reconnect recorded: %+v", st)
 			}
 		})
@@ -259,12 +259,12 @@ func TestDeviceGoneAndBack(t *testing.T) {
 		}
 	}
 	time.Sleep(150 * time.Millisecond)
-	if s := cam.Stats(); s.State == StateStreaming || s.Frames != 0 {
+	if s := cam.Stats(); s.State == StateLive || s.Frames != 0 {
 		t.Fatalf("streaming with no device: %+v", s)
 	}
 	srv := serve()
 	waitFrames(5)
-	waitState(StateStreaming)
+	waitState(StateLive)
 	srv.Close() // the device goes away
 	waitState(StateOffline)
 	for len(got) > 0 {

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -16,38 +17,131 @@ import (
 // 3 MB; anything near this is a broken device, not a picture.
 const MaxFrameBytes = 16 << 20
 
+// Timeouts for a device that vanishes without a reset (Wi-Fi lost, power
+// cut): an ESP32 answers /capture in about 100 ms and streams several
+// frames a second, so silence for a few seconds means it is gone. Frames
+// stop showing long before (Camera.OfflineAfter); these only decide when
+// camd gives up on the connection and starts probing for the device's
+// return.
+const (
+	dialTimeout  = 3 * time.Second
+	probeTimeout = time.Second
+	// answerTimeout bounds one /capture request, and a stream's silence
+	// (before its headers or between parts), at fps 0 or above 1 fps;
+	// slower rates add two frame intervals (see deviceTimeout).
+	answerTimeout = 3 * time.Second
+)
+
+// deviceTimeout is how long a device at fps may stay silent: answerTimeout
+// plus two frame intervals, or 5 s when the rate is unknown (an MJPEG URL
+// may send only when something moves).
+func deviceTimeout(fps float64) time.Duration {
+	if fps <= 0 {
+		return 5 * time.Second
+	}
+	return answerTimeout + time.Duration(2*float64(time.Second)/fps)
+}
+
 // newClient returns an HTTP client that uses at most one connection: an
 // ESP32 has 8 sockets in all, shared with everything else it does.
 func newClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}).DialContext,
 		MaxConnsPerHost:       1,
 		MaxIdleConnsPerHost:   1,
 		IdleConnTimeout:       30 * time.Second,
-		ResponseHeaderTimeout: 10 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second, // a backstop: requests have their own deadlines
 		DisableCompression:    true,
 	}}
 }
+
+// Prober is implemented by sources that can tell cheaply whether their
+// device is reachable, without asking it for a frame. Camera probes an
+// unreachable device every few hundred milliseconds, so frames resume
+// within half a second of its return, and retries the real connection
+// only once a probe got through.
+type Prober interface {
+	// Probe returns nil if the device accepts a connection now. Whatever
+	// it opens is closed before it returns.
+	Probe(ctx context.Context) error
+}
+
+// probeTCP connects to rawURL's host and port and hangs up at once: the
+// cheapest thing that proves an ESP32 is back (a TCP handshake and a FIN,
+// no request for its camera to serve).
+func probeTCP(ctx context.Context, rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", RedactURL(rawURL), errInvalidURL)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	d := net.Dialer{Timeout: probeTimeout}
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
+	if err != nil {
+		return err // dial tcp HOST:PORT: ...: no userinfo, no query
+	}
+	return conn.Close()
+}
+
+// errInvalidURL stands for url.Parse's error, whose text may quote the
+// parts of the URL it choked on (a password, when one contains a "/").
+var errInvalidURL = errors.New("invalid URL")
+
+// answeredError marks a failure after the device answered a request: it is
+// there, so it is retried with backoff rather than probed for.
+type answeredError struct{ err error }
+
+func (e *answeredError) Error() string { return e.err.Error() }
+func (e *answeredError) Unwrap() error { return e.err }
+
+func answered(err error) error { return &answeredError{err} }
+
+// StatusError is a device's answer with an HTTP status other than 200.
+type StatusError struct {
+	URL    string // redacted
+	Code   int
+	Status string // "401 Unauthorized"
+}
+
+func (e *StatusError) Error() string { return "GET " + e.URL + ": " + e.Status }
+
+// errNotMJPEG is wrapped by the error for a stream URL that answers with
+// something else (an HTML page, a single JPEG).
+var errNotMJPEG = errors.New("not an MJPEG stream")
 
 // Capture pulls single JPEGs from a raw JPEG endpoint (the firmware's
 // /capture) over one keep-alive connection.
 type Capture struct {
 	Token string // sent as a bearer token when set
+	// Timeout bounds one request, from connecting to the last byte of the
+	// frame; 0 derives it from fps (see deviceTimeout).
+	Timeout time.Duration
 
-	url    string
-	fps    float64 // 0: as fast as the device answers
-	client *http.Client
+	url     string
+	safeURL string  // for error texts
+	fps     float64 // 0: as fast as the device answers
+	client  *http.Client
 }
 
 // NewCapture returns a source polling url at fps.
 func NewCapture(url string, fps float64) *Capture {
-	return &Capture{url: url, fps: fps, client: newClient()}
+	return &Capture{url: url, safeURL: RedactURL(url), fps: fps, client: newClient()}
 }
+
+// Probe implements Prober.
+func (c *Capture) Probe(ctx context.Context) error { return probeTCP(ctx, c.url) }
 
 // Stream implements Source.
 func (c *Capture) Stream(ctx context.Context, emit func(RawFrame)) error {
-	// A failed connection is not reused for the next attempt.
+	// A failed connection is not reused for the next attempt, and none is
+	// left open for a probe to compete with.
 	defer c.client.CloseIdleConnections()
 	var tick <-chan time.Time
 	if c.fps > 0 {
@@ -83,26 +177,30 @@ func (c *Capture) Stream(ctx context.Context, emit func(RawFrame)) error {
 }
 
 func (c *Capture) get(ctx context.Context) (RawFrame, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = deviceTimeout(c.fps)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
 	if err != nil {
-		return RawFrame{}, "", err
+		return RawFrame{}, "", fmt.Errorf("GET %s: %w", c.safeURL, errInvalidURL)
 	}
 	setToken(req, c.Token)
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return RawFrame{}, "", err
+		return RawFrame{}, "", redactErr(err)
 	}
 	defer resp.Body.Close()
 	captured := time.Now()
 	if resp.StatusCode != http.StatusOK {
 		// Drain a short error body so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return RawFrame{}, "", fmt.Errorf("GET %s: %s", c.url, resp.Status)
+		return RawFrame{}, "", answered(&StatusError{URL: c.safeURL, Code: resp.StatusCode, Status: resp.Status})
 	}
 	if resp.ContentLength > MaxFrameBytes {
-		return RawFrame{}, "", fmt.Errorf("GET %s: %w: %d bytes", c.url, ErrFrameTooLarge, resp.ContentLength)
+		return RawFrame{}, "", answered(fmt.Errorf("GET %s: %w: %d bytes", c.safeURL, ErrFrameTooLarge, resp.ContentLength))
 	}
 	var body []byte
 	if resp.ContentLength >= 0 {
@@ -112,7 +210,10 @@ func (c *Capture) get(ctx context.Context) (RawFrame, string, error) {
 		body, err = io.ReadAll(io.LimitReader(resp.Body, MaxFrameBytes+1))
 	}
 	if err != nil {
-		return RawFrame{}, "", fmt.Errorf("GET %s: reading body: %w", c.url, err)
+		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("no frame within %v: %w", timeout, err)
+		}
+		return RawFrame{}, "", answered(fmt.Errorf("GET %s: reading body: %w", c.safeURL, err))
 	}
 	return RawFrame{JPEG: body, Captured: captured}, resp.Header.Get("X-Frame-Seq"), nil
 }
@@ -122,62 +223,63 @@ func (c *Capture) get(ctx context.Context) (RawFrame, string, error) {
 // camera.
 type MJPEG struct {
 	Token string // sent as a bearer token when set
+	// Idle is how long the stream may send nothing (before its headers or
+	// between parts) before it is dropped as stalled: a board that lost
+	// Wi-Fi mid-frame leaves the TCP connection open. 0 means 5 s.
+	Idle time.Duration
 
-	url    string
-	client *http.Client
+	url     string
+	safeURL string // for error texts
+	client  *http.Client
 }
 
 // NewMJPEG returns a source reading the MJPEG stream at url.
-func NewMJPEG(url string) *MJPEG { return &MJPEG{url: url, client: newClient()} }
+func NewMJPEG(url string) *MJPEG {
+	return &MJPEG{url: url, safeURL: RedactURL(url), client: newClient()}
+}
 
-// errStalled is returned when a stream sends nothing for streamIdle.
+// Probe implements Prober.
+func (m *MJPEG) Probe(ctx context.Context) error { return probeTCP(ctx, m.url) }
+
+// errStalled is the cause of a stream's end when it sent nothing for its
+// Idle time.
 var errStalled = errors.New("stream stalled")
-
-// streamIdle is how long a stream may send nothing before it is dropped
-// and reconnected.
-const streamIdle = 10 * time.Second
 
 // Stream implements Source.
 func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
 	defer m.client.CloseIdleConnections()
+	idle := m.Idle
+	if idle <= 0 {
+		idle = deviceTimeout(0)
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// The watchdog ends the request if nothing arrives for idle, from the
+	// connect on; each part rearms it.
+	watchdog := time.AfterFunc(idle, func() { cancel(fmt.Errorf("%w: nothing for %v", errStalled, idle)) })
+	defer watchdog.Stop()
+
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("GET %s: %w", m.safeURL, errInvalidURL)
 	}
 	setToken(req, m.Token)
 	resp, err := m.client.Do(req)
 	if err != nil {
-		return err
+		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
+			return fmt.Errorf("GET %s: no answer: %w", m.safeURL, cause)
+		}
+		return redactErr(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", m.url, resp.Status)
+		return answered(&StatusError{URL: m.safeURL, Code: resp.StatusCode, Status: resp.Status})
 	}
 	mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if err != nil || !strings.HasPrefix(mt, "multipart/") || params["boundary"] == "" {
-		return fmt.Errorf("GET %s: not an MJPEG stream (Content-Type %q)", m.url, resp.Header.Get("Content-Type"))
+		return answered(fmt.Errorf("GET %s: %w (Content-Type %q)", m.safeURL, errNotMJPEG, resp.Header.Get("Content-Type")))
 	}
-
-	// A watchdog ends the request if no part arrives for streamIdle: a
-	// board that lost Wi-Fi mid-frame leaves the TCP connection open.
-	alive := make(chan struct{}, 1)
-	go func() {
-		t := time.NewTimer(streamIdle)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-alive:
-				t.Reset(streamIdle)
-			case <-t.C:
-				cancel(errStalled)
-				return
-			}
-		}
-	}()
+	watchdog.Reset(idle)
 
 	r := NewMultipartReader(resp.Body, params["boundary"], MaxFrameBytes)
 	for {
@@ -185,19 +287,16 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
 		if err != nil {
 			if cause := context.Cause(ctx); cause != nil {
 				if errors.Is(cause, errStalled) {
-					return fmt.Errorf("GET %s: %w", m.url, cause)
+					return answered(fmt.Errorf("GET %s: %w", m.safeURL, cause))
 				}
 				return ctx.Err()
 			}
 			if err == io.EOF {
-				return fmt.Errorf("GET %s: stream ended", m.url)
+				return answered(fmt.Errorf("GET %s: stream ended: %w", m.safeURL, io.EOF))
 			}
-			return fmt.Errorf("GET %s: %w", m.url, err)
+			return answered(fmt.Errorf("GET %s: %w", m.safeURL, err))
 		}
-		select {
-		case alive <- struct{}{}:
-		default:
-		}
+		watchdog.Reset(idle)
 		emit(RawFrame{JPEG: body, Captured: time.Now()})
 	}
 }

@@ -7,10 +7,6 @@ import (
 	"image"
 	"image/jpeg"
 	"time"
-
-	"golang.org/x/image/font"
-	"golang.org/x/image/font/basicfont"
-	"golang.org/x/image/math/fixed"
 )
 
 // Sim is a simulated camera: colour bars with a moving box, the wall clock
@@ -88,17 +84,16 @@ func (s *Sim) Frame(n uint64, t time.Time) ([]byte, error) {
 	return bytes.Clone(s.buf.Bytes()), nil
 }
 
+// simRenderer draws the simulated camera's frames on one canvas.
 type simRenderer struct {
-	img  *image.YCbCr
-	bg   *image.YCbCr // static background, copied in each frame
-	text *image.Alpha // scratch for glyphs
+	*canvas
+	bg *image.YCbCr // static background, copied in each frame
 }
 
 func newSimRenderer(w, h int) *simRenderer {
 	r := &simRenderer{
-		img:  image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420),
-		bg:   image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420),
-		text: image.NewAlpha(image.Rect(0, 0, 7*24, 13)),
+		canvas: newCanvas(w, h),
+		bg:     image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420),
 	}
 	// SMPTE-like colour bars: white, yellow, cyan, green, magenta, red, blue, black.
 	bars := [][3]uint8{{235, 128, 128}, {210, 16, 146}, {170, 166, 16}, {145, 54, 34}, {106, 202, 222}, {81, 90, 240}, {41, 240, 110}, {16, 128, 128}}
@@ -139,10 +134,10 @@ func (r *simRenderer) render(n uint64, now time.Time) *image.YCbCr {
 	scale := max(1, h/120)
 	line1 := now.Format("15:04:05.000")
 	line2 := fmt.Sprintf("#%d", n)
-	panelH := 2*13*scale + 3*scale
+	panelH := 2*glyphH*scale + 3*scale
 	r.fill(0, h-panelH, w, panelH, 16, 128, 128)
-	r.text1(line1, scale, scale, h-panelH+scale)
-	r.text1(line2, scale, scale, h-panelH+2*scale+13*scale)
+	r.text(line1, scale, scale, h-panelH+scale, 235)
+	r.text(line2, scale, scale, h-panelH+2*scale+glyphH*scale, 235)
 
 	// Time stamp bar code along the top.
 	ms := uint64(now.UnixMilli()) & (1<<StampBits - 1)
@@ -158,53 +153,4 @@ func (r *simRenderer) render(n uint64, now time.Time) *image.YCbCr {
 		r.fill(x, 0, xe-x, sh, yv, 128, 128)
 	}
 	return img
-}
-
-// fill paints a rectangle in Y'CbCr, clipped to the image.
-func (r *simRenderer) fill(x0, y0, w, h int, yv, cb, cr uint8) {
-	img := r.img
-	b := img.Rect
-	x1, y1 := min(x0+w, b.Max.X), min(y0+h, b.Max.Y)
-	x0, y0 = max(x0, 0), max(y0, 0)
-	for y := y0; y < y1; y++ {
-		row := img.Y[y*img.YStride:]
-		for x := x0; x < x1; x++ {
-			row[x] = yv
-		}
-	}
-	for y := y0 / 2; y < (y1+1)/2; y++ {
-		for x := x0 / 2; x < (x1+1)/2; x++ {
-			i := y*img.CStride + x
-			img.Cb[i], img.Cr[i] = cb, cr
-		}
-	}
-}
-
-// text1 draws s in white with basicfont scaled up by scale, top-left at (x, y).
-func (r *simRenderer) text1(s string, scale, x, y int) {
-	a := r.text
-	clear(a.Pix)
-	d := font.Drawer{Dst: a, Src: image.Opaque, Face: basicfont.Face7x13, Dot: fixed.P(0, 11)}
-	d.DrawString(s)
-	img := r.img
-	tw := min(len(s)*7, a.Rect.Dx())
-	for ty := 0; ty < 13; ty++ {
-		for tx := 0; tx < tw; tx++ {
-			if a.Pix[ty*a.Stride+tx] < 128 {
-				continue
-			}
-			for dy := 0; dy < scale; dy++ {
-				py := y + ty*scale + dy
-				if py < 0 || py >= img.Rect.Dy() {
-					continue
-				}
-				row := img.Y[py*img.YStride:]
-				for dx := 0; dx < scale; dx++ {
-					if px := x + tx*scale + dx; px >= 0 && px < img.Rect.Dx() {
-						row[px] = 235
-					}
-				}
-			}
-		}
-	}
 }

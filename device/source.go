@@ -1,7 +1,8 @@
 // Package device is the daemon's side of a camera: it pulls JPEG frames from
 // an ESP32 running camd's firmware (or the stock CameraWebServer), from any
-// MJPEG URL, or from a built-in simulated camera, checks each frame, and
-// reconnects with backoff when the device goes away.
+// MJPEG URL, or from a built-in simulated camera, checks each frame, probes
+// for a device that went away so frames resume as soon as it is back, and
+// while a camera has no frames sends a placeholder picture saying why.
 package device
 
 import (
@@ -61,12 +62,14 @@ func New(c SourceConfig) (Source, error) {
 			}
 			src := NewMJPEG(u)
 			src.Token = c.Token
+			src.Idle = deviceTimeout(c.FPS)
 			return src, nil
 		}
 		return nil, fmt.Errorf("unknown esp32 mode %q (want capture or stream)", c.Mode)
 	case "mjpeg":
 		src := NewMJPEG(c.URL)
 		src.Token = c.Token
+		src.Idle = deviceTimeout(c.FPS)
 		return src, nil
 	}
 	return nil, fmt.Errorf("unknown source type %q (want sim, esp32 or mjpeg)", c.Type)
