@@ -17,17 +17,21 @@ import (
 
 // CameraStatus is a camera's entry in /api/status.
 type CameraStatus struct {
-	Name           string       `json:"name"`
-	Source         string       `json:"source"`
-	State          device.State `json:"state"`
-	Frames         uint64       `json:"frames"`
-	Dropped        uint64       `json:"dropped"`
-	Restarts       uint64       `json:"restarts"`
-	FPS            float64      `json:"fps"`
-	Width          int          `json:"width"`
-	Height         int          `json:"height"`
-	LastFrameAgeMS int64        `json:"last_frame_age_ms"` // -1 before the first frame
-	LastError      string       `json:"last_error,omitempty"`
+	Name           string            `json:"name"`
+	Source         string            `json:"source"`
+	State          device.State      `json:"state"`            // live, offline, failing, stopped
+	Since          time.Time         `json:"since"`            // when state began
+	Reason         string            `json:"reason,omitempty"` // why offline or failing, in plain words
+	Frames         uint64            `json:"frames"`
+	Placeholders   uint64            `json:"placeholders"` // offline pictures sent
+	Dropped        uint64            `json:"dropped"`
+	Drops          device.DropCounts `json:"drops"` // dropped by reason: {"corrupt": 3, ...}
+	Reconnects     uint64            `json:"reconnects"`
+	FPS            float64           `json:"fps"`
+	Width          int               `json:"width"`
+	Height         int               `json:"height"`
+	LastFrameAgeMS int64             `json:"last_frame_age_ms"` // -1 before the first frame
+	LastError      string            `json:"last_error,omitempty"`
 }
 
 // Status is the body of /api/status.
@@ -55,8 +59,9 @@ func (d *Daemon) Status(ctx context.Context) Status {
 			age = now.Sub(s.LastFrame).Milliseconds()
 		}
 		st.Cameras = append(st.Cameras, CameraStatus{
-			Name: c.Name, Source: r.cfg.Source.Type, State: s.State, Frames: s.Frames, Dropped: s.Dropped,
-			Restarts: s.Restarts, FPS: round2(s.FPS), Width: s.Width, Height: s.Height, LastFrameAgeMS: age, LastError: s.LastError,
+			Name: c.Name, Source: r.cfg.Source.Type, State: s.State, Since: s.Since, Reason: s.Reason,
+			Frames: s.Frames, Placeholders: s.Placeholders, Dropped: s.Dropped, Drops: s.Drops, Reconnects: s.Reconnects,
+			FPS: round2(s.FPS), Width: s.Width, Height: s.Height, LastFrameAgeMS: age, LastError: s.LastError,
 		})
 	}
 	// Ask the plugins in parallel: one slow plugin must not hold up the rest.
