@@ -63,6 +63,7 @@ func build(dir string) error {
 // camd is a running daemon.
 type camd struct {
 	t    testing.TB
+	path string // its config file
 	cmd  *exec.Cmd
 	api  string // http://127.0.0.1:PORT
 	logs *logBuffer
@@ -95,11 +96,8 @@ func startCamd(t testing.TB, config string) *camd {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
-	full := fmt.Sprintf("http:\n  listen: 127.0.0.1:0\nplugin_dir: %s\nlog_level: debug\n%s", binDir, config)
-	if err := os.WriteFile(path, []byte(full), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := &camd{t: t, logs: &logBuffer{}, done: make(chan struct{})}
+	c := &camd{t: t, path: path, logs: &logBuffer{}, done: make(chan struct{})}
+	c.writeConfig(config)
 	c.cmd = exec.Command(filepath.Join(binDir, "camd"), "run", "-config", path)
 	pr, pw := io.Pipe()
 	c.cmd.Stderr = io.MultiWriter(c.logs, pw)
@@ -139,6 +137,21 @@ func startCamd(t testing.TB, config string) *camd {
 	return c
 }
 
+// writeConfig (re)writes camd's config file: body plus the lines every
+// test shares (an API on any free port, the test's binaries, debug logs).
+func (c *camd) writeConfig(body string) {
+	c.t.Helper()
+	full := fmt.Sprintf("http:\n  listen: 127.0.0.1:0\nplugin_dir: %s\nlog_level: debug\n%s", binDir, body)
+	// Written aside and renamed, as editors do, so camd never reads half a file.
+	tmp := c.path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(full), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, c.path); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 func (c *camd) stop() {
 	select {
 	case <-c.done:
@@ -172,6 +185,11 @@ type status struct {
 		Restarts int      `json:"restarts"`
 		URLs     []string `json:"urls"`
 	} `json:"outputs"`
+	Reload *struct {
+		OK      bool     `json:"ok"`
+		Errors  []string `json:"errors"`
+		Changed []string `json:"changed"`
+	} `json:"reload"`
 }
 
 func (c *camd) status() status {

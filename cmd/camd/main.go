@@ -99,7 +99,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		// No secrets are known yet, but the patterns (URL passwords,
+		// token=) still apply: the error may quote a bad URL.
+		fmt.Fprintln(stderr, redact.New().String(err.Error()))
 		return 1
 	}
 	red := redact.New(cfg.Secrets()...)
