@@ -3,9 +3,7 @@ package main
 import (
 	_ "embed"
 	"html/template"
-	"maps"
 	"net/http"
-	"slices"
 )
 
 //go:embed player.html
@@ -26,13 +24,13 @@ var (
 
 func (p *WebRTC) serveIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = indexTmpl.Execute(w, slices.Sorted(maps.Keys(p.pipes)))
+	_ = indexTmpl.Execute(w, p.cameras())
 }
 
 // servePlayer serves the player page for one camera.
 func (p *WebRTC) servePlayer(w http.ResponseWriter, r *http.Request) {
 	cam := r.PathValue("camera")
-	if _, ok := p.pipes[cam]; !ok {
+	if p.pipeline(cam) == nil {
 		http.Error(w, "no such camera", http.StatusNotFound)
 		return
 	}

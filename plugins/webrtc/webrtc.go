@@ -70,23 +70,28 @@ type WHIPTarget struct {
 // pipeline that decodes and encodes them once, on one shared track, only
 // while someone watches; viewers attach to that track through WHEP.
 type WebRTC struct {
-	cfg   Config
-	log   *slog.Logger
-	pipes map[string]*pipeline
+	cfg Config
+	log *slog.Logger
 
 	api     *webrtc.API
 	udpMux  ice.UDPMux // when ice.udp_ports is a single port
 	ln      net.Listener
 	srv     *http.Server
-	ctx     context.Context // ends at Stop; owns the WHIP publishers
+	ctx     context.Context // from Start to Stop; the WHIP publishers' parent
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup // the HTTP server and WHIP publishers
+	serving sync.WaitGroup // the HTTP server
 	closing sync.WaitGroup // peer connections being closed
+	refused atomic.Uint64
+
+	// camMu serialises the changes of the camera set (SetCameras, Stop)
+	// with each other; mu guards the maps they change and HTTP reads.
+	camMu   sync.Mutex
+	stopped bool // Stop ran: the camera set is final
 	mu      sync.Mutex
+	pipes   map[string]*pipeline  // by camera
 	viewers map[string]*session   // by session id
 	joining int                   // sessions being built, counted against max_viewers
-	whip    map[string]*whipState // by camera
-	refused atomic.Uint64
+	whip    map[string]*publisher // by camera, while started
 }
 
 // Configure implements sdk.Output.
@@ -119,18 +124,17 @@ func (p *WebRTC) Configure(c sdk.Config) error {
 	errs = append(errs, cfg.ICE.validate()...)
 	p.log = c.Log
 	// Pipelines hold no resources until someone watches, so they are made
-	// here and the map never changes afterwards.
+	// here; SetCameras changes the set later.
 	p.pipes = map[string]*pipeline{}
-	for _, cam := range c.Cameras {
-		if _, ok := codecs[cfg.Codec]; !ok {
-			break // reported above
+	if _, ok := codecs[cfg.Codec]; ok { // else reported above
+		for _, cam := range c.Cameras {
+			pl, err := newPipeline(cam, *cfg, p.log.With("camera", cam))
+			if err != nil {
+				errs = append(errs, sdk.Errorf("codec", "camera %q: %v", cam, err))
+				continue
+			}
+			p.pipes[cam] = pl
 		}
-		pl, err := newPipeline(cam, *cfg, p.log.With("camera", cam))
-		if err != nil {
-			errs = append(errs, sdk.Errorf("codec", "camera %q: %v", cam, err))
-			continue
-		}
-		p.pipes[cam] = pl
 	}
 	cfg.whip = map[string]WHIPTarget{}
 	if !cfg.WHIP.IsZero() && cfg.WHIP.Tag != "!!null" {
@@ -202,6 +206,10 @@ func parsePorts(s string) (lo, hi uint16, err error) {
 	return uint16(l), uint16(h), nil
 }
 
+// ListenAddrs implements sdk.Listener: the WHEP and pages address, as
+// configured, so camd can refuse two outputs on one port.
+func (p *WebRTC) ListenAddrs() []string { return []string{p.cfg.Listen} }
+
 // Start implements sdk.Output.
 func (p *WebRTC) Start(context.Context) ([]string, error) {
 	api, err := p.newAPI()
@@ -212,11 +220,10 @@ func (p *WebRTC) Start(context.Context) ([]string, error) {
 	ln, err := net.Listen("tcp", p.cfg.Listen)
 	if err != nil {
 		p.closeMux()
-		return nil, err
+		return nil, sdk.Errorf("listen", "cannot listen on %s: %v", p.cfg.Listen, netCause(err))
 	}
 	p.ln = ln
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.viewers = map[string]*session{}
 	p.srv = &http.Server{
 		Handler:           p.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -224,30 +231,143 @@ func (p *WebRTC) Start(context.Context) ([]string, error) {
 		WriteTimeout:      30 * time.Second, // only signalling here; media goes over UDP
 		IdleTimeout:       60 * time.Second,
 	}
-	p.wg.Add(1)
+	p.serving.Add(1)
 	go func() {
-		defer p.wg.Done()
+		defer p.serving.Done()
 		if err := p.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			p.log.Error("serve", "err", err)
 		}
 	}()
-	p.whip = map[string]*whipState{}
-	for cam, t := range p.cfg.whip {
-		st := &whipState{URL: t.URL, State: "starting"}
-		p.whip[cam] = st
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			p.publish(p.ctx, p.pipes[cam], t, st)
-		}()
+	p.mu.Lock()
+	p.viewers = map[string]*session{}
+	p.whip = map[string]*publisher{}
+	for cam, pl := range p.pipes {
+		if t, ok := p.cfg.whip[cam]; ok {
+			p.whip[cam] = p.startPublisher(pl, t)
+		}
 	}
+	cams := slices.Sorted(maps.Keys(p.pipes))
+	p.mu.Unlock()
 	base := "http://" + ln.Addr().String()
 	urls := []string{base + "/"}
-	for _, cam := range slices.Sorted(maps.Keys(p.pipes)) {
+	for _, cam := range cams {
 		urls = append(urls, base+"/cameras/"+cam+"/", base+"/cameras/"+cam+"/whep")
 	}
 	p.log.Info("listening", "addr", ln.Addr().String(), "codec", p.cfg.Codec)
 	return urls, nil
+}
+
+// netCause strips net's "listen tcp <addr>:" framing, which the config
+// error already says.
+func netCause(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
+// SetCameras implements sdk.CameraSetter: the camera set changes while the
+// output runs (a config reload). A removed camera's viewers are hung up,
+// its WHIP publisher and encoder stopped and waited for; an added camera
+// gets a pipeline (and its publisher); the other cameras' viewers are not
+// touched.
+func (p *WebRTC) SetCameras(cameras []string) error {
+	p.camMu.Lock()
+	defer p.camMu.Unlock()
+	if p.stopped {
+		return errors.New("the output is stopped")
+	}
+	want := map[string]bool{}
+	for _, cam := range cameras {
+		want[cam] = true
+	}
+	p.mu.Lock()
+	var added []string
+	for cam := range want {
+		if p.pipes[cam] == nil {
+			added = append(added, cam)
+		}
+	}
+	p.mu.Unlock()
+	// New pipelines are made before anything changes, so an error leaves
+	// the old set in place.
+	fresh := map[string]*pipeline{}
+	for _, cam := range added {
+		pl, err := newPipeline(cam, p.cfg, p.log.With("camera", cam))
+		if err != nil {
+			return fmt.Errorf("camera %q: %w", cam, err)
+		}
+		fresh[cam] = pl
+	}
+
+	var (
+		removed  []*pipeline
+		sessions []*session
+		pubs     []*publisher
+	)
+	p.mu.Lock()
+	for cam, pl := range p.pipes {
+		if !want[cam] {
+			delete(p.pipes, cam)
+			removed = append(removed, pl)
+			if pub := p.whip[cam]; pub != nil {
+				delete(p.whip, cam)
+				pubs = append(pubs, pub)
+			}
+		}
+	}
+	for _, s := range p.viewers {
+		if !want[s.cam] {
+			sessions = append(sessions, s)
+		}
+	}
+	maps.Copy(p.pipes, fresh)
+	if p.whip != nil { // started
+		for cam, pl := range fresh {
+			if t, ok := p.cfg.whip[cam]; ok {
+				p.whip[cam] = p.startPublisher(pl, t)
+			}
+		}
+	}
+	p.mu.Unlock()
+
+	for _, s := range sessions {
+		s.close("camera removed")
+	}
+	for _, pub := range pubs {
+		pub.stop()
+	}
+	for _, s := range sessions {
+		<-s.done
+	}
+	for _, pl := range removed {
+		pl.stop()
+	}
+	if len(added) > 0 || len(removed) > 0 {
+		gone := make([]string, len(removed))
+		for i, pl := range removed {
+			gone[i] = pl.cam
+		}
+		slices.Sort(added)
+		slices.Sort(gone)
+		p.log.Info("cameras changed", "added", added, "removed", gone, "viewers_hung_up", len(sessions))
+	}
+	return nil
+}
+
+// pipeline returns a camera's pipeline, nil for an unknown camera.
+func (p *WebRTC) pipeline(cam string) *pipeline {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pipes[cam]
+}
+
+// cameras returns the cameras' names, sorted.
+func (p *WebRTC) cameras() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.pipes))
 }
 
 // newAPI builds the pion API every peer connection shares: the one codec
@@ -279,7 +399,7 @@ func (p *WebRTC) newAPI() (*webrtc.API, error) {
 			// One port for every viewer: what a port forward needs.
 			mux, err := ice.NewMultiUDPMuxFromPort(int(lo), ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithInterfaceFilter(keep))
 			if err != nil {
-				return nil, fmt.Errorf("ice.udp_ports %d: %w", lo, err)
+				return nil, sdk.Errorf("ice.udp_ports", "cannot listen on UDP port %d: %v", lo, netCause(err))
 			}
 			p.udpMux = mux
 			se.SetICEUDPMux(mux)
@@ -318,23 +438,31 @@ func (p *WebRTC) iceServers() []webrtc.ICEServer {
 // Stop implements sdk.Output: viewers' peer connections are closed, the
 // publishers and encoders stop.
 func (p *WebRTC) Stop(ctx context.Context) error {
-	if p.srv == nil {
+	p.camMu.Lock()
+	defer p.camMu.Unlock()
+	if p.stopped {
+		return nil
+	}
+	p.stopped = true
+	if p.srv == nil { // never started
 		return nil
 	}
 	p.cancel()
 	err := p.srv.Shutdown(ctx)
 	p.mu.Lock()
-	sessions := make([]*session, 0, len(p.viewers))
-	for _, s := range p.viewers {
-		sessions = append(sessions, s)
-	}
+	sessions := slices.Collect(maps.Values(p.viewers))
+	pubs := slices.Collect(maps.Values(p.whip))
+	pipes := slices.Collect(maps.Values(p.pipes))
 	p.mu.Unlock()
 	for _, s := range sessions {
 		s.close("stopping")
 	}
+	for _, pub := range pubs {
+		pub.stop()
+	}
 	p.closing.Wait()
-	p.wg.Wait()
-	for _, pl := range p.pipes {
+	p.serving.Wait()
+	for _, pl := range pipes {
 		pl.stop()
 	}
 	p.closeMux()
@@ -343,27 +471,29 @@ func (p *WebRTC) Stop(ctx context.Context) error {
 
 // HandleFrame implements sdk.Output.
 func (p *WebRTC) HandleFrame(f sdk.Frame) {
-	if pl, ok := p.pipes[f.Camera]; ok {
+	if pl := p.pipeline(f.Camera); pl != nil {
 		pl.push(f)
 	}
 }
 
 // Status implements sdk.StatusReporter.
 func (p *WebRTC) Status() any {
-	cams := map[string]pipelineStatus{}
-	for name, pl := range p.pipes {
-		cams[name] = pl.status()
-	}
 	p.mu.Lock()
+	pipes := maps.Clone(p.pipes)
+	pubs := maps.Clone(p.whip)
 	n := len(p.viewers)
 	p.mu.Unlock()
+	cams := map[string]pipelineStatus{}
+	for name, pl := range pipes {
+		cams[name] = pl.status()
+	}
 	out := map[string]any{"codec": p.cfg.Codec, "viewers": n, "refused": p.refused.Load(), "cameras": cams}
-	if len(p.whip) > 0 {
-		pubs := map[string]whipState{}
-		for cam, st := range p.whip {
-			pubs[cam] = st.snapshot()
+	if len(pubs) > 0 {
+		st := map[string]whipState{}
+		for cam, pub := range pubs {
+			st[cam] = pub.state.snapshot()
 		}
-		out["whip"] = pubs
+		out["whip"] = st
 	}
 	return out
 }
@@ -372,4 +502,6 @@ func (p *WebRTC) Status() any {
 var (
 	_ sdk.Output         = (*WebRTC)(nil)
 	_ sdk.StatusReporter = (*WebRTC)(nil)
+	_ sdk.CameraSetter   = (*WebRTC)(nil)
+	_ sdk.Listener       = (*WebRTC)(nil)
 )

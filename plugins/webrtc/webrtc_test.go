@@ -58,7 +58,9 @@ whip:
 
 // TestWHEPSharedEncoder: two pion viewers of one camera share one encoder;
 // a viewer joining late gets a keyframe at once; the encoder stops after
-// the last viewer leaves and a new one starts for the next viewer.
+// the last viewer leaves and a new one starts for the next viewer. How
+// many encoders a camera's measured rate costs is TestEncoderRetune's
+// business; here it is only that there is never more than one at a time.
 func TestWHEPSharedEncoder(t *testing.T) {
 	frames := simFrames(t, 320, 240, 30)
 	for _, codec := range codecNames() {
@@ -78,7 +80,7 @@ func TestWHEPSharedEncoder(t *testing.T) {
 			if !strings.HasPrefix(a.session, "/cameras/cam/whep/") {
 				t.Fatalf("Location %q", a.session)
 			}
-			got := a.waitFrames(t, 30, 10*time.Second)
+			got := a.waitFrames(t, 30, 20*time.Second)
 			checkDecodes(t, codec, got)
 
 			b, _, err := dialWHEP(t, whep)
@@ -86,21 +88,22 @@ func TestWHEPSharedEncoder(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Without a forced keyframe b would wait 60 s for one.
-			b.waitFrames(t, 5, 3*time.Second)
+			b.waitFrames(t, 5, 15*time.Second)
 
 			st := camStatus(t, h, "cam")
-			if st["encoders_started"] != 1.0 || st["users"] != 2.0 || st["encoding"] != true {
-				t.Fatalf("two viewers: status %v, want one encoder and two users", st)
+			if st["encoders_running"] != 1.0 || st["users"] != 2.0 || st["encoding"] != true {
+				t.Fatalf("two viewers: status %v, want one encoder running for two users", st)
 			}
 			if k := st["keyframes"].(float64); k < 2 {
 				t.Fatalf("keyframes = %v, want one per viewer", k)
 			}
+			started := st["encoders_started"].(float64)
 
 			a.hangUp(t, base)
 			b.hangUp(t, base)
-			eventually(t, 5*time.Second, "the encoder to stop", func() bool {
+			eventually(t, 10*time.Second, "the encoder to stop", func() bool {
 				st := camStatus(t, h, "cam")
-				return st["users"] == 0.0 && st["encoding"] == false
+				return st["users"] == 0.0 && st["encoding"] == false && st["encoders_running"] == 0.0
 			})
 			n := camStatus(t, h, "cam")["frames_encoded"]
 			time.Sleep(300 * time.Millisecond)
@@ -115,9 +118,13 @@ func TestWHEPSharedEncoder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.waitFrames(t, 5, 5*time.Second)
-			if st := camStatus(t, h, "cam"); st["encoders_started"] != 2.0 {
-				t.Fatalf("new viewer after a pause: encoders_started = %v, want 2", st["encoders_started"])
+			c.waitFrames(t, 5, 15*time.Second)
+			st = camStatus(t, h, "cam")
+			if st["encoders_running"] != 1.0 || st["encoders_started"].(float64) <= started {
+				t.Fatalf("new viewer after a pause: %v, want a new encoder running", st)
+			}
+			if st["encoders_running_peak"] != 1.0 {
+				t.Fatalf("encoders_running_peak = %v: two encoders ran at once", st["encoders_running_peak"])
 			}
 		})
 	}
@@ -197,7 +204,7 @@ func TestWHEPErrors(t *testing.T) {
 	if !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Location") {
 		t.Fatal("Location not exposed to other origins")
 	}
-	v.waitFrames(t, 1, 5*time.Second)
+	v.waitFrames(t, 1, 15*time.Second)
 	if _, resp, err := dialWHEP(t, whep); err == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("viewer over max_viewers: %v", err)
 	}
@@ -249,13 +256,15 @@ func TestPagesAndIndex(t *testing.T) {
 	}
 }
 
-// TestMaxFPSAndCaptureTimestamps: max_fps drops frames by capture time,
-// and RTP timestamps follow capture times, not arrival.
+// TestMaxFPSAndCaptureTimestamps: RTP timestamps follow capture times, not
+// arrival, and max_fps holds on average in capture time. Which frames are
+// dropped is TestMaxFPS's business, where no machine's speed can change
+// the answer; here a busy machine may skip more, and the test allows it.
 func TestMaxFPSAndCaptureTimestamps(t *testing.T) {
-	h, base := start(t, []string{"cam"}, "max_fps: 10\n")
+	h, base := start(t, []string{"cam"}, "max_fps: 5\n")
 	frames := simFrames(t, 160, 120, 5)
-	// Frames arrive at 30 per second but were captured 1/30 s apart in a
-	// clock running at a third of the speed: 100 ms of capture time each.
+	// Frames arrive about 30 per second but were captured 100 ms apart,
+	// on a clock running three times as fast as the arrivals.
 	done := make(chan struct{})
 	stop := make(chan struct{})
 	go func() {
@@ -268,7 +277,7 @@ func TestMaxFPSAndCaptureTimestamps(t *testing.T) {
 			case <-stop:
 				return
 			case <-tick.C:
-				captured := base.Add(time.Duration(seq) * 100 * time.Millisecond / 3)
+				captured := base.Add(time.Duration(seq) * 100 * time.Millisecond)
 				if err := h.Send(sdk.Frame{Camera: "cam", Seq: seq, Captured: captured, JPEG: frames[seq%5]}); err != nil {
 					return
 				}
@@ -284,20 +293,23 @@ func TestMaxFPSAndCaptureTimestamps(t *testing.T) {
 	v.mu.Lock()
 	v.onSample = func(rtpTS uint32) { ts = append(ts, rtpTS) }
 	v.mu.Unlock()
-	v.waitFrames(t, 25, 10*time.Second)
+	v.waitFrames(t, 25, 20*time.Second)
 	v.mu.Lock()
 	stamps := append([]uint32(nil), ts...)
 	v.mu.Unlock()
-	// 10 fps of capture time is every third frame: 100 ms = 9000 ticks.
+	if len(stamps) < 10 {
+		t.Fatalf("%d RTP timestamps", len(stamps))
+	}
+	// Capture times are 100 ms = 9000 ticks apart; arrival times about
+	// 3000 ticks, and uneven.
 	for i := 1; i < len(stamps); i++ {
-		if d := stamps[i] - stamps[i-1]; d%9000 > 1 && d%9000 < 8999 {
-			t.Fatalf("RTP timestamp step %d, want multiples of 9000 (100 ms)", d)
+		if d := stamps[i] - stamps[i-1]; d == 0 || d%9000 > 1 && d%9000 < 8999 {
+			t.Fatalf("RTP timestamp step %d, want a multiple of 9000 (100 ms of capture time)", d)
 		}
 	}
-	st := camStatus(t, h, "cam")
-	in, enc, capped := st["frames_in"].(float64), st["frames_encoded"].(float64), st["frames_capped"].(float64)
-	if capped == 0 || enc > capped {
-		t.Fatalf("max_fps 10 of 30: frames_in %v, encoded %v, capped %v", in, enc, capped)
+	// max_fps 5 is every other frame: 18000 ticks per frame on average.
+	if avg := float64(stamps[len(stamps)-1]-stamps[0]) / float64(len(stamps)-1); avg < 18000*0.9 {
+		t.Fatalf("frames %.0f ticks apart on average, want at least 18000 (max_fps 5)", avg)
 	}
 }
 
@@ -329,7 +341,7 @@ func TestViewerProcessKilled(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 8*time.Second, "the dead viewer to be dropped", func() bool {
+	eventually(t, 20*time.Second, "the dead viewer to be dropped", func() bool {
 		st := camStatus(t, h, "cam")
 		return st["users"] == 0.0 && st["encoding"] == false && h.Status()["viewers"] == 0.0
 	})
@@ -347,62 +359,9 @@ func TestHelperViewer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.waitFrames(t, 3, 10*time.Second)
+	v.waitFrames(t, 3, 20*time.Second)
 	os.Stdout.WriteString("frames\n")
 	time.Sleep(time.Minute)
-}
-
-// TestKeyframeRequests: a burst of PLIs gives a keyframe at most every
-// keyGap, the last request of a burst is still honoured, and a viewer
-// connecting gets one at once.
-func TestKeyframeRequests(t *testing.T) {
-	cfg := Config{Codec: "vp8", BitrateKbps: 500, KeyframeInterval: sdk.Duration(time.Minute)}
-	pl, err := newPipeline("cam", cfg, slogDiscard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	frames := simFrames(t, 160, 120, 10)
-	release := pl.acquire()
-	defer pl.stop()
-	defer release()
-	var seq uint64
-	send := func(d time.Duration, each func()) {
-		end := time.Now().Add(d)
-		for time.Now().Before(end) {
-			seq++
-			pl.push(sdk.Frame{Camera: "cam", Seq: seq, Captured: time.Now(), JPEG: frames[seq%10]})
-			if each != nil {
-				each()
-			}
-			time.Sleep(time.Second / 30)
-		}
-	}
-	keys := func() uint64 { return pl.stats.keyframes.Load() }
-	send(300*time.Millisecond, nil)
-	if k := keys(); k != 1 {
-		t.Fatalf("start: %d keyframes, want 1", k)
-	}
-	send(time.Second, pl.requestKey) // a PLI with every frame for 1 s
-	burst := keys() - 1
-	if burst < 1 || burst > 3 {
-		t.Fatalf("a 1 s PLI burst gave %d keyframes, want 2 or so (one per %v)", burst, keyGap)
-	}
-	before := keys()
-	pl.viewerConnected()
-	send(100*time.Millisecond, nil)
-	if keys() != before+1 {
-		t.Fatal("no keyframe at once for a new viewer")
-	}
-	// A PLI right after that keyframe waits out keyGap, then is honoured.
-	pl.requestKey()
-	send(keyGap/2, nil)
-	if keys() != before+1 {
-		t.Fatalf("a PLI within %v of a keyframe was not deferred", keyGap)
-	}
-	eventually(t, 5*time.Second, "the deferred PLI's keyframe", func() bool {
-		send(50*time.Millisecond, nil)
-		return keys() == before+2
-	})
 }
 
 // TestICEPortAndNAT: with one UDP port configured every candidate uses it
@@ -421,7 +380,7 @@ func TestICEPortAndNAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.waitFrames(t, 5, 5*time.Second)
+	v.waitFrames(t, 5, 15*time.Second)
 	answer := v.pc.RemoteDescription().SDP
 	var udp, nat int
 	for _, line := range strings.Split(answer, "\n") {

@@ -32,12 +32,15 @@ type session struct {
 	sender          *webrtc.RTPSender
 	release         func() // gives the pipeline back
 	connected       chan struct{}
-	timer           *time.Timer // connectTimeout
+	timer           *time.Timer   // connectTimeout
+	rtcpDone        chan struct{} // closed when the RTCP reader has returned
+	done            chan struct{} // closed when the session is closed and its goroutines gone
 	once            sync.Once
 }
 
 // close ends the session: its pipeline user is released and the peer
-// connection closed. Safe to call more than once and from pion callbacks.
+// connection closed (done is closed after). Safe to call more than once
+// and from pion callbacks.
 func (s *session) close(reason string) {
 	s.once.Do(func() {
 		// Counted before the session leaves the map, so Stop, which closes
@@ -50,7 +53,9 @@ func (s *session) close(reason string) {
 		s.release()
 		go func() { // not inline: pion callbacks may be holding its locks
 			defer s.p.closing.Done()
+			defer close(s.done)
 			s.pc.Close()
+			<-s.rtcpDone // ReadRTCP returns once the connection is closed
 		}()
 		s.p.log.Info("viewer left", "camera", s.cam, "session", s.id, "remote", s.remote, "reason", reason)
 	})
@@ -113,7 +118,7 @@ func (p *WebRTC) setICELinks(hd http.Header) {
 // serveWHEP answers an SDP offer: a viewer joins its camera's track.
 func (p *WebRTC) serveWHEP(w http.ResponseWriter, r *http.Request) {
 	cam := r.PathValue("camera")
-	pl := p.pipes[cam]
+	pl := p.pipeline(cam)
 	if pl == nil {
 		http.Error(w, "no such camera", http.StatusNotFound)
 		return
@@ -146,10 +151,21 @@ func (p *WebRTC) serveWHEP(w http.ResponseWriter, r *http.Request) {
 	s, err := p.newSession(cam, r.RemoteAddr, pl)
 	p.mu.Lock()
 	p.joining--
-	if err == nil {
+	// The camera may have been removed meanwhile; SetCameras hangs up
+	// only the sessions it finds in the map.
+	gone := p.pipes[cam] != pl
+	if err == nil && !gone {
 		p.viewers[s.id] = s
 	}
 	p.mu.Unlock()
+	if err == nil && gone {
+		s.close("camera removed")
+		err = errCameraGone
+	}
+	if errors.Is(err, errCameraGone) {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -183,7 +199,13 @@ func (p *WebRTC) newSession(cam, remote string, pl *pipeline) (*session, error) 
 		pc.Close()
 		return nil, fmt.Errorf("cannot add track: %w", err)
 	}
-	s := &session{id: newID(), cam: cam, remote: remote, p: p, pc: pc, sender: sender, release: pl.acquire(), connected: make(chan struct{})}
+	release, err := pl.acquire()
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	s := &session{id: newID(), cam: cam, remote: remote, p: p, pc: pc, sender: sender, release: release,
+		connected: make(chan struct{}), rtcpDone: make(chan struct{}), done: make(chan struct{})}
 	s.timer = time.AfterFunc(connectTimeout, func() {
 		select {
 		case <-s.connected:
@@ -191,7 +213,10 @@ func (p *WebRTC) newSession(cam, remote string, pl *pipeline) (*session, error) 
 			s.close("never connected")
 		}
 	})
-	go pl.readRTCP(sender)
+	go func() {
+		defer close(s.rtcpDone)
+		pl.readRTCP(sender)
+	}()
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:

@@ -40,6 +40,31 @@ func (s *whipState) snapshot() whipState {
 	return whipState{URL: s.URL, State: s.State, Connects: s.Connects, LastErr: s.LastErr}
 }
 
+// publisher is a running publish loop for one camera.
+type publisher struct {
+	state  *whipState
+	cancel context.CancelFunc
+	done   chan struct{} // closed when publish has returned
+}
+
+// startPublisher starts publishing pl's camera to t until stop or Stop.
+func (p *WebRTC) startPublisher(pl *pipeline, t WHIPTarget) *publisher {
+	ctx, cancel := context.WithCancel(p.ctx)
+	pub := &publisher{state: &whipState{URL: t.URL, State: "starting"}, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(pub.done)
+		p.publish(ctx, pl, t, pub.state)
+	}()
+	return pub
+}
+
+// stop ends the publisher (the session at the SFU is deleted) and waits
+// for it.
+func (pub *publisher) stop() {
+	pub.cancel()
+	<-pub.done
+}
+
 // publish keeps a camera published to a WHIP endpoint (an SFU such as
 // MediaMTX, LiveKit, Janus or Cloudflare) until ctx ends, reconnecting with
 // backoff. The SFU gets the same track, and so the same encoder, as local
@@ -74,12 +99,20 @@ func (p *WebRTC) publishOnce(ctx context.Context, pl *pipeline, t WHIPTarget, st
 	if err != nil {
 		return err
 	}
-	defer pc.Close()
 	tr, err := pc.AddTransceiverFromTrack(pl.track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
+		pc.Close()
 		return err
 	}
-	go pl.readRTCP(tr.Sender())
+	rtcpDone := make(chan struct{})
+	go func() {
+		defer close(rtcpDone)
+		pl.readRTCP(tr.Sender())
+	}()
+	defer func() {
+		pc.Close()
+		<-rtcpDone // ReadRTCP returns once the connection is closed
+	}()
 	ended := make(chan webrtc.PeerConnectionState, 1)
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		switch s {
@@ -128,7 +161,10 @@ func (p *WebRTC) publishOnce(ctx context.Context, pl *pipeline, t WHIPTarget, st
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return fmt.Errorf("bad answer from %s: %w", t.URL, err)
 	}
-	release := pl.acquire()
+	release, err := pl.acquire()
+	if err != nil {
+		return err
+	}
 	defer release()
 	select {
 	case <-ctx.Done():

@@ -114,8 +114,8 @@ func TestWHIPPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.waitFrames(t, 5, 5*time.Second)
-	if cs := camStatus(t, h, "cam"); cs["encoders_started"] != 1.0 || cs["users"] != 2.0 {
+	v.waitFrames(t, 5, 15*time.Second)
+	if cs := camStatus(t, h, "cam"); cs["encoders_running"] != 1.0 || cs["encoders_running_peak"] != 1.0 || cs["users"] != 2.0 {
 		t.Fatalf("publisher and viewer: %v, want one encoder for both", cs)
 	}
 
