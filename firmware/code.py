@@ -2,16 +2,24 @@
 # Copy this folder's code.py, camserver/ and settings.toml to CIRCUITPY.
 import asyncio
 import os
+import time
 
 import socketpool
+import supervisor
 import wifi
 
 from camserver import config
 from camserver.app import App
 
 settings = config.load()
-if not wifi.radio.connected:  # CIRCUITPY_WIFI_SSID/PASSWORD connect at boot
-    wifi.radio.connect(os.getenv("CIRCUITPY_WIFI_SSID"), os.getenv("CIRCUITPY_WIFI_PASSWORD"))
+# CIRCUITPY_WIFI_SSID/PASSWORD in settings.toml connect at boot; this is
+# for a network that was not there yet.
+while not wifi.radio.connected:
+    try:
+        wifi.radio.connect(os.getenv("CIRCUITPY_WIFI_SSID"), os.getenv("CIRCUITPY_WIFI_PASSWORD"))
+    except Exception as e:
+        print("camserver: Wi-Fi:", e, "- retrying in 5 s")
+        time.sleep(5)
 app = App(settings, socketpool.SocketPool(wifi.radio))
 print("camserver on http://%s:%d/" % (wifi.radio.ipv4_address, settings.port))
 
@@ -23,4 +31,9 @@ async def robot():
         await asyncio.sleep(0.02)
 
 
-asyncio.run(app.run(robot()))
+try:
+    asyncio.run(app.run(robot()))
+except Exception as e:  # nothing should get here; if it does, start over
+    print("camserver: stopped:", repr(e), "- reloading in 5 s")
+    time.sleep(5)
+    supervisor.reload()

@@ -9,17 +9,29 @@ from .server import Server
 
 
 class App:
-    def __init__(self, settings, pool, pins=None, host="0.0.0.0"):
+    def __init__(self, settings, pool, host="0.0.0.0"):
         self.settings = settings
-        self.camera = Camera(settings, pins)
+        for e in settings.errors:
+            print("camserver: settings.toml:", e)
+        self.camera = Camera(settings)  # never raises; camera.error says what went wrong
+        if self.camera.ok:
+            print("camserver: camera %s on %s (%s)" % (getattr(self.camera.cam, "sensor_name", "?"), self.camera.board_id,
+                                                      self.camera.pin_names))
+        else:
+            print("camserver: no camera; the server runs anyway and /status says why")
         self.source = FrameSource(self.camera, settings)
         self.server = Server(pool, settings, self.source, self.camera, host)
 
     async def run(self, *tasks):
-        """Serve forever, together with tasks (coroutines: the robot's own
-        loops). Every one of them must await regularly."""
+        """Serve until stop(), together with tasks (coroutines: the robot's
+        own loops). Every one of them must await regularly."""
         self.server.listen()
-        await asyncio.gather(self.server.run(), self.source.run(), *tasks)
+        own = [asyncio.create_task(t) for t in tasks]
+        try:
+            await asyncio.gather(self.server.run(), self.source.run())
+        finally:
+            for t in own:
+                t.cancel()
 
     def stop(self):
         self.server.stop()

@@ -1,10 +1,17 @@
 """The espcamera wrapper: opening the sensor, the CameraWebServer /control
 variables mapped to espcamera properties, and /status values."""
 
+import gc
+
+from . import boards
+
 try:
     import espcamera
-except ImportError:  # CircuitPython 8.0 betas called it esp32_camera
-    import esp32_camera as espcamera
+except ImportError:
+    try:  # CircuitPython 8.0 betas called it esp32_camera
+        import esp32_camera as espcamera
+    except ImportError:  # a build without it: serve anyway, and say so
+        espcamera = None
 
 # esp32-camera's framesize_t numbers (the /control?var=framesize values),
 # by name: the enum's own order differs between CircuitPython versions.
@@ -56,31 +63,54 @@ class ControlError(Exception):
 
 
 class Camera:
-    """Owns the espcamera.Camera. If the sensor will not start, the server
-    still runs: error says why, /capture answers 503, /status says so."""
+    """Owns the espcamera.Camera. Never raises: if the pins are unknown or
+    the sensor will not start, the server still runs, error says why and
+    what to set, /capture answers 503 and /status shows it."""
 
-    def __init__(self, settings, pins=None, xclk_hz=20000000):
+    def __init__(self, settings, xclk_hz=20000000):
         self.settings = settings
         self.cam = None
         self.error = ""
+        self.board_id = "?"
+        self.pin_names = ""   # "data=CAMERA_DATA pclk=CAMERA_PCLK ...", for messages
         self.led = None
         self.led_intensity = -1
         self.xclk_mhz = xclk_hz // 1000000
-        self._open(pins, xclk_hz)
+        try:
+            self._open(xclk_hz)
+        except Exception as e:  # MemoryError, a driver surprise: still serve
+            self.cam = None
+            self.error = "camera init failed: %r" % (e,)
+        if self.error:
+            print("camserver: camera:", self.error)
 
-    def _open(self, pins, xclk_hz):
+    def _open(self, xclk_hz):
         import board
-        import busio
-        if pins is None:
-            pins = default_pins(board)
-        last = None
-        for _ in range(3):  # esp_camera_init fails now and then (0x20002)
+        self.board_id = getattr(board, "board_id", "?")
+        if espcamera is None:
+            self.error = "this CircuitPython build has no espcamera module (it needs a board with PSRAM)"
+            return
+        try:
+            names = boards.plan(self.board_id, self.settings.pins)
+            pins = boards.resolve(board, names)
+        except boards.PinError as e:
+            self.error = str(e)
+            return
+        self.pin_names = " ".join("%s=%s" % (r, names[r]) for r in boards.PIN_ROLES if names.get(r))
+        try:
+            i2c = pins["i2c"]()
+        except Exception as e:  # a pin in use, pins the bus cannot use
+            self.error = "camera I2C bus (%s): %s; check CAMSERVER_PIN_SCL/SDA or CAMSERVER_PIN_I2C" % (
+                self.pin_names, _why(e))
+            return
+        first = None
+        for attempt in range(3):
             try:
                 self.cam = espcamera.Camera(
                     data_pins=pins["data"], pixel_clock_pin=pins["pclk"], vsync_pin=pins["vsync"],
-                    href_pin=pins["href"], i2c=busio.I2C(pins["sioc"], pins["siod"]),
-                    external_clock_pin=pins.get("xclk"), external_clock_frequency=xclk_hz,
-                    powerdown_pin=pins.get("pwdn"), reset_pin=pins.get("reset"),
+                    href_pin=pins["href"], i2c=i2c,
+                    external_clock_pin=pins["xclk"], external_clock_frequency=xclk_hz,
+                    powerdown_pin=pins["pwdn"], reset_pin=pins["reset"],
                     pixel_format=espcamera.PixelFormat.JPEG,
                     frame_size=getattr(espcamera.FrameSize, self.settings.frame_size),
                     jpeg_quality=self.settings.jpeg_quality,
@@ -89,20 +119,31 @@ class Camera:
                     # would hand out a stale frame after an idle spell.
                     grab_mode=espcamera.GrabMode.LATEST if self.settings.fb_count > 1 else espcamera.GrabMode.WHEN_EMPTY,
                 )
-                self.error = ""
                 break
-            except Exception as e:  # espidf.IDFError, ValueError, ...
-                last = e
-                self.error = "camera init failed: %r" % (e,)
+            except Exception as e:
+                if first is None:
+                    first = e
+                # esp_camera_init fails now and then (IDFError 0x20002: the
+                # sensor missed an I2C write) and a retry works. Anything
+                # else (a pin in use, a bad argument) will fail again.
+                if not isinstance(e, OSError):
+                    break
+                # The failed Camera holds its pins until the collector
+                # finalises it; without this the retry finds them "in use".
+                gc.collect()
         if self.cam is None:
-            print("camserver:", self.error, last)
-        if hasattr(board, "FLASHLIGHT"):
+            self.error = "camera did not start on %s (%s): %s; check the wiring and the CAMSERVER_PIN_* settings, then reset" % (
+                self.board_id, self.pin_names, _why(first))
+            if not names.get("i2c"):
+                i2c.deinit()  # our own bus: give its pins back
+            return
+        if pins["led"] is not None:
             try:
                 import pwmio
-                self.led = pwmio.PWMOut(board.FLASHLIGHT, frequency=5000, duty_cycle=0)
+                self.led = pwmio.PWMOut(pins["led"], frequency=5000, duty_cycle=0)
                 self.led_intensity = 0
-            except Exception:
-                self.led = None
+            except Exception as e:
+                print("camserver: LED:", _why(e))
 
     @property
     def ok(self):
@@ -119,8 +160,8 @@ class Camera:
         return self.cam.take(0)
 
     def set_control(self, var, val):
-        """Apply /control?var=&val=. framesize is handled by the caller
-        (it needs the capture lock)."""
+        """Apply /control?var=&val=. Not framesize: that one reinitialises
+        the camera, in the capture task (FrameSource.reconfigure)."""
         if var == "led_intensity":
             if self.led is None:
                 raise ControlError(400, "this board has no LED")
@@ -148,15 +189,22 @@ class Camera:
             # The sensor refused it (or the I2C bus was busy).
             raise ControlError(500, "sensor refused %s=%d: %r" % (var, val, e))
 
-    def reconfigure_size(self, num):
+    def frame_size_for(self, num):
+        """The FrameSize for /control's framesize number (esp32-camera's
+        framesize_t); ControlError if there is none."""
         name = FRAMESIZE_NAME.get(num)
         if name is None:
             raise ControlError(400, "unknown framesize %d" % num)
+        if not self.ok:
+            raise ControlError(500, self.error)
         size = getattr(espcamera.FrameSize, name, None)
         if size is None:
             raise ControlError(400, "framesize %s not supported here" % name)
-        if not self.ok:
-            raise ControlError(500, self.error)
+        return size
+
+    def reconfigure(self, size):
+        """Only the capture task calls this, between frames: it swaps the
+        driver's buffers (and blocks the VM while it does)."""
         try:
             # The driver clamps to the sensor's largest size.
             self.cam.reconfigure(frame_size=size)
@@ -200,12 +248,5 @@ class Camera:
         return out
 
 
-def default_pins(board):
-    """Pins from the board module's CAMERA_* names (AI-Thinker ESP32-CAM,
-    Adafruit ESP32-S3 Camera, ESP32-S3-EYE, ... all define them)."""
-    return {
-        "data": board.CAMERA_DATA, "pclk": board.CAMERA_PCLK, "vsync": board.CAMERA_VSYNC,
-        "href": board.CAMERA_HREF, "siod": board.CAMERA_SIOD, "sioc": board.CAMERA_SIOC,
-        "xclk": getattr(board, "CAMERA_XCLK", None), "pwdn": getattr(board, "CAMERA_PWDN", None),
-        "reset": getattr(board, "CAMERA_RESET", None),
-    }
+def _why(e):
+    return "%s: %s" % (type(e).__name__, e)

@@ -1,6 +1,13 @@
-"""Settings from settings.toml (os.getenv), with defaults and checks."""
+"""Settings from settings.toml (os.getenv), with defaults and checks.
+
+A bad value never stops the board: its default is used instead and the
+problem is listed in Settings.errors, which the serial console and /status
+show.
+"""
 
 import os
+
+from .boards import PIN_ROLES, setting_key
 
 FRAME_SIZES = ("R96X96", "QQVGA", "QCIF", "HQVGA", "R240X240", "QVGA", "CIF", "HVGA", "VGA", "SVGA",
                "XGA", "HD", "SXGA", "UXGA", "FHD", "P_HD", "P_3MP", "QXGA", "QHD", "WQXGA", "P_FHD", "QSXGA")
@@ -13,12 +20,13 @@ class Settings:
     def __init__(self):
         self.port = 8080              # 80 is CircuitPython's web workflow
         self.max_clients = 4          # connections at once; 1 listener + 4 fits the 8-socket budget
-        self.stream_clients = 2       # of which /stream viewers
+        self.stream_clients = 3       # of which /stream viewers
         self.frame_size = "VGA"
         self.jpeg_quality = 12        # 2..55, lower is better quality
         self.fb_count = 2             # 2 + GrabMode.LATEST: frames are fresh
         self.max_fps = 0              # 0: as fast as the sensor
         self.token = ""               # if set, every endpoint but /health wants it
+        self.pins = {}                # CAMSERVER_PIN_<ROLE> given: {role: str}
         self.head_max = 2048          # request head bytes
         self.line_max = 512           # request line bytes
         self.headers_max = 32
@@ -27,37 +35,47 @@ class Settings:
         self.write_timeout_ms = 3000   # one frame to one client (stalled viewers are dropped)
         self.capture_timeout_ms = 3000  # /capture waits this long for a frame
         self.linger_ms = 2000          # keep capturing this long after the last request
+        self.errors = []               # settings that were bad, as messages
 
 
-def _int(getenv, key, default, lo, hi):
+def _int(getenv, s, key, default, lo, hi):
     v = getenv(key)
     if v is None or v == "":
         return default
     try:
         n = int(v)
     except (TypeError, ValueError):
-        raise ValueError("%s: not a number: %r" % (key, v))
+        s.errors.append("%s: not a number: %r (using %d)" % (key, v, default))
+        return default
     if not lo <= n <= hi:
-        raise ValueError("%s: %d out of range %d..%d" % (key, n, lo, hi))
+        s.errors.append("%s: %d out of range %d..%d (using %d)" % (key, n, lo, hi, default))
+        return default
     return n
 
 
-def load(getenv=os.getenv):
-    """Read CAMSERVER_* settings; raise ValueError naming a bad key."""
+def load(getenv=None):
+    """Read the CAMSERVER_* settings (settings.toml on the board)."""
+    getenv = getenv or os.getenv
     s = Settings()
-    s.port = _int(getenv, "CAMSERVER_PORT", s.port, 1, 65535)
-    s.max_clients = _int(getenv, "CAMSERVER_MAX_CLIENTS", s.max_clients, 1, 6)
-    s.stream_clients = _int(getenv, "CAMSERVER_STREAM_CLIENTS", s.stream_clients, 0, s.max_clients)
-    s.jpeg_quality = _int(getenv, "CAMSERVER_JPEG_QUALITY", s.jpeg_quality, 2, 55)
-    s.fb_count = _int(getenv, "CAMSERVER_FB_COUNT", s.fb_count, 1, 2)
-    s.max_fps = _int(getenv, "CAMSERVER_MAX_FPS", s.max_fps, 0, 60)
+    s.port = _int(getenv, s, "CAMSERVER_PORT", s.port, 1, 65535)
+    s.max_clients = _int(getenv, s, "CAMSERVER_MAX_CLIENTS", s.max_clients, 1, 6)
+    s.stream_clients = _int(getenv, s, "CAMSERVER_STREAM_CLIENTS", min(s.stream_clients, s.max_clients),
+                            0, s.max_clients)
+    s.jpeg_quality = _int(getenv, s, "CAMSERVER_JPEG_QUALITY", s.jpeg_quality, 2, 55)
+    s.fb_count = _int(getenv, s, "CAMSERVER_FB_COUNT", s.fb_count, 1, 2)
+    s.max_fps = _int(getenv, s, "CAMSERVER_MAX_FPS", s.max_fps, 0, 60)
     size = getenv("CAMSERVER_FRAME_SIZE")
     if size:
         size = str(size).upper()
-        if size not in FRAME_SIZES:
-            raise ValueError("CAMSERVER_FRAME_SIZE: unknown size %r" % size)
-        s.frame_size = size
+        if size in FRAME_SIZES:
+            s.frame_size = size
+        else:
+            s.errors.append("CAMSERVER_FRAME_SIZE: unknown size %r (using %s)" % (size, s.frame_size))
     token = getenv("CAMSERVER_TOKEN")
     if token:
         s.token = str(token)
+    for role in PIN_ROLES:
+        v = getenv(setting_key(role))
+        if v is not None:
+            s.pins[role] = str(v)
     return s

@@ -5,8 +5,8 @@ import json
 
 from . import VERSION
 from .camera import ControlError
-from .compat import mem_free, ticks_ms, ticks_diff, sleep_ms
-from .conn import deadline_in, Closed, Timeout
+from .compat import mem_free, ticks_ms, ticks_diff, sleep_ms, would_block
+from .conn import STREAM, deadline_in, Closed, Timeout
 from .http import response_head, error_body
 
 BOUNDARY = "123456789000000000000987654321"
@@ -36,11 +36,11 @@ async def send_body(srv, conn, req, body, ctype, extra=()):
     head = response_head(200, headers, len(body), req.keep_alive)
     if req.method == "HEAD":
         await conn.send(head, d)
-    elif len(body) <= 1024:
+    elif len(body) <= 1024 and isinstance(body, bytes):
         await conn.send(head + body, d)  # one segment
     else:
         await conn.send(head, d)
-        await conn.send(body, d)  # a frame: not copied
+        await conn.send(body, d)  # a frame buffer: sent as it is, not copied
     return req.keep_alive
 
 
@@ -57,30 +57,41 @@ async def capture(srv, conn, req):
     if not srv.camera.ok:
         return await send_error(srv, conn, req, 503, srv.camera.error, req.keep_alive)
     after = src.seq
-    if src.frame is not None and src.seq > conn.last_seq:
-        if req.query.get("fresh") == "0" or ticks_diff(ticks_ms(), src.ticks) <= FRESH_MS:
-            after = src.seq - 1
-    got = await src.next(after, srv.settings.capture_timeout_ms)
-    if got is None:
+    newest = src.newest
+    if newest is not None and newest.seq > conn.last_seq:
+        if req.query.get("fresh") == "0" or ticks_diff(ticks_ms(), newest.ticks) <= FRESH_MS:
+            after = newest.seq - 1
+    f = await src.next(after, srv.settings.capture_timeout_ms)
+    if f is None:
         return await send_error(srv, conn, req, 503, "camera timeout: no frame", req.keep_alive)
-    frame, seq, ts = got
-    conn.last_seq = seq
-    srv.captures += 1
-    return await send_body(srv, conn, req, frame, "image/jpeg", (
-        ("Content-Disposition", "inline; filename=capture.jpg"),
-        ("X-Timestamp", "%d.%06d" % ts),
-        ("X-Frame-Seq", str(seq)),
-    ))
+    try:
+        conn.last_seq = f.seq
+        srv.captures += 1
+        return await send_body(srv, conn, req, f.data(), "image/jpeg", (
+            ("Content-Disposition", "inline; filename=capture.jpg"),
+            ("X-Timestamp", "%d.%06d" % f.ts),
+            ("X-Frame-Seq", str(f.seq)),
+        ))
+    finally:
+        src.release(f)
 
 
 async def stream(srv, conn, req):
     """MJPEG, ESPHome-style framing: no chunking, the boundary after each
-    part. A viewer gets the newest frame each time it is ready for one."""
+    part. A viewer gets the newest frame each time it is ready for one;
+    each part goes out as its small header and then the frame buffer
+    itself, never joined into a copy."""
     s = srv.settings
+    src = srv.source
     if not srv.camera.ok:
         return await send_error(srv, conn, req, 503, srv.camera.error)
     if srv.stream_clients >= s.stream_clients:
-        return await send_error(srv, conn, req, 503, "too many stream viewers (%d)" % s.stream_clients)
+        # Make room if a viewer has stopped reading; else refuse.
+        victim = srv.stalled_viewer(ticks_ms())
+        if victim is None:
+            return await send_error(srv, conn, req, 503, "too many stream viewers (%d)" % s.stream_clients)
+        srv.evicted += 1
+        srv._drop(victim)
     gap = 0
     try:
         fps = int(req.query.get("fps", "0"))
@@ -88,53 +99,57 @@ async def stream(srv, conn, req):
             gap = 1000 // fps
     except ValueError:
         return await send_error(srv, conn, req, 400, "fps must be an integer")
-    srv.stream_clients += 1
-    try:
-        head = response_head(200, [
-            ("Content-Type", "multipart/x-mixed-replace;boundary=" + BOUNDARY),
-            ("Cache-Control", "no-store"), _CORS, ("X-Framerate", str(s.max_fps or 30)),
-        ], -1, False, req.version)
-        await conn.send(head + b"--" + BOUNDARY.encode() + b"\r\n", deadline_in(s.write_timeout_ms))
-        if req.method == "HEAD":
-            return False
-        last = 0
-        sent_at = ticks_ms()
-        tail = b"\r\n--" + BOUNDARY.encode() + b"\r\n"
-        while True:
-            got = await srv.source.next(last, s.capture_timeout_ms)
-            if got is None:
-                # No frame (camera timeouts): see whether the viewer is
-                # still there, then keep waiting.
-                await _check_alive(conn)
-                continue
-            frame, seq, ts = got
-            last = seq
+    conn.enter(STREAM)
+    head = response_head(200, [
+        ("Content-Type", "multipart/x-mixed-replace;boundary=" + BOUNDARY),
+        ("Cache-Control", "no-store"), _CORS, ("X-Framerate", str(s.max_fps or 30)),
+    ], -1, False, req.version)
+    await conn.send(head + _DELIM, deadline_in(s.write_timeout_ms))
+    if req.method == "HEAD":
+        return False
+    last = 0
+    sent_at = ticks_ms()
+    while True:
+        f = await src.next(last, s.capture_timeout_ms)
+        if f is None:
+            # No frame (camera timeouts): see whether the viewer is
+            # still there, then keep waiting.
+            _check_alive(conn)
+            continue
+        try:
+            last = f.seq
             part = b"Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %d.%06d\r\nX-Frame-Seq: %d\r\n\r\n" % (
-                len(frame), ts[0], ts[1], seq)
+                f.n, f.ts[0], f.ts[1], f.seq)
             d = deadline_in(s.write_timeout_ms)
             try:
                 await conn.send(part, d)
-                await conn.send(frame, d)
-                await conn.send(tail, d)
+                await conn.send(f.data(), d)
+                await conn.send(_TAIL, d)
             except Timeout:
                 srv.stalled += 1
                 raise
-            srv.stream_frames += 1
-            if gap:
-                wait = gap - ticks_diff(ticks_ms(), sent_at)
-                if wait > 0:
-                    await sleep_ms(wait)
-                sent_at = ticks_ms()
-    finally:
-        srv.stream_clients -= 1
+        finally:
+            src.release(f)
+        srv.stream_frames += 1
+        if gap:
+            wait = gap - ticks_diff(ticks_ms(), sent_at)
+            if wait > 0:
+                await sleep_ms(wait)
+            sent_at = ticks_ms()
 
 
-async def _check_alive(conn):
+_DELIM = b"--" + BOUNDARY.encode() + b"\r\n"
+_TAIL = b"\r\n" + _DELIM
+
+
+def _check_alive(conn):
     """Raise Closed if the peer has gone (a read sees EOF)."""
+    if conn.closed:
+        raise Closed()
     try:
-        conn.sock.recv_into(conn.mv[conn.n:], 1) if conn.n < len(conn.buf) else None
+        if conn.n < len(conn.buf):
+            conn.sock.recv_into(conn.mv[conn.n:], 1)
     except OSError as e:
-        from .compat import would_block
         if not would_block(e):
             raise Closed()
 
@@ -147,10 +162,14 @@ async def status(srv, conn, req):
     extras = (
         ("fps", round(src.fps, 2)), ("frames", src.frames), ("timeouts", src.timeouts),
         ("clients", srv.clients), ("stream_clients", srv.stream_clients), ("requests", srv.requests),
-        ("stalled_dropped", srv.stalled), ("refused", srv.refused),
-        ("uptime_s", ticks_diff(ticks_ms(), srv.started) // 1000), ("mem_free", mem_free()),
+        ("stalled_dropped", srv.stalled), ("refused", srv.refused), ("evicted", srv.evicted),
+        ("shed", srv.shed), ("mem_errors", srv.mem_errors + src.mem_errors),
+        ("frame_buffers", len(src.buffers)),
+        ("uptime_s", srv.uptime_ms() // 1000), ("mem_free", mem_free()),
         ("width", _dim(cam, "width")), ("height", _dim(cam, "height")),
         ("camera", "ok" if cam.ok else "error"), ("error", cam.error),
+        ("board", cam.board_id), ("pins", cam.pin_names),
+        ("settings_error", "; ".join(srv.settings.errors)),
         ("sensor", _sensor(cam)), ("firmware_version", VERSION),
     )
     for k, v in extras:
@@ -184,10 +203,11 @@ async def control(srv, conn, req):
         return await send_error(srv, conn, req, 400, "val must be an integer", req.keep_alive)
     try:
         if var == "framesize":
-            # Reconfiguring swaps the driver's buffers: never while a
-            # take() is in progress.
-            async with srv.source.lock:
-                srv.camera.reconfigure_size(n)
+            # Reinitialising swaps the driver's buffers, so the capture
+            # task does it between two frames; this waits without
+            # holding anyone up.
+            size = srv.camera.frame_size_for(n)
+            await srv.source.reconfigure(size, srv.settings.capture_timeout_ms)
         else:
             srv.camera.set_control(var, n)
     except ControlError as e:

@@ -1,7 +1,7 @@
 """HTTP/1.1 request parsing and responses, with hard limits on everything."""
 
 from .compat import ticks_ms, ticks_add, ticks_diff
-from .conn import Closed, Timeout
+from .conn import BUSY, HEAD, IDLE, Closed, Timeout
 
 REASONS = {
     200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
@@ -72,18 +72,25 @@ def parse_query(qs):
     return q
 
 
-async def read_request(conn, s, wait_ms):
+async def read_request(conn, s, wait_ms, first):
     """Read and parse one request head from conn.
 
     Waits up to wait_ms for the first byte (the keep-alive idle time), then
     the whole head must arrive within s.header_timeout_ms of its first byte,
     however slowly it trickles. Returns None if the client closed or idled
     out before sending anything; raises HTTPError for a bad request.
+    Keeps conn.state current: HEAD while a head is arriving (from accept,
+    on a new connection), IDLE between keep-alive requests, BUSY once the
+    head is in.
     """
     deadline = ticks_add(ticks_ms(), wait_ms)
     started = conn.n > 0  # pipelined bytes already here
     if started:
         deadline = ticks_add(ticks_ms(), s.header_timeout_ms)
+        conn.enter(HEAD)
+        conn.got = conn.n
+    elif not first:
+        conn.enter(IDLE)
     while True:
         # bytes, not bytearray: MicroPython's bytearray lacks find/count.
         # The head is at most s.head_max (2 KB), so the copy is cheap.
@@ -107,8 +114,12 @@ async def read_request(conn, s, wait_ms):
         if not started:
             started = True
             deadline = ticks_add(ticks_ms(), s.header_timeout_ms)
+            if conn.state == IDLE:
+                conn.enter(HEAD)
+                conn.got = conn.n
     head = data[:end]
     conn.consume(end)
+    conn.enter(BUSY)
     return _parse(head, s)
 
 

@@ -2,6 +2,8 @@
 127.0.0.1 with the shims, and gives the tests raw-socket clients."""
 
 import asyncio
+import contextlib
+import io
 import os
 import socket
 import sys
@@ -14,6 +16,7 @@ for p in (os.path.join(HERE, "shims"), os.path.dirname(HERE)):
         sys.path.insert(0, p)
 
 import espcamera  # noqa: E402  (shim)
+import shimboards  # noqa: E402  (shim)
 import socketpool  # noqa: E402  (shim)
 import wifi  # noqa: E402  (shim)
 
@@ -34,8 +37,11 @@ def free_port():
 class Firmware:
     """The firmware running in its own thread and event loop."""
 
-    def __init__(self, fps=30, size="QVGA", **settings):
+    def __init__(self, fps=30, size="QVGA", board=shimboards.DEFAULT, frame_kb=0, init_failures=0, **settings):
+        shimboards.use(board)  # a fresh boot: every pin free
         espcamera.FPS = fps
+        espcamera.PAD_TO = frame_kb * 1024
+        espcamera.INIT_FAILURES = init_failures
         espcamera.live_camera = None
         s = config.Settings()
         s.port = free_port()
@@ -46,7 +52,9 @@ class Firmware:
             setattr(s, k, v)
         self.settings = s
         self.base_sockets = socketpool.open_count()
-        self.app = App(s, socketpool.SocketPool(wifi.radio), host="127.0.0.1")
+        self.console = io.StringIO()  # what the board prints on its serial console
+        with contextlib.redirect_stdout(self.console):
+            self.app = App(s, socketpool.SocketPool(wifi.radio), host="127.0.0.1")
         self.loop = asyncio.new_event_loop()
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)

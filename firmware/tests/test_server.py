@@ -26,13 +26,33 @@ _ORIGINALS = [open(os.path.join(TESTDATA, f), "rb").read() for f in os.listdir(T
 
 
 def untorn(jpeg):
-    """The synthetic camera inserts a COM segment after SOI; the rest must
-    be one of the testdata frames byte for byte. A frame sent from a buffer
-    that the next take() overwrote fails this."""
+    """The synthetic camera puts COM segments after SOI: "frame N", then
+    any filler, every byte N % 251. Without them the frame must be one of
+    the testdata frames byte for byte. A frame sent from a buffer that was
+    overwritten meanwhile fails this."""
     if jpeg[2:4] != b"\xff\xfe":
         return False
     n = struct.unpack(">H", jpeg[4:6])[0]
-    return (jpeg[:2] + jpeg[4 + n:]) in _ORIGINALS
+    num = int(jpeg[6:4 + n].split(b" ")[1])
+    i = 4 + n
+    while jpeg[i:i + 2] == b"\xff\xfe":
+        k = struct.unpack(">H", jpeg[i + 2:i + 4])[0]
+        if jpeg[i + 4:i + 2 + k] != bytes([num % 251]) * (k - 2):
+            return False
+        i += 2 + k
+    return (jpeg[:2] + jpeg[i:]) in _ORIGINALS
+
+
+def jpeg_size(jpeg):
+    """(width, height) from the SOF0 segment."""
+    i = 2
+    while i < len(jpeg):
+        marker, length = jpeg[i + 1], struct.unpack(">H", jpeg[i + 2:i + 4])[0]
+        if marker == 0xC0:
+            h, w = struct.unpack(">HH", jpeg[i + 5:i + 9])
+            return w, h
+        i += 2 + length
+    return None
 
 
 class ServerTest(unittest.TestCase):
@@ -109,9 +129,7 @@ class TestEndpoints(ServerTest):
             self.assertTrue(untorn(jpeg), "torn frame: the driver buffer was sent after the next take()")
 
     def test_status_prompt_while_three_streams(self):
-        viewers = [MJPEGReader(self.fw) for _ in range(2)]  # 2 is stream_clients' default
-        self.fw.server.settings.stream_clients = 3
-        viewers.append(MJPEGReader(self.fw))
+        viewers = [MJPEGReader(self.fw) for _ in range(3)]  # stream_clients' default
         time.sleep(0.5)
         lat = []
         c = self.fw.connect()
@@ -192,6 +210,9 @@ class TestBadClients(ServerTest):
         self.assertEqual(get(self.fw, "/capture")[0], 200)
 
     def test_flood_beyond_client_cap(self):
+        """20 silent connections at once: each newcomer either takes the
+        place of an older silent one (closed) or, when none has been silent
+        long enough to judge, gets 503. Afterwards the server is fine."""
         socks, codes = [], []
         for _ in range(20):
             try:
@@ -208,10 +229,10 @@ class TestBadClients(ServerTest):
             except OSError:
                 codes.append("reset")
             s.close()
-        self.assertIn("503", codes, codes)
+        self.assertTrue(set(codes) <= {"503", "closed", "reset"}, codes)
         self.assertTrue(self.fw.wait_idle(10))
         self.assertEqual(get(self.fw, "/status")[0], 200)
-        self.assertGreater(self.fw.server.refused, 0)
+        self.assertGreater(self.fw.server.refused + self.fw.server.evicted, 0)
 
 
 def raw(fw, data, read_all=True):
@@ -370,20 +391,12 @@ class TestCameraFaults(ServerTest):
 
 class TestCameraInitFails(unittest.TestCase):
     def test_server_runs_without_camera(self):
-        real = espcamera.Camera
-
-        def broken(**kw):
-            raise OSError("0x20002")
-        espcamera.Camera = broken
-        try:
-            fw = Firmware()
-        finally:
-            espcamera.Camera = real
+        fw = Firmware(init_failures=10)  # esp_camera_init fails every time
         try:
             import json
             st = json.loads(get(fw, "/status")[2])
             self.assertEqual(st["camera"], "error")
-            self.assertIn("0x20002", st["error"])
+            self.assertIn("IDFError", st["error"])
             self.assertEqual(get(fw, "/capture")[0], 503)
             self.assertEqual(get(fw, "/health")[0], 200)
         finally:

@@ -1,9 +1,14 @@
-"""Host stand-in for pwmio."""
+"""Host stand-in for pwmio.PWMOut: claims its pin, needs an output pin."""
+
+import microcontroller
 
 
 class PWMOut:
-    def __init__(self, pin, frequency=500, duty_cycle=0):
+    def __init__(self, pin, *, duty_cycle=0, frequency=500, variable_frequency=False):
+        microcontroller._check(pin, "pin")
+        microcontroller._check_output(pin, "pin")
         self.pin, self.frequency, self.duty_cycle = pin, frequency, duty_cycle
+        microcontroller._claim(pin, self)
 
     def deinit(self):
-        pass
+        microcontroller._release(self.pin)
