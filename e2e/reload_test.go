@@ -82,7 +82,7 @@ func TestReloadAppliesOnlyTheDifference(t *testing.T) {
 	}
 	after := c.waitReload(t, func(s status) bool {
 		return len(s.Cameras) == 3 && s.Cameras[2].State == "live" && len(s.Outputs) == 3 &&
-			streamURL(s, "grid", "c") != "" && outputState(s, "stills") == "running"
+			outputState(s, "stills") == "running" && outputState(s, "grid") == "running"
 	})
 	if !after.Reload.OK {
 		t.Fatalf("reload refused: %v", after.Reload.Errors)
@@ -97,8 +97,11 @@ func TestReloadAppliesOnlyTheDifference(t *testing.T) {
 	if p1["stills"] == p0["stills"] {
 		t.Errorf("stills kept pid %d although its config changed", p1["stills"])
 	}
-	// The new camera is served by the retargeted output.
-	g := watch(t, streamURL(after, "grid", "c"))
+	// The new camera is served by the retargeted output, which says so.
+	if streamURL(after, "grid", "c") == "" {
+		t.Errorf("grid's URLs lack camera c: %v", after.Outputs[2].URLs)
+	}
+	g := watch(t, strings.Replace(streamURL(after, "grid", "a"), "/cameras/a/", "/cameras/c/", 1))
 	g.waitFrames(t, 3, 10*time.Second)
 
 	// The untouched viewer saw the reload as nothing: same connection,

@@ -113,7 +113,11 @@ func (s *Server) SetCameras(_ context.Context, req *pb.SetCamerasRequest) (*pb.S
 	if err := cs.SetCameras(req.Cameras); err != nil {
 		return nil, err
 	}
-	return &pb.SetCamerasResponse{}, nil
+	resp := &pb.SetCamerasResponse{}
+	if u, ok := s.out.(URLReporter); ok {
+		resp.Urls = u.URLs()
+	}
+	return resp, nil
 }
 
 // Frames implements pb.OutputServer. Each camera gets a worker goroutine so

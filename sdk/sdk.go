@@ -101,6 +101,13 @@ type CameraSetter interface {
 	SetCameras(cameras []string) error
 }
 
+// URLReporter is optionally implemented by a CameraSetter: after
+// SetCameras, camd shows the URLs it returns (which change with the
+// cameras) instead of those Start returned.
+type URLReporter interface {
+	URLs() []string
+}
+
 // Listener is optionally implemented by an Output that listens on network
 // addresses. After Configure it returns them (host:port, as configured), so
 // camd can refuse two outputs on one port before starting either.

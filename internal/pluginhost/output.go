@@ -148,13 +148,17 @@ func (o *Output) SetCameras(ctx context.Context, cameras []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := client.SetCameras(ctx, &pb.SetCamerasRequest{Cameras: cameras}); err != nil {
+	resp, err := client.SetCameras(ctx, &pb.SetCamerasRequest{Cameras: cameras})
+	if err != nil {
 		if status.Code(err) == codes.Unimplemented {
 			return ErrCamerasUnsupported
 		}
 		return plain(err)
 	}
 	o.mu.Lock()
+	if len(resp.Urls) > 0 {
+		o.urls = resp.Urls
+	}
 	removed := slices.DeleteFunc(slices.Clone(o.cameras), func(c string) bool { return slices.Contains(cameras, c) })
 	o.cameras = slices.Clone(cameras)
 	o.spec.Cameras = o.cameras // a restart configures the plugin with the new list

@@ -639,7 +639,10 @@ func (x *SetCamerasRequest) GetCameras() []string {
 }
 
 type SetCamerasResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The URLs the plugin now serves, if it reports them (as in
+	// ConfigureResponse).
+	Urls          []string `protobuf:"bytes,1,rep,name=urls,proto3" json:"urls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -672,6 +675,13 @@ func (x *SetCamerasResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use SetCamerasResponse.ProtoReflect.Descriptor instead.
 func (*SetCamerasResponse) Descriptor() ([]byte, []int) {
 	return file_output_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetCamerasResponse) GetUrls() []string {
+	if x != nil {
+		return x.Urls
+	}
+	return nil
 }
 
 var File_output_proto protoreflect.FileDescriptor
@@ -718,8 +728,9 @@ const file_output_proto_rawDesc = "" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\"-\n" +
 	"\x11SetCamerasRequest\x12\x18\n" +
-	"\acameras\x18\x01 \x03(\tR\acameras\"\x14\n" +
-	"\x12SetCamerasResponse2\x88\x03\n" +
+	"\acameras\x18\x01 \x03(\tR\acameras\"(\n" +
+	"\x12SetCamerasResponse\x12\x12\n" +
+	"\x04urls\x18\x01 \x03(\tR\x04urls2\x88\x03\n" +
 	"\x06Output\x12A\n" +
 	"\x04Info\x12\x1b.camd.output.v1.InfoRequest\x1a\x1c.camd.output.v1.InfoResponse\x12P\n" +
 	"\tConfigure\x12 .camd.output.v1.ConfigureRequest\x1a!.camd.output.v1.ConfigureResponse\x12K\n" +
