@@ -31,9 +31,28 @@ func start(t *testing.T, cameras []string, extra string) (*sdktest.Harness, stri
 	return h, strings.TrimSuffix(urls[0], "/")
 }
 
-// feed sends sim frames to the plugin at 30 fps, stamped with the time of
-// sending, until the test ends.
-func feed(t *testing.T, h *sdktest.Harness, cam string, frames [][]byte) {
+// feed sends sim frames of one camera to the plugin at 30 fps until the
+// test ends.
+func feed(t *testing.T, h *sdktest.Harness, cam string, frames [][]byte) *feeder {
+	return feedCameras(t, h, frames, cam)
+}
+
+// feeder sends frames of a changing set of cameras to the plugin, as camd
+// does: 30 live frames a second per camera, or a placeholder a second
+// while the camera is offline. Capture times are exactly 1/30 s apart
+// whatever the machine's speed, so the plugin measures 30 fps even on a
+// busy machine. One goroutine sends for all cameras: the harness's frame
+// stream takes one sender.
+type feeder struct {
+	mu          sync.Mutex
+	cams        []string
+	offline     map[string]bool
+	placeholder []byte
+}
+
+// feedCameras starts a feeder for cams; it stops when the test ends.
+func feedCameras(t *testing.T, h *sdktest.Harness, frames [][]byte, cams ...string) *feeder {
+	fd := &feeder{cams: cams, offline: map[string]bool{}, placeholder: placeholderJPEG(t, 320, 240)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
@@ -41,12 +60,16 @@ func feed(t *testing.T, h *sdktest.Harness, cam string, frames [][]byte) {
 		defer close(done)
 		tick := time.NewTicker(time.Second / 30)
 		defer tick.Stop()
+		t0 := time.Now()
 		for seq := uint64(1); ; seq++ {
 			select {
 			case <-ctx.Done():
 				return
-			case now := <-tick.C:
-				if err := h.Send(sdk.Frame{Camera: cam, Seq: seq, Captured: now, JPEG: frames[int(seq)%len(frames)]}); err != nil {
+			case <-tick.C:
+			}
+			captured := t0.Add(time.Duration(seq) * time.Second / 30)
+			for _, f := range fd.frames(seq, captured, frames) {
+				if err := h.Send(f); err != nil {
 					if ctx.Err() == nil {
 						t.Errorf("send: %v", err)
 					}
@@ -55,6 +78,37 @@ func feed(t *testing.T, h *sdktest.Harness, cam string, frames [][]byte) {
 			}
 		}
 	}()
+	return fd
+}
+
+// frames returns what is due at tick seq.
+func (fd *feeder) frames(seq uint64, captured time.Time, live [][]byte) []sdk.Frame {
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	var out []sdk.Frame
+	for _, cam := range fd.cams {
+		switch {
+		case !fd.offline[cam]:
+			out = append(out, sdk.Frame{Camera: cam, Seq: seq, Captured: captured, JPEG: live[int(seq)%len(live)]})
+		case seq%30 == 0:
+			out = append(out, sdk.Frame{Camera: cam, Seq: seq, Captured: captured, JPEG: fd.placeholder, Placeholder: true})
+		}
+	}
+	return out
+}
+
+// setCameras changes the cameras sent from the next tick on.
+func (fd *feeder) setCameras(cams ...string) {
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	fd.cams = cams
+}
+
+// setOffline switches a camera between live frames and placeholders.
+func (fd *feeder) setOffline(cam string, offline bool) {
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	fd.offline[cam] = offline
 }
 
 // viewer is a pion WHEP client: the reference implementation's own stack,
@@ -67,6 +121,7 @@ type viewer struct {
 	packets  int
 	frames   [][]byte // depacketized frames, from the first keyframe on
 	gotFrame chan struct{}
+	ended    chan struct{}             // closed when the track ends (the output hung up)
 	onSample func(rtpTimestamp uint32) // called with mu held
 }
 
@@ -96,12 +151,15 @@ func dialWHEP(t *testing.T, whepURL string, mimes ...string) (*viewer, *http.Res
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &viewer{pc: pc, gotFrame: make(chan struct{}, 1)}
+	v := &viewer{pc: pc, gotFrame: make(chan struct{}, 1), ended: make(chan struct{})}
 	t.Cleanup(func() { pc.Close() })
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { v.read(tr) })
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		defer close(v.ended)
+		v.read(tr)
+	})
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +243,13 @@ func (v *viewer) waitFrames(t *testing.T, n int, within time.Duration) [][]byte 
 			t.Fatalf("viewer got %d frames (%d packets) in %v, want %d", got, pk, within, n)
 		}
 	}
+}
+
+// count returns how many frames the viewer has.
+func (v *viewer) count() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.frames)
 }
 
 // hangUp ends the WHEP session with DELETE, as the spec says.

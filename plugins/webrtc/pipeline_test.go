@@ -199,7 +199,7 @@ func TestRateMeter(t *testing.T) {
 		want float64 // 0: no estimate
 	}{
 		{"nothing yet", nil, 0},
-		{"two frames are not a rate", []segment{live(30, 2 * s / 30)}, 0},
+		{"two frames are not a rate", []segment{live(30, 2*s/30)}, 0},
 		{"30 fps", []segment{live(30, 2*s)}, 30},
 		{"10 fps", []segment{live(10, 5*s)}, 10},
 		{"a slow camera: 0.5 fps", []segment{live(0.5, 6*s)}, 0.5},

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +21,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	vp8dec "golang.org/x/image/vp8"
 
+	pb "github.com/camd/camd/proto/outputv1"
 	"github.com/camd/camd/sdk"
 	"github.com/camd/camd/sdk/sdktest"
 )
@@ -401,4 +404,119 @@ func TestICEPortAndNAT(t *testing.T) {
 	if udp < 2 || nat == 0 {
 		t.Fatalf("want local and NAT candidates on port %d; answer:\n%s", port, answer)
 	}
+}
+
+// TestPlaceholdersPlay: while a camera is offline camd sends a placeholder
+// a second. Viewers keep playing (it is encoded like any frame), a viewer
+// arriving during the outage sees the placeholder at once, and when the
+// camera is back the same encoder carries on live: the 1 fps never retunes
+// it. The feeder's capture times are exact, so one encoder is the only
+// right answer on any machine.
+func TestPlaceholdersPlay(t *testing.T) {
+	for _, codec := range codecNames() {
+		t.Run(codec, func(t *testing.T) {
+			h, base := start(t, []string{"cam"}, "codec: "+codec+"\n")
+			fd := feed(t, h, "cam", simFrames(t, 320, 240, 10))
+			whep := base + "/cameras/cam/whep"
+			a, _, err := dialWHEP(t, whep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.waitFrames(t, 30, 20*time.Second)
+
+			fd.setOffline("cam", true)
+			eventually(t, 10*time.Second, "a placeholder", func() bool { return camStatus(t, h, "cam")["placeholders"].(float64) > 0 })
+			b, _, err := dialWHEP(t, whep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := b.waitFrames(t, 1, 10*time.Second)[0]
+			if y := centreLuma(t, codec, first, 320, 240); y < 200 {
+				t.Fatalf("a viewer arriving during the outage sees luma %d at the centre, want the placeholder's white block", y)
+			}
+			// About one a second for both viewers: no stall, no reconnect.
+			na, nb := a.count(), b.count()
+			a.waitFrames(t, na+3, 15*time.Second)
+			b.waitFrames(t, nb+3, 15*time.Second)
+
+			fd.setOffline("cam", false)
+			nb = b.count()
+			b.waitFrames(t, nb+60, 20*time.Second) // live again: 30 a second
+			a.waitFrames(t, a.count()+30, 20*time.Second)
+			st := camStatus(t, h, "cam")
+			if st["encoders_started"] != 1.0 || st["encoders_running_peak"] != 1.0 || st["users"] != 2.0 {
+				t.Fatalf("after the outage: %v, want the one encoder all along, shared by both viewers", st)
+			}
+		})
+	}
+}
+
+// centreLuma decodes a keyframe (VP8 with x/image/vp8, H.264 with ffmpeg)
+// and returns the luma at the picture's centre row, a third of the way
+// down: where placeholderJPEG puts its white block.
+func centreLuma(t *testing.T, codec string, key []byte, w, h int) byte {
+	t.Helper()
+	x, y := w/2, h*5/12
+	if codec == "vp8" {
+		d := vp8dec.NewDecoder()
+		d.Init(bytes.NewReader(key), len(key))
+		if _, err := d.DecodeFrameHeader(); err != nil {
+			t.Fatal(err)
+		}
+		img, err := d.DecodeFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img.Y[img.YOffset(x, y)]
+	}
+	cmd := exec.Command("ffmpeg", "-v", "error", "-f", "h264", "-i", "pipe:", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:")
+	cmd.Stdin = bytes.NewReader(key)
+	out, err := cmd.Output()
+	if err != nil || len(out) != w*h {
+		t.Fatalf("ffmpeg decoded %d bytes, want %d: %v", len(out), w*h, err)
+	}
+	return out[y*w+x]
+}
+
+// TestStartErrors: what cannot be opened at Start is reported on its key,
+// so camd points at the line; ListenAddrs says the configured address
+// before anything is opened.
+func TestStartErrors(t *testing.T) {
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	tests := []struct {
+		name, yaml, key, msg string
+	}{
+		{"listen address in use", "listen: " + tcp.Addr().String() + "\n", "listen", "address already in use"},
+		{"UDP port in use", fmt.Sprintf("listen: 127.0.0.1:0\nice: {udp_ports: \"%d\"}\n", udp.LocalAddr().(*net.UDPAddr).Port), "ice.udp_ports", "address already in use"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := sdktest.New(t, &WebRTC{}).Start("rtc", []string{"cam"}, tt.yaml)
+			errs := sdk.AsConfigErrors(err)
+			if len(errs) != 1 || errs[0].Key != tt.key || !strings.Contains(errs[0].Message, tt.msg) {
+				t.Fatalf("start: %v, want %s: …%s", err, tt.key, tt.msg)
+			}
+		})
+	}
+	t.Run("ListenAddrs", func(t *testing.T) {
+		h := sdktest.New(t, &WebRTC{})
+		resp, err := h.Client.Configure(context.Background(), &pb.ConfigureRequest{
+			Output: "rtc", Cameras: []string{"cam"}, ConfigYaml: []byte("listen: 0.0.0.0:8092\n"), ValidateOnly: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(resp.Listen, []string{"0.0.0.0:8092"}) {
+			t.Fatalf("listen addresses %q", resp.Listen)
+		}
+	})
 }
