@@ -66,7 +66,8 @@ func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.C
 	if s.started {
 		return nil, errors.New("output is already configured and running")
 	}
-	cfg := Config{Output: req.Output, Cameras: req.Cameras, Raw: req.ConfigYaml, Log: s.log}
+	sec := SecurityFromProto(req.Security)
+	cfg := Config{Output: req.Output, Cameras: req.Cameras, Raw: req.ConfigYaml, Log: s.log, Security: sec}
 	if errs := AsConfigErrors(s.out.Configure(cfg)); len(errs) > 0 {
 		resp := &pb.ConfigureResponse{}
 		for _, e := range errs {
@@ -81,7 +82,7 @@ func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.C
 	if req.ValidateOnly {
 		return &pb.ConfigureResponse{Listen: listen}, nil
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
+	runCtx, cancel := context.WithCancel(WithSecurity(context.Background(), sec))
 	urls, err := s.out.Start(runCtx)
 	if err != nil {
 		cancel()
@@ -222,4 +223,48 @@ func FrameToProto(f Frame) *pb.Frame {
 		Jpeg:             f.JPEG,
 		Placeholder:      f.Placeholder,
 	}
+}
+
+type securityKey struct{}
+
+// WithSecurity returns ctx carrying sec, as the context given to Start
+// does; HTTP.Listen reads it from there.
+func WithSecurity(ctx context.Context, sec Security) context.Context {
+	return context.WithValue(ctx, securityKey{}, sec)
+}
+
+// SecurityFrom returns the Security in ctx (the zero value, which lets
+// everyone in, when there is none).
+func SecurityFrom(ctx context.Context) Security {
+	sec, _ := ctx.Value(securityKey{}).(Security)
+	return sec
+}
+
+// SecurityFromProto converts the wire form.
+func SecurityFromProto(p *pb.Security) Security {
+	if p == nil {
+		return Security{}
+	}
+	sec := Security{AuthRequired: p.AuthRequired, TLSCert: p.TlsCert, TLSKey: p.TlsKey, AllowOrigins: p.AllowOrigins}
+	for _, u := range p.Users {
+		sec.Users = append(sec.Users, User{Name: u.Name, PasswordBcrypt: u.PasswordBcrypt})
+	}
+	for _, t := range p.Tokens {
+		tok := Token{Name: t.Name, Scope: t.Scope, Cameras: t.Cameras}
+		copy(tok.SHA256[:], t.Sha256)
+		sec.Tokens = append(sec.Tokens, tok)
+	}
+	return sec
+}
+
+// SecurityToProto converts sec for the wire.
+func SecurityToProto(sec Security) *pb.Security {
+	p := &pb.Security{AuthRequired: sec.AuthRequired, TlsCert: sec.TLSCert, TlsKey: sec.TLSKey, AllowOrigins: sec.AllowOrigins}
+	for _, u := range sec.Users {
+		p.Users = append(p.Users, &pb.User{Name: u.Name, PasswordBcrypt: u.PasswordBcrypt})
+	}
+	for _, t := range sec.Tokens {
+		p.Tokens = append(p.Tokens, &pb.Token{Name: t.Name, Sha256: t.SHA256[:], Scope: t.Scope, Cameras: t.Cameras})
+	}
+	return p
 }

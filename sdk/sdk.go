@@ -67,6 +67,10 @@ type Config struct {
 	Cameras []string     // the cameras this output receives
 	Raw     []byte       // the output's `config:` block as YAML; decode it with DecodeConfig
 	Log     *slog.Logger // logs that camd shows under the output's name
+	// Security is who may use the output, from config.yaml. HTTP enforces
+	// it by itself (it finds it in Start's context); a plugin serving
+	// something else must enforce it too.
+	Security Security
 }
 
 // Output is implemented by a plugin.

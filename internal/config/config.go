@@ -32,7 +32,11 @@ type Config struct {
 	// directory, and TLS costs 30-70% more CPU per frame.
 	PluginAutoMTLS bool `yaml:"plugin_auto_mtls"`
 	// Watch reloads the config when the file changes, as SIGHUP does.
-	Watch   bool     `yaml:"watch"`
+	Watch bool `yaml:"watch"`
+	// Auth, TLS and CORS apply to camd's API and every output.
+	Auth    *Auth    `yaml:"auth"`
+	TLS     *TLS     `yaml:"tls"`
+	CORS    *CORS    `yaml:"cors"`
 	Cameras []Camera `yaml:"cameras"`
 	Outputs []Output `yaml:"outputs"`
 
@@ -45,6 +49,12 @@ type Config struct {
 // HTTP is the daemon's own HTTP listener (/healthz, /api/status).
 type HTTP struct {
 	Listen string `yaml:"listen"`
+	// TLS overrides the top-level tls for this listener.
+	TLS *TLS `yaml:"tls"`
+	// AllowedHosts are the host names (besides IP addresses, localhost and
+	// the listen host) the API answers to, e.g. the name a reverse proxy
+	// or your LAN uses. Others are refused, against DNS rebinding.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // Camera is one entry of cameras[].
@@ -77,6 +87,9 @@ type Output struct {
 	SHA256  string   `yaml:"sha256"`
 	Cameras []string `yaml:"cameras"`
 	Restart Restart  `yaml:"restart"`
+	// Auth is required (the default whenever auth is configured) or none
+	// (e.g. a public still).
+	Auth string `yaml:"auth"`
 	// Config is the plugin's own block, passed to it verbatim; the plugin
 	// validates it.
 	Config yaml.Node `yaml:"config"`
@@ -157,6 +170,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	if len(doc.Content) == 0 {
 		return nil, Errors{{File: path, Msg: "empty config"}}
 	}
+	if errs := expandEnv(path, &doc, osLookup); len(errs) > 0 {
+		return nil, errs
+	}
 	var errs Errors
 	for _, e := range sdk.DecodeNode(doc.Content[0], c, c.lines) {
 		errs = append(errs, &Error{File: path, Line: e.Line, Key: e.Key, Msg: e.Message})
@@ -218,7 +234,12 @@ func (c *Config) validate() Errors {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		fail("http.listen", "want host:port, e.g. 127.0.0.1:8080")
+	} else if !IsLoopback(c.HTTP.Listen) && !c.OpenAllowed() {
+		fail("http.listen", "%s", OpenRefusal(c.HTTP.Listen))
 	}
+	c.checkAuth(fail)
+	c.checkTLS("tls", c.TLS, fail)
+	c.checkTLS("http.tls", c.HTTP.TLS, fail)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -283,6 +304,11 @@ func (c *Config) validate() Errors {
 			if !cams[cam] {
 				fail(fmt.Sprintf("%s.cameras[%d]", p, j), "unknown camera %q", cam)
 			}
+		}
+		switch o.Auth {
+		case "", AuthRequired, AuthNone:
+		default:
+			fail(p+".auth", "unknown value %q (want required or none)", o.Auth)
 		}
 		if o.Config.Kind != 0 && o.Config.Kind != yaml.MappingNode && o.Config.Tag != "!!null" {
 			fail(p+".config", "must be a mapping of keys to values")
@@ -418,6 +444,14 @@ func (c *Config) Secrets() []string {
 		out = append(out, s.Token)
 		out = append(out, redact.SecretsOfURL(s.URL)...)
 		out = append(out, redact.SecretsOfURL(s.StreamURL)...)
+	}
+	if c.Auth != nil {
+		for _, t := range c.Auth.Tokens {
+			out = append(out, t.Token)
+		}
+		for _, u := range c.Auth.Users {
+			out = append(out, u.PasswordHash)
+		}
 	}
 	return out
 }

@@ -61,7 +61,7 @@ func TestParseErrors(t *testing.T) {
 		{"tab indent", "log_level: info\ncameras:\n\t- name: a\n", "c.yaml:3: found character that cannot start any token"},
 		{"unclosed flow mapping", "http:\n  listen: 1\ncameras:\n  - name: a\n    source: {type: sim\n", "c.yaml:4: did not find expected ',' or '}'"},
 		{"duplicate key", "log_level: info\ncameras:\n  - name: a\n    source: {type: sim}\nlog_level: debug\n", "c.yaml:5: log_level: duplicate key (first at line 1)"},
-		{"unknown top-level key", "camera:\n  - name: a\n", "c.yaml:1: camera: unknown key (known: cameras, http, log_level, outputs, plugin_auto_mtls, plugin_dir, watch)"},
+		{"unknown top-level key", "camera:\n  - name: a\n", "c.yaml:1: camera: unknown key (known: auth, cameras, cors, http, log_level, outputs, plugin_auto_mtls, plugin_dir, tls, watch)"},
 		{"unknown source key", "cameras:\n  - name: a\n    source:\n      type: sim\n      fpx: 3\n", "c.yaml:5: cameras[0].source.fpx: unknown key (known: fps, mode, quality, size, stream_url, token, type, url)"},
 		{"wrong type", "cameras:\n  - name: a\n    source:\n      type: sim\n      fps: fast\n", "c.yaml:5: cameras[0].source.fps: cannot unmarshal !!str `fast` into float64"},
 		{"cameras not a list", "cameras: front\n", "c.yaml:1: cameras: must be a list"},

@@ -125,11 +125,14 @@ func (x *InfoResponse) GetApiVersion() uint32 {
 }
 
 type ConfigureRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Output        string                 `protobuf:"bytes,1,opt,name=output,proto3" json:"output,omitempty"`                           // the output's name in config.yaml
-	Cameras       []string               `protobuf:"bytes,2,rep,name=cameras,proto3" json:"cameras,omitempty"`                         // the cameras whose frames it will receive
-	ConfigYaml    []byte                 `protobuf:"bytes,3,opt,name=config_yaml,json=configYaml,proto3" json:"config_yaml,omitempty"` // the output's `config:` block, as YAML
-	ValidateOnly  bool                   `protobuf:"varint,4,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Output       string                 `protobuf:"bytes,1,opt,name=output,proto3" json:"output,omitempty"`                           // the output's name in config.yaml
+	Cameras      []string               `protobuf:"bytes,2,rep,name=cameras,proto3" json:"cameras,omitempty"`                         // the cameras whose frames it will receive
+	ConfigYaml   []byte                 `protobuf:"bytes,3,opt,name=config_yaml,json=configYaml,proto3" json:"config_yaml,omitempty"` // the output's `config:` block, as YAML
+	ValidateOnly bool                   `protobuf:"varint,4,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
+	// Who may use the output's HTTP endpoints, from config.yaml's auth,
+	// tls and cors, so every plugin enforces the same rules.
+	Security      *Security `protobuf:"bytes,5,opt,name=security,proto3" json:"security,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -192,6 +195,228 @@ func (x *ConfigureRequest) GetValidateOnly() bool {
 	return false
 }
 
+func (x *ConfigureRequest) GetSecurity() *Security {
+	if x != nil {
+		return x.Security
+	}
+	return nil
+}
+
+// Security is the output's share of config.yaml's auth, tls and cors.
+// Passwords travel only as bcrypt hashes and tokens only as SHA-256
+// digests: a plugin can check a credential but never learns it.
+type Security struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// auth_required: every request but a CORS preflight needs a credential
+	// (outputs[].auth: required, the default whenever auth is configured).
+	AuthRequired bool     `protobuf:"varint,1,opt,name=auth_required,json=authRequired,proto3" json:"auth_required,omitempty"`
+	Users        []*User  `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	Tokens       []*Token `protobuf:"bytes,3,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// The TLS certificate and key files every listener uses unless its own
+	// config block names others; empty for plain HTTP.
+	TlsCert string `protobuf:"bytes,4,opt,name=tls_cert,json=tlsCert,proto3" json:"tls_cert,omitempty"`
+	TlsKey  string `protobuf:"bytes,5,opt,name=tls_key,json=tlsKey,proto3" json:"tls_key,omitempty"`
+	// Origins whose pages may read responses (CORS); none by default.
+	AllowOrigins  []string `protobuf:"bytes,6,rep,name=allow_origins,json=allowOrigins,proto3" json:"allow_origins,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Security) Reset() {
+	*x = Security{}
+	mi := &file_output_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Security) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Security) ProtoMessage() {}
+
+func (x *Security) ProtoReflect() protoreflect.Message {
+	mi := &file_output_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Security.ProtoReflect.Descriptor instead.
+func (*Security) Descriptor() ([]byte, []int) {
+	return file_output_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Security) GetAuthRequired() bool {
+	if x != nil {
+		return x.AuthRequired
+	}
+	return false
+}
+
+func (x *Security) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *Security) GetTokens() []*Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+func (x *Security) GetTlsCert() string {
+	if x != nil {
+		return x.TlsCert
+	}
+	return ""
+}
+
+func (x *Security) GetTlsKey() string {
+	if x != nil {
+		return x.TlsKey
+	}
+	return ""
+}
+
+func (x *Security) GetAllowOrigins() []string {
+	if x != nil {
+		return x.AllowOrigins
+	}
+	return nil
+}
+
+// User is a person: HTTP Basic with a bcrypt-hashed password; may view
+// every camera and use the API.
+type User struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	PasswordBcrypt []byte                 `protobuf:"bytes,2,opt,name=password_bcrypt,json=passwordBcrypt,proto3" json:"password_bcrypt,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_output_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_output_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_output_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *User) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *User) GetPasswordBcrypt() []byte {
+	if x != nil {
+		return x.PasswordBcrypt
+	}
+	return nil
+}
+
+// Token is a named bearer token ("Authorization: Bearer" or ?token=).
+type Token struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Sha256        []byte                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`   // SHA-256 of the token
+	Scope         string                 `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`     // "view" or "admin" (admin may also view)
+	Cameras       []string               `protobuf:"bytes,4,rep,name=cameras,proto3" json:"cameras,omitempty"` // view scope: only these; empty: all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Token) Reset() {
+	*x = Token{}
+	mi := &file_output_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Token) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Token) ProtoMessage() {}
+
+func (x *Token) ProtoReflect() protoreflect.Message {
+	mi := &file_output_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Token.ProtoReflect.Descriptor instead.
+func (*Token) Descriptor() ([]byte, []int) {
+	return file_output_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Token) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Token) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *Token) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *Token) GetCameras() []string {
+	if x != nil {
+		return x.Cameras
+	}
+	return nil
+}
+
 type ConfigureResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Config problems, each tied to a key path inside the config block
@@ -213,7 +438,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_output_proto_msgTypes[3]
+	mi := &file_output_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +450,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[3]
+	mi := &file_output_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +463,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{3}
+	return file_output_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConfigureResponse) GetErrors() []*ConfigError {
@@ -279,7 +504,7 @@ type ConfigError struct {
 
 func (x *ConfigError) Reset() {
 	*x = ConfigError{}
-	mi := &file_output_proto_msgTypes[4]
+	mi := &file_output_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -291,7 +516,7 @@ func (x *ConfigError) String() string {
 func (*ConfigError) ProtoMessage() {}
 
 func (x *ConfigError) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[4]
+	mi := &file_output_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -304,7 +529,7 @@ func (x *ConfigError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigError.ProtoReflect.Descriptor instead.
 func (*ConfigError) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{4}
+	return file_output_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConfigError) GetKey() string {
@@ -339,7 +564,7 @@ type Frame struct {
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_output_proto_msgTypes[5]
+	mi := &file_output_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +576,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[5]
+	mi := &file_output_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +589,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{5}
+	return file_output_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Frame) GetCamera() string {
@@ -425,7 +650,7 @@ type FramesRequest struct {
 
 func (x *FramesRequest) Reset() {
 	*x = FramesRequest{}
-	mi := &file_output_proto_msgTypes[6]
+	mi := &file_output_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +662,7 @@ func (x *FramesRequest) String() string {
 func (*FramesRequest) ProtoMessage() {}
 
 func (x *FramesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[6]
+	mi := &file_output_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +675,7 @@ func (x *FramesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FramesRequest.ProtoReflect.Descriptor instead.
 func (*FramesRequest) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{6}
+	return file_output_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FramesRequest) GetFrame() *Frame {
@@ -472,7 +697,7 @@ type FramesResponse struct {
 
 func (x *FramesResponse) Reset() {
 	*x = FramesResponse{}
-	mi := &file_output_proto_msgTypes[7]
+	mi := &file_output_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +709,7 @@ func (x *FramesResponse) String() string {
 func (*FramesResponse) ProtoMessage() {}
 
 func (x *FramesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[7]
+	mi := &file_output_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +722,7 @@ func (x *FramesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FramesResponse.ProtoReflect.Descriptor instead.
 func (*FramesResponse) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{7}
+	return file_output_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FramesResponse) GetAckCamera() string {
@@ -522,7 +747,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_output_proto_msgTypes[8]
+	mi := &file_output_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +759,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[8]
+	mi := &file_output_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +772,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{8}
+	return file_output_proto_rawDescGZIP(), []int{11}
 }
 
 type StatusResponse struct {
@@ -559,7 +784,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_output_proto_msgTypes[9]
+	mi := &file_output_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +796,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[9]
+	mi := &file_output_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +809,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{9}
+	return file_output_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatusResponse) GetJson() []byte {
@@ -603,7 +828,7 @@ type SetCamerasRequest struct {
 
 func (x *SetCamerasRequest) Reset() {
 	*x = SetCamerasRequest{}
-	mi := &file_output_proto_msgTypes[10]
+	mi := &file_output_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +840,7 @@ func (x *SetCamerasRequest) String() string {
 func (*SetCamerasRequest) ProtoMessage() {}
 
 func (x *SetCamerasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[10]
+	mi := &file_output_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +853,7 @@ func (x *SetCamerasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCamerasRequest.ProtoReflect.Descriptor instead.
 func (*SetCamerasRequest) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{10}
+	return file_output_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetCamerasRequest) GetCameras() []string {
@@ -649,7 +874,7 @@ type SetCamerasResponse struct {
 
 func (x *SetCamerasResponse) Reset() {
 	*x = SetCamerasResponse{}
-	mi := &file_output_proto_msgTypes[11]
+	mi := &file_output_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +886,7 @@ func (x *SetCamerasResponse) String() string {
 func (*SetCamerasResponse) ProtoMessage() {}
 
 func (x *SetCamerasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[11]
+	mi := &file_output_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +899,7 @@ func (x *SetCamerasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCamerasResponse.ProtoReflect.Descriptor instead.
 func (*SetCamerasResponse) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{11}
+	return file_output_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetCamerasResponse) GetUrls() []string {
@@ -694,13 +919,29 @@ const file_output_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
 	"\vapi_version\x18\x03 \x01(\rR\n" +
-	"apiVersion\"\x8a\x01\n" +
+	"apiVersion\"\xc0\x01\n" +
 	"\x10ConfigureRequest\x12\x16\n" +
 	"\x06output\x18\x01 \x01(\tR\x06output\x12\x18\n" +
 	"\acameras\x18\x02 \x03(\tR\acameras\x12\x1f\n" +
 	"\vconfig_yaml\x18\x03 \x01(\fR\n" +
 	"configYaml\x12#\n" +
-	"\rvalidate_only\x18\x04 \x01(\bR\fvalidateOnly\"\x95\x01\n" +
+	"\rvalidate_only\x18\x04 \x01(\bR\fvalidateOnly\x124\n" +
+	"\bsecurity\x18\x05 \x01(\v2\x18.camd.output.v1.SecurityR\bsecurity\"\xe3\x01\n" +
+	"\bSecurity\x12#\n" +
+	"\rauth_required\x18\x01 \x01(\bR\fauthRequired\x12*\n" +
+	"\x05users\x18\x02 \x03(\v2\x14.camd.output.v1.UserR\x05users\x12-\n" +
+	"\x06tokens\x18\x03 \x03(\v2\x15.camd.output.v1.TokenR\x06tokens\x12\x19\n" +
+	"\btls_cert\x18\x04 \x01(\tR\atlsCert\x12\x17\n" +
+	"\atls_key\x18\x05 \x01(\tR\x06tlsKey\x12#\n" +
+	"\rallow_origins\x18\x06 \x03(\tR\fallowOrigins\"C\n" +
+	"\x04User\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
+	"\x0fpassword_bcrypt\x18\x02 \x01(\fR\x0epasswordBcrypt\"c\n" +
+	"\x05Token\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256\x12\x14\n" +
+	"\x05scope\x18\x03 \x01(\tR\x05scope\x12\x18\n" +
+	"\acameras\x18\x04 \x03(\tR\acameras\"\x95\x01\n" +
 	"\x11ConfigureResponse\x123\n" +
 	"\x06errors\x18\x01 \x03(\v2\x1b.camd.output.v1.ConfigErrorR\x06errors\x12\x12\n" +
 	"\x04urls\x18\x02 \x03(\tR\x04urls\x12\x16\n" +
@@ -751,39 +992,45 @@ func file_output_proto_rawDescGZIP() []byte {
 	return file_output_proto_rawDescData
 }
 
-var file_output_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_output_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_output_proto_goTypes = []any{
 	(*InfoRequest)(nil),        // 0: camd.output.v1.InfoRequest
 	(*InfoResponse)(nil),       // 1: camd.output.v1.InfoResponse
 	(*ConfigureRequest)(nil),   // 2: camd.output.v1.ConfigureRequest
-	(*ConfigureResponse)(nil),  // 3: camd.output.v1.ConfigureResponse
-	(*ConfigError)(nil),        // 4: camd.output.v1.ConfigError
-	(*Frame)(nil),              // 5: camd.output.v1.Frame
-	(*FramesRequest)(nil),      // 6: camd.output.v1.FramesRequest
-	(*FramesResponse)(nil),     // 7: camd.output.v1.FramesResponse
-	(*StatusRequest)(nil),      // 8: camd.output.v1.StatusRequest
-	(*StatusResponse)(nil),     // 9: camd.output.v1.StatusResponse
-	(*SetCamerasRequest)(nil),  // 10: camd.output.v1.SetCamerasRequest
-	(*SetCamerasResponse)(nil), // 11: camd.output.v1.SetCamerasResponse
+	(*Security)(nil),           // 3: camd.output.v1.Security
+	(*User)(nil),               // 4: camd.output.v1.User
+	(*Token)(nil),              // 5: camd.output.v1.Token
+	(*ConfigureResponse)(nil),  // 6: camd.output.v1.ConfigureResponse
+	(*ConfigError)(nil),        // 7: camd.output.v1.ConfigError
+	(*Frame)(nil),              // 8: camd.output.v1.Frame
+	(*FramesRequest)(nil),      // 9: camd.output.v1.FramesRequest
+	(*FramesResponse)(nil),     // 10: camd.output.v1.FramesResponse
+	(*StatusRequest)(nil),      // 11: camd.output.v1.StatusRequest
+	(*StatusResponse)(nil),     // 12: camd.output.v1.StatusResponse
+	(*SetCamerasRequest)(nil),  // 13: camd.output.v1.SetCamerasRequest
+	(*SetCamerasResponse)(nil), // 14: camd.output.v1.SetCamerasResponse
 }
 var file_output_proto_depIdxs = []int32{
-	4,  // 0: camd.output.v1.ConfigureResponse.errors:type_name -> camd.output.v1.ConfigError
-	5,  // 1: camd.output.v1.FramesRequest.frame:type_name -> camd.output.v1.Frame
-	0,  // 2: camd.output.v1.Output.Info:input_type -> camd.output.v1.InfoRequest
-	2,  // 3: camd.output.v1.Output.Configure:input_type -> camd.output.v1.ConfigureRequest
-	6,  // 4: camd.output.v1.Output.Frames:input_type -> camd.output.v1.FramesRequest
-	8,  // 5: camd.output.v1.Output.Status:input_type -> camd.output.v1.StatusRequest
-	10, // 6: camd.output.v1.Output.SetCameras:input_type -> camd.output.v1.SetCamerasRequest
-	1,  // 7: camd.output.v1.Output.Info:output_type -> camd.output.v1.InfoResponse
-	3,  // 8: camd.output.v1.Output.Configure:output_type -> camd.output.v1.ConfigureResponse
-	7,  // 9: camd.output.v1.Output.Frames:output_type -> camd.output.v1.FramesResponse
-	9,  // 10: camd.output.v1.Output.Status:output_type -> camd.output.v1.StatusResponse
-	11, // 11: camd.output.v1.Output.SetCameras:output_type -> camd.output.v1.SetCamerasResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	3,  // 0: camd.output.v1.ConfigureRequest.security:type_name -> camd.output.v1.Security
+	4,  // 1: camd.output.v1.Security.users:type_name -> camd.output.v1.User
+	5,  // 2: camd.output.v1.Security.tokens:type_name -> camd.output.v1.Token
+	7,  // 3: camd.output.v1.ConfigureResponse.errors:type_name -> camd.output.v1.ConfigError
+	8,  // 4: camd.output.v1.FramesRequest.frame:type_name -> camd.output.v1.Frame
+	0,  // 5: camd.output.v1.Output.Info:input_type -> camd.output.v1.InfoRequest
+	2,  // 6: camd.output.v1.Output.Configure:input_type -> camd.output.v1.ConfigureRequest
+	9,  // 7: camd.output.v1.Output.Frames:input_type -> camd.output.v1.FramesRequest
+	11, // 8: camd.output.v1.Output.Status:input_type -> camd.output.v1.StatusRequest
+	13, // 9: camd.output.v1.Output.SetCameras:input_type -> camd.output.v1.SetCamerasRequest
+	1,  // 10: camd.output.v1.Output.Info:output_type -> camd.output.v1.InfoResponse
+	6,  // 11: camd.output.v1.Output.Configure:output_type -> camd.output.v1.ConfigureResponse
+	10, // 12: camd.output.v1.Output.Frames:output_type -> camd.output.v1.FramesResponse
+	12, // 13: camd.output.v1.Output.Status:output_type -> camd.output.v1.StatusResponse
+	14, // 14: camd.output.v1.Output.SetCameras:output_type -> camd.output.v1.SetCamerasResponse
+	10, // [10:15] is the sub-list for method output_type
+	5,  // [5:10] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_output_proto_init() }
@@ -797,7 +1044,7 @@ func file_output_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_output_proto_rawDesc), len(file_output_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
