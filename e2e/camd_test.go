@@ -88,7 +88,7 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-var apiRE = regexp.MustCompile(`msg="camd running" api=(http://[0-9.:]+)/`)
+var apiRE = regexp.MustCompile(`msg="camd running" api=(https?://[0-9.:]+)/`)
 
 // startCamd writes config (with plugin_dir and http.listen filled in) and
 // runs camd on it until the test ends.

@@ -59,6 +59,9 @@ func Check(ctx context.Context, cfg *config.Config, log *slog.Logger, held []str
 	for i, r := range results {
 		errs = append(errs, r.errs...)
 		for _, a := range r.checked.Listen {
+			if !config.IsLoopback(a) && !cfg.OpenAllowed() {
+				errs = append(errs, cfg.PluginError(i, "listen", config.OpenRefusal(a)))
+			}
 			claims = append(claims, claim{a, fmt.Sprintf("output %q", cfg.Outputs[i].Name), func(msg string) *config.Error {
 				return cfg.PluginError(i, "listen", msg)
 			}})

@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,8 +33,9 @@ import (
 // Daemon is a running camd.
 type Daemon struct {
 	log      *slog.Logger
-	level    *slog.LevelVar   // log_level; a reload changes it
-	redactor *redact.Redactor // the config's secrets; a reload changes them
+	level    *slog.LevelVar        // log_level; a reload changes it
+	redactor *redact.Redactor      // the config's secrets; a reload changes them
+	guard    atomic.Pointer[guard] // the API's host check and auth; a reload changes them
 	router   *router.Router
 	started  time.Time
 	sockDir  string
@@ -113,7 +116,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if errs := Check(ctx, cfg, d.log, nil); len(errs) > 0 {
 		return errs
 	}
-	api, err := d.listenAPI(cfg.HTTP.Listen)
+	api, err := d.listenAPI(cfg)
 	if err != nil {
 		return config.Errors{cfg.ErrorAt("http.listen", err.Error())}
 	}
@@ -148,7 +151,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.running = true
 	d.reloadMu.Unlock()
 	d.addr <- api.addr
-	d.log.Info("camd running", "api", "http://"+api.addr+"/", "cameras", len(cfg.Cameras), "outputs", len(cfg.Outputs))
+	d.log.Info("camd running", "api", api.url+"/", "cameras", len(cfg.Cameras), "outputs", len(cfg.Outputs))
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watchDone := make(chan struct{})
@@ -281,6 +284,7 @@ func (d *Daemon) applySettings(cfg *config.Config) {
 	_ = l.UnmarshalText([]byte(cfg.LogLevel))
 	d.level.Set(l)
 	d.redactor.SetSecrets(cfg.Secrets()...)
+	d.guard.Store(newGuard(cfg, d))
 }
 
 // Spec returns the plugin spec of output i of cfg.
@@ -296,7 +300,7 @@ func Spec(cfg *config.Config, i int) (pluginhost.Spec, error) {
 	}
 	return pluginhost.Spec{
 		Name: o.Name, Plugin: name, Path: cfg.PluginPath(o), SHA256: o.SHA256,
-		Cameras: o.Cameras, ConfigYAML: raw, AutoMTLS: cfg.PluginAutoMTLS,
+		Cameras: o.Cameras, ConfigYAML: raw, AutoMTLS: cfg.PluginAutoMTLS, Security: cfg.Security(i),
 		MinBackoff: time.Duration(o.Restart.Backoff), MaxBackoff: time.Duration(o.Restart.MaxBackoff),
 	}, nil
 }
@@ -332,18 +336,29 @@ func outputErrors(cfg *config.Config, i int, err error) config.Errors {
 type apiServer struct {
 	listen string // as configured
 	addr   string // as bound
+	url    string // http(s)://addr
 	srv    *http.Server
 	done   chan struct{}
 }
 
-func (d *Daemon) listenAPI(listen string) (*apiServer, error) {
+func (d *Daemon) listenAPI(cfg *config.Config) (*apiServer, error) {
+	listen := cfg.HTTP.Listen
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, err
 	}
+	scheme := "http"
+	if sec := cfg.Security(-1); sec.TLSCert != "" {
+		tc, err := sdk.TLSConfig(sec.TLSCert, sec.TLSKey)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		ln, scheme = tls.NewListener(ln, tc), "https"
+	}
 	a := &apiServer{
-		listen: listen, addr: ln.Addr().String(), done: make(chan struct{}),
-		srv: &http.Server{Handler: d.handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second},
+		listen: listen, addr: ln.Addr().String(), url: scheme + "://" + ln.Addr().String(), done: make(chan struct{}),
+		srv: &http.Server{Handler: d.secure(d.handler()), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second},
 	}
 	go func() {
 		defer close(a.done)

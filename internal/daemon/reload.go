@@ -175,8 +175,8 @@ func (d *Daemon) apply(cfg *config.Config) (changed []string) {
 	}
 
 	// The daemon's own listener moves last, once nothing else can fail.
-	if cfg.HTTP.Listen != d.api.listen {
-		if api, err := d.listenAPI(cfg.HTTP.Listen); err != nil {
+	if cfg.HTTP.Listen != d.api.listen || !reflect.DeepEqual(cfg.Security(-1).TLSCert, old.Security(-1).TLSCert) {
+		if api, err := d.listenAPI(cfg); err != nil {
 			d.log.Error("http.listen: keeping the old address", "err", err)
 		} else {
 			// Closed in the background: this very request may be on it.
@@ -187,7 +187,7 @@ func (d *Daemon) apply(cfg *config.Config) (changed []string) {
 				old.close()
 			}()
 			d.api = api
-			note("api: now on http://%s/", api.addr)
+			note("api: now on %s/", api.url)
 		}
 	}
 

@@ -31,12 +31,13 @@ import (
 
 // Spec describes one output: which plugin binary to run and how.
 type Spec struct {
-	Name       string   // the output's name
-	Plugin     string   // the plugin's name, for status ("mjpeg"), or the command
-	Path       string   // the plugin binary
-	SHA256     string   // optional pin of the binary's hash
-	Cameras    []string // cameras it receives
-	ConfigYAML []byte   // its config block
+	Name       string       // the output's name
+	Plugin     string       // the plugin's name, for status ("mjpeg"), or the command
+	Path       string       // the plugin binary
+	SHA256     string       // optional pin of the binary's hash
+	Cameras    []string     // cameras it receives
+	ConfigYAML []byte       // its config block
+	Security   sdk.Security // who may use it
 	AutoMTLS   bool
 	SocketDir  string // where go-plugin puts the plugin's unix socket
 
@@ -465,6 +466,7 @@ func configure(ctx context.Context, out pb.OutputClient, spec Spec, validateOnly
 	defer cancel2()
 	resp, err := out.Configure(cctx, &pb.ConfigureRequest{
 		Output: spec.Name, Cameras: spec.Cameras, ConfigYaml: spec.ConfigYAML, ValidateOnly: validateOnly,
+		Security: sdk.SecurityToProto(spec.Security),
 	})
 	if err != nil {
 		return nil, nil, plain(err)

@@ -1,0 +1,61 @@
+package daemon
+
+import (
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/camd/camd/internal/config"
+	"github.com/camd/camd/sdk"
+)
+
+// guard is what stands before the daemon's API: a Host check against DNS
+// rebinding, then, when auth is configured, a credential with the admin
+// scope for everything but /healthz. Both follow the config on reload.
+type guard struct {
+	auth  *sdk.Authenticator
+	hosts []string // host names allowed besides IP addresses and localhost
+}
+
+func newGuard(cfg *config.Config, d *Daemon) *guard {
+	g := &guard{auth: sdk.NewAuthenticator(cfg.Security(-1), d.log.With("listener", "api"))}
+	if h, _, err := net.SplitHostPort(cfg.HTTP.Listen); err == nil && h != "" {
+		g.hosts = append(g.hosts, strings.ToLower(h))
+	}
+	for _, h := range cfg.HTTP.AllowedHosts {
+		g.hosts = append(g.hosts, strings.ToLower(h))
+	}
+	return g
+}
+
+// allowedHost reports whether a request's Host names this camd. A page on
+// evil.example that rebinds its name to 127.0.0.1 sends Host:
+// evil.example, which is refused; IP addresses need no rebinding, so any
+// is fine.
+func (g *guard) allowedHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	return net.ParseIP(host) != nil || host == "localhost" || slices.Contains(g.hosts, host)
+}
+
+// secure wraps the API's handler in the current guard.
+func (d *Daemon) secure(next http.Handler) http.Handler {
+	public := http.NewServeMux()
+	public.HandleFunc("GET /healthz", func(http.ResponseWriter, *http.Request) {})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g := d.guard.Load()
+		if !g.allowedHost(r.Host) {
+			http.Error(w, "unknown host name "+r.Host+": add it to http.allowed_hosts in camd's config", http.StatusMisdirectedRequest)
+			return
+		}
+		if !g.auth.Enabled() && r.Method == http.MethodPost && !fromLoopback(r) {
+			// Without auth, only this machine may change anything.
+			http.Error(w, "allowed from this machine only (or configure auth)", http.StatusForbidden)
+			return
+		}
+		g.auth.Guard(next, public, true).ServeHTTP(w, r)
+	})
+}
