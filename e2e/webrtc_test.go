@@ -124,7 +124,11 @@ func rtcStatus(t *testing.T, c *camd) map[string]any {
 
 // TestBrowserPlaysWebRTC: Debian's Chromium opens the player page of a
 // running camd, for each codec; the video plays at the camera's size and
-// framesDecoded keeps rising for several seconds.
+// keeps playing, and a second tab shares the first one's encoder. What a
+// busy machine cannot promise (a frame rate, one encoder for the whole
+// test: a camera whose measured rate moves is re-tuned) is not asserted;
+// what must hold on any machine is: the browser decodes what the plugin
+// sends, and never more than one encoder per camera runs.
 func TestBrowserPlaysWebRTC(t *testing.T) {
 	for _, codec := range []string{"h264", "vp8"} {
 		t.Run(codec, func(t *testing.T) {
@@ -134,32 +138,59 @@ func TestBrowserPlaysWebRTC(t *testing.T) {
 			if _, err := chromedp.Run(ctx, chromedp.Navigate(page)); err != nil {
 				t.Fatal(err)
 			}
-			p := waitProbe(t, ctx, 20*time.Second, "playing", func(p probe) bool { return p.VideoWidth > 0 && p.FramesDecoded > 0 })
+			p := waitProbe(t, ctx, 30*time.Second, "playing", func(p probe) bool { return p.VideoWidth > 0 && p.FramesDecoded > 0 })
 			if p.VideoWidth != 640 || p.VideoHeight != 480 || !strings.EqualFold(p.Codec, codec) {
 				t.Fatalf("playing %dx%d %s, want 640x480 %s", p.VideoWidth, p.VideoHeight, p.Codec, codec)
 			}
-			// framesDecoded rises every second for 5 s, at close to 30 fps.
-			start := p.FramesDecoded
-			last := start
-			for i := 0; i < 5; i++ {
-				time.Sleep(time.Second)
-				p = readProbe(t, ctx)
-				if p.FramesDecoded <= last {
-					t.Fatalf("framesDecoded stuck at %d after %d s", p.FramesDecoded, i+1)
-				}
-				last = p.FramesDecoded
-			}
-			if got := last - start; got < 5*30/2 {
-				t.Fatalf("decoded %d frames in 5 s, want about 150", got)
-			}
+			decoded, encoded := keepsPlaying(t, c, ctx, 6*time.Second)
 			st := rtcStatus(t, c)
-			if st["encoders_started"] != 1.0 || st["users"] != 1.0 {
-				t.Fatalf("plugin status %v", st)
+			if st["encoders_running"] != 1.0 || st["users"] != 1.0 {
+				t.Fatalf("one viewer: plugin status %v", st)
 			}
-			t.Logf("%s: %d frames in 5 s, offer→first frame %v ms, glass-to-glass %v ms, encode %v ms, decode %v ms",
-				codec, last-start, deref(p.OfferToFirstFrameMs), deref(p.LatencyMs), st["encode_ms_avg"], st["decode_ms_avg"])
+			t.Logf("%s: decoded %d of %d frames encoded in 6 s, offer→first frame %v ms, glass-to-glass %v ms, encode %v ms, decode %v ms",
+				codec, decoded, encoded, deref(p.OfferToFirstFrameMs), deref(p.LatencyMs), st["encode_ms_avg"], st["decode_ms_avg"])
+
+			// A second tab: a second viewer on the same encoder.
+			tab, cancel := chromedp.NewContext(ctx)
+			defer cancel()
+			if _, err := chromedp.Run(tab, chromedp.Navigate(page)); err != nil {
+				t.Fatal(err)
+			}
+			waitProbe(t, tab, 30*time.Second, "the second tab playing", func(p probe) bool { return p.FramesDecoded > 0 })
+			st = rtcStatus(t, c)
+			if st["encoders_running"] != 1.0 || st["users"] != 2.0 || st["encoders_running_peak"] != 1.0 {
+				t.Fatalf("two viewers: plugin status %v, want both on one encoder", st)
+			}
 		})
 	}
+}
+
+// keepsPlaying watches the page's framesDecoded for d and fails the test
+// if it stands still for 3 s (the player reconnects after 5) or if the
+// browser decoded less than half of what the plugin encoded meanwhile.
+// It returns both counts.
+func keepsPlaying(t *testing.T, c *camd, ctx context.Context, d time.Duration) (decoded, encoded int) {
+	t.Helper()
+	p0, e0 := readProbe(t, ctx), rtcStatus(t, c)["frames_encoded"].(float64)
+	last, since := p0.FramesDecoded, time.Now()
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		time.Sleep(250 * time.Millisecond)
+		p := readProbe(t, ctx)
+		if p.Connects != p0.Connects {
+			t.Fatalf("the player reconnected (%s); probe %+v", p.State, p)
+		}
+		if p.FramesDecoded > last {
+			last, since = p.FramesDecoded, time.Now()
+		} else if time.Since(since) > 3*time.Second {
+			t.Fatalf("framesDecoded stuck at %d for 3 s; probe %+v; plugin %v", last, p, rtcStatus(t, c))
+		}
+	}
+	decoded = last - p0.FramesDecoded
+	encoded = int(rtcStatus(t, c)["frames_encoded"].(float64) - e0)
+	if decoded*2 < encoded {
+		t.Fatalf("decoded %d of the %d frames encoded in %v", decoded, encoded, d)
+	}
+	return decoded, encoded
 }
 
 // TestBrowserReconnects: the player reconnects by itself after the plugin
@@ -174,7 +205,7 @@ func TestBrowserReconnects(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Navigate(outputURL(s, "rtc", "/cameras/sim/"))); err != nil {
 		t.Fatal(err)
 	}
-	waitProbe(t, ctx, 20*time.Second, "playing", func(p probe) bool { return p.FramesDecoded > 10 && p.Connects == 1 })
+	waitProbe(t, ctx, 30*time.Second, "playing", func(p probe) bool { return p.FramesDecoded > 10 && p.Connects == 1 })
 	if err := syscall.Kill(s.Outputs[0].PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
