@@ -64,11 +64,16 @@ func build(dir string) error {
 type camd struct {
 	t    testing.TB
 	path string // its config file
-	cmd  *exec.Cmd
-	api  string // http://127.0.0.1:PORT
-	logs *logBuffer
-	done chan struct{}
-	err  error
+	// client and token are how the test talks to camd's API: with auth
+	// configured, token is an admin token; with TLS, client trusts the
+	// test CA.
+	client *http.Client
+	token  string
+	cmd    *exec.Cmd
+	api    string // http://127.0.0.1:PORT
+	logs   *logBuffer
+	done   chan struct{}
+	err    error
 }
 
 type logBuffer struct {
@@ -96,7 +101,7 @@ func startCamd(t testing.TB, config string) *camd {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
-	c := &camd{t: t, path: path, logs: &logBuffer{}, done: make(chan struct{})}
+	c := &camd{t: t, path: path, logs: &logBuffer{}, done: make(chan struct{}), client: http.DefaultClient}
 	c.writeConfig(config)
 	c.cmd = exec.Command(filepath.Join(binDir, "camd"), "run", "-config", path)
 	pr, pw := io.Pipe()
@@ -194,7 +199,11 @@ type status struct {
 
 func (c *camd) status() status {
 	c.t.Helper()
-	resp, err := http.Get(c.api + "/api/status")
+	req, _ := http.NewRequest("GET", c.api+"/api/status", nil)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.client.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
