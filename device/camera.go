@@ -214,7 +214,7 @@ func (r *run) connect(ctx context.Context) {
 		if good {
 			backoff = r.minRetry // it worked for a while: it may again
 		}
-		if err != nil && lostFrame(err) {
+		if err != nil && badFrame(err) {
 			r.drop(err)
 		}
 		f := classify(err, good)

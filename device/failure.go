@@ -109,11 +109,12 @@ func dropReason(err error) DropReason {
 	return DropCorrupt
 }
 
-// lostFrame reports whether a source's error means a frame was lost on
-// the way (and should be counted as dropped): an oversized part, a broken
-// MJPEG stream, a stream cut mid-frame.
-func lostFrame(err error) bool {
-	return errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrBadMultipart)
+// badFrame reports whether the error that ended a stream was a bad frame
+// from the device (counted as dropped): an oversized part, a broken MJPEG
+// stream. A connection cut mid-frame is not: the device did not send a
+// bad frame, it went away.
+func badFrame(err error) bool {
+	return errors.Is(err, ErrFrameTooLarge) || (errors.Is(err, ErrBadMultipart) && !connLost(err))
 }
 
 // failure is what Camera makes of the error that ended a source's Stream.

@@ -61,9 +61,9 @@ func secretName(k string) bool {
 	return false
 }
 
-// redactUnparsable handles a URL that url.Parse refused: everything
-// between "://" and the last "@" of the authority, and the whole query,
-// are masked.
+// redactUnparsable handles a URL that url.Parse refused: everything from
+// "://" to the last "@" before the query (a password may hold a "/"), and
+// the whole query, are masked.
 func redactUnparsable(raw string) string {
 	s := raw
 	if i := strings.IndexAny(s, "?#"); i >= 0 {
@@ -73,14 +73,11 @@ func redactUnparsable(raw string) string {
 	if !ok {
 		return s
 	}
-	authority, path, _ := strings.Cut(rest, "/")
-	if i := strings.LastIndex(authority, "@"); i >= 0 {
-		authority = "***" + authority[i:]
+	beforeQuery, _, _ := strings.Cut(rest, "?")
+	if i := strings.LastIndex(beforeQuery, "@"); i >= 0 {
+		rest = "***" + rest[i:]
 	}
-	if path != "" || strings.Contains(rest, "/") {
-		return scheme + "://" + authority + "/" + path
-	}
-	return scheme + "://" + authority
+	return scheme + "://" + rest
 }
 
 // redactErr returns err with the URL of a net/http *url.Error redacted.

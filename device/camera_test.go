@@ -1,0 +1,599 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image/jpeg"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A device killed and restored: frames resume within a probe interval of
+// its return in both esp32 modes, placeholders (sized like the camera's
+// frames) fill the outage, the outage is logged once at WARN and the
+// return once at INFO, and camd never holds two connections to the board.
+func TestOutageRecovery(t *testing.T) {
+	const (
+		cycles       = 2
+		downFor      = 4 * time.Second // long enough that a doubling backoff would be seconds late
+		offlineAfter = 500 * time.Millisecond
+		// Frames resume within probeMax of the return, plus a request; the
+		// rest is slack for a busy machine.
+		maxRecovery = 1200 * time.Millisecond
+	)
+	for _, mode := range []string{"capture", "stream"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			dev := newFlakyDevice(t, 320, 240)
+			src, err := New(SourceConfig{Type: "esp32", Mode: mode, URL: dev.url(""), FPS: 25})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := start(t, &Camera{Name: "esp", Source: src, OfflineAfter: offlineAfter})
+			waitFor(t, 10*time.Second, "first frame", func() bool { return r.cam.Stats().State == StateLive })
+
+			for cycle := range cycles {
+				down := time.Now()
+				dev.down()
+				waitFor(t, offlineAfter+5*time.Second, "a placeholder", func() bool {
+					_, ok := r.rec.firstAfter(down, placeholderF)
+					return ok
+				})
+				if st := r.cam.Stats(); st.State != StateOffline || !strings.Contains(st.Reason, "nothing accepts connections") {
+					t.Fatalf("cycle %d: during the outage: state %s, reason %q", cycle, st.State, st.Reason)
+				}
+				time.Sleep(time.Until(down.Add(downFor)))
+				back := time.Now()
+				dev.up()
+				var first recorded
+				waitFor(t, 10*time.Second, "a live frame after the return", func() bool {
+					var ok bool
+					first, ok = r.rec.firstAfter(back, live)
+					return ok
+				})
+				d := first.at.Sub(back)
+				if d > maxRecovery {
+					t.Errorf("cycle %d: frames resumed %v after the device returned, want ≤ %v", cycle, d, maxRecovery)
+				}
+				t.Logf("cycle %d: frames resumed %v after the device returned", cycle, d.Round(time.Millisecond))
+				time.Sleep(time.Second) // up: live frames only
+				var lastLive recorded
+				for _, f := range r.rec.snapshot() {
+					if !f.Placeholder && f.at.Before(down) {
+						lastLive = f
+					}
+				}
+				ph, _ := r.rec.firstAfter(lastLive.at, placeholderF)
+				if d := ph.at.Sub(lastLive.at); d < offlineAfter-50*time.Millisecond {
+					t.Errorf("cycle %d: first placeholder %v after the last frame, want OfflineAfter (%v)", cycle, d, offlineAfter)
+				}
+				if f, ok := r.rec.firstAfter(first.at, placeholderF); ok {
+					t.Errorf("cycle %d: placeholder %v after frames resumed", cycle, f.at.Sub(first.at))
+				}
+			}
+
+			frames := r.rec.snapshot()
+			for i, f := range frames {
+				if f.Seq != uint64(i+1) {
+					t.Fatalf("frame %d has Seq %d: real frames and placeholders share one gapless sequence", i, f.Seq)
+				}
+				if f.Placeholder {
+					img, err := jpeg.Decode(bytes.NewReader(f.JPEG))
+					if err != nil {
+						t.Fatalf("placeholder %d does not decode: %v", f.Seq, err)
+					}
+					if b := img.Bounds(); b.Dx() != 320 || b.Dy() != 240 || f.Width != 320 || f.Height != 240 {
+						t.Fatalf("placeholder %d is %v (says %dx%d), want the camera's 320x240", f.Seq, b, f.Width, f.Height)
+					}
+				}
+			}
+			st := r.cam.Stats()
+			if st.State != StateLive || st.Reason != "" || st.Reconnects < cycles || st.Dropped != 0 || st.Placeholders == 0 {
+				t.Errorf("stats after the outages: %+v", st)
+			}
+			if n := r.log.count("WARN", "camera offline"); n != cycles {
+				t.Errorf("%d WARN lines about going offline in %d outages, want one each", n, cycles)
+			}
+			if n := r.log.count("INFO", "camera live again"); n != cycles {
+				t.Errorf("%d INFO lines about returning after %d outages, want one each", n, cycles)
+			}
+			if n := r.log.count("INFO", "camera live"); n != 1 {
+				t.Errorf("%d INFO lines about the first frame, want 1", n)
+			}
+		})
+	}
+}
+
+// scripted is a Source and Prober whose behaviour a test scripts. It
+// records when each Stream and Probe call started and when each Stream
+// returned.
+type scripted struct {
+	stream func(ctx context.Context, n int, emit func(RawFrame)) error
+	probe  func(n int) error
+
+	mu                    sync.Mutex
+	streams, ends, probes []time.Time
+}
+
+func (s *scripted) Stream(ctx context.Context, emit func(RawFrame)) error {
+	s.mu.Lock()
+	n := len(s.streams)
+	s.streams = append(s.streams, time.Now())
+	s.mu.Unlock()
+	err := s.stream(ctx, n, emit)
+	s.mu.Lock()
+	s.ends = append(s.ends, time.Now())
+	s.mu.Unlock()
+	return err
+}
+
+func (s *scripted) Probe(ctx context.Context) error {
+	s.mu.Lock()
+	n := len(s.probes)
+	s.probes = append(s.probes, time.Now())
+	s.mu.Unlock()
+	return s.probe(n)
+}
+
+func (s *scripted) calls() (streams, ends, probes []time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.streams), slices.Clone(s.ends), slices.Clone(s.probes)
+}
+
+// noProbe hides a scripted source's Probe.
+type noProbe struct{ s *scripted }
+
+func (n noProbe) Stream(ctx context.Context, emit func(RawFrame)) error { return n.s.Stream(ctx, emit) }
+
+var errRefused = &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 80},
+	Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+
+// frames emits good frames every 20 ms, n of them (or until ctx ends if n
+// is 0), then returns err.
+func frames(ctx context.Context, emit func(RawFrame), n int, err error) error {
+	sim := NewSim(160, 120, 1, 50)
+	for i := 1; n == 0 || i <= n; i++ {
+		b, _ := sim.Frame(uint64(i), time.Now())
+		emit(RawFrame{JPEG: b, Captured: time.Now()})
+		if !sleep(ctx, 20*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	return err
+}
+
+func gaps(ts []time.Time) []time.Duration {
+	var g []time.Duration
+	for i := 1; i < len(ts); i++ {
+		g = append(g, ts[i].Sub(ts[i-1]))
+	}
+	return g
+}
+
+// How Camera retries: it probes a device that cannot be reached and
+// reconnects as soon as a probe gets through; it backs off, doubling, from
+// a device that answers but fails, and starts over after good frames.
+func TestReconnectPolicy(t *testing.T) {
+	const minRetry, maxRetry = 50 * time.Millisecond, 400 * time.Millisecond
+	statusErr := answered(&StatusError{URL: "http://cam/capture", Code: 503, Status: "503 Service Unavailable"})
+	// backoffGaps checks the waits between Stream calls: each at least
+	// 0.8 × (minRetry doubling to maxRetry), the jitter's low end.
+	backoffGaps := func(t *testing.T, streams []time.Time, from time.Duration) {
+		want := from
+		for i, g := range gaps(streams) {
+			if g < want*8/10 {
+				t.Errorf("wait %d was %v, want ≥ %v (backoff %v)", i, g, want*8/10, want)
+			}
+			want = min(2*want, maxRetry)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		src    *scripted
+		probes bool // the source can probe
+		until  func(streams, probes int) bool
+		check  func(t *testing.T, streams, ends, probes []time.Time)
+	}{{
+		name: "unreachable: probes until it answers, then one real connection",
+		src: &scripted{
+			stream: func(ctx context.Context, n int, emit func(RawFrame)) error {
+				if n == 0 {
+					return errRefused
+				}
+				return frames(ctx, emit, 0, nil)
+			},
+			probe: func(n int) error {
+				if n < 4 {
+					return errRefused
+				}
+				return nil
+			},
+		},
+		probes: true,
+		until:  func(streams, probes int) bool { return streams == 2 },
+		check: func(t *testing.T, streams, ends, probes []time.Time) {
+			if len(streams) != 2 || len(probes) != 5 {
+				t.Fatalf("%d connections and %d probes, want 2 and 5", len(streams), len(probes))
+			}
+			if d := probes[0].Sub(ends[0]); d < probeMin {
+				t.Errorf("first probe %v after a refused connection, want ≥ %v", d, probeMin)
+			}
+			for i, g := range gaps(probes) {
+				if g < probeMin || g > probeMax+time.Second {
+					t.Errorf("probe interval %d was %v, want %v–%v", i, g, probeMin, probeMax)
+				}
+			}
+			if !streams[1].After(probes[4]) {
+				t.Errorf("reconnected before the probe that got through")
+			}
+		},
+	}, {
+		name: "connection lost after frames: probes at once, reconnects",
+		src: &scripted{
+			stream: func(ctx context.Context, n int, emit func(RawFrame)) error {
+				if n == 0 {
+					return frames(ctx, emit, 3, answered(fmt.Errorf("GET x: %w", io.ErrUnexpectedEOF)))
+				}
+				return frames(ctx, emit, 0, nil)
+			},
+			probe: func(int) error { return nil },
+		},
+		probes: true,
+		until:  func(streams, probes int) bool { return streams == 2 },
+		check: func(t *testing.T, streams, ends, probes []time.Time) {
+			if len(probes) != 1 {
+				t.Fatalf("%d probes, want 1", len(probes))
+			}
+			if d := probes[0].Sub(ends[0]); d >= probeMin {
+				t.Errorf("first probe %v after losing a working connection, want at once", d)
+			}
+		},
+	}, {
+		name: "answers but fails: backs off, never probes",
+		src: &scripted{
+			stream: func(context.Context, int, func(RawFrame)) error { return statusErr },
+			probe:  func(int) error { return nil },
+		},
+		probes: true,
+		until:  func(streams, probes int) bool { return streams == 6 },
+		check: func(t *testing.T, streams, ends, probes []time.Time) {
+			if len(probes) != 0 {
+				t.Errorf("%d probes of a device that answers", len(probes))
+			}
+			backoffGaps(t, streams, minRetry)
+		},
+	}, {
+		name: "good frames reset the backoff",
+		src: &scripted{
+			stream: func(ctx context.Context, n int, emit func(RawFrame)) error {
+				if n == 4 {
+					return frames(ctx, emit, 3, statusErr)
+				}
+				return statusErr
+			},
+			probe: func(int) error { return nil },
+		},
+		probes: true,
+		until:  func(streams, probes int) bool { return streams == 7 },
+		check: func(t *testing.T, streams, ends, probes []time.Time) {
+			// Waits 50, 100, 200, 400; then frames; then 50 again (not 400).
+			if d := streams[5].Sub(ends[4]); d > 300*time.Millisecond {
+				t.Errorf("waited %v after a stream with good frames, want the first backoff (%v)", d, minRetry)
+			}
+			if d := streams[6].Sub(ends[5]); d < 2*minRetry*8/10 {
+				t.Errorf("waited %v after the next failure, want the backoff doubling again from %v", d, minRetry)
+			}
+		},
+	}, {
+		name: "probe passes but connections fail: paced by the probes",
+		src: &scripted{
+			stream: func(context.Context, int, func(RawFrame)) error { return errRefused },
+			probe:  func(int) error { return nil },
+		},
+		probes: true,
+		until:  func(streams, probes int) bool { return streams == 5 },
+		check: func(t *testing.T, streams, ends, probes []time.Time) {
+			for i, g := range gaps(streams) {
+				if g < probeMin {
+					t.Errorf("connection %d came %v after the previous one, want ≥ %v", i+1, g, probeMin)
+				}
+			}
+		},
+	}, {
+		name: "a source that cannot probe backs off",
+		src: &scripted{
+			stream: func(context.Context, int, func(RawFrame)) error { return errRefused },
+		},
+		until: func(streams, probes int) bool { return streams == 5 },
+		check: func(t *testing.T, streams, ends, probes []time.Time) { backoffGaps(t, streams, minRetry) },
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var src Source = tc.src
+			if !tc.probes {
+				src = noProbe{tc.src}
+			}
+			r := start(t, &Camera{Name: "c", Source: src, MinRetry: minRetry, MaxRetry: maxRetry})
+			waitFor(t, 20*time.Second, "the scripted calls", func() bool {
+				s, _, p := tc.src.calls()
+				return tc.until(len(s), len(p))
+			})
+			time.Sleep(300 * time.Millisecond) // to see that nothing else happens
+			r.stop()
+			streams, ends, probes := tc.src.calls()
+			tc.check(t, streams, ends, probes)
+		})
+	}
+}
+
+// What state a camera is in, and why, for each way a device can fail.
+func TestStates(t *testing.T) {
+	closedURL := func(t *testing.T) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.Close()
+		return "http://" + ln.Addr().String()
+	}
+	for _, tc := range []struct {
+		name     string
+		mode     string
+		setup    func(t *testing.T, d *flakyDevice) (url string)
+		maxBytes int
+		state    State
+		reason   string     // in Stats.Reason
+		drop     DropReason // counted, if reason says bad frames
+	}{
+		{name: "live", mode: "capture", state: StateLive},
+		{name: "live stream", mode: "stream", state: StateLive},
+		{name: "never reachable", mode: "capture", setup: func(t *testing.T, _ *flakyDevice) string { return closedURL(t) },
+			state: StateOffline, reason: "nothing accepts connections at 127.0.0.1:"},
+		{name: "never reachable stream", mode: "stream", setup: func(t *testing.T, _ *flakyDevice) string { return closedURL(t) },
+			state: StateOffline, reason: "nothing accepts connections at 127.0.0.1:"},
+		{name: "wrong token", mode: "capture", setup: func(t *testing.T, d *flakyDevice) string { d.status.Store(401); return "" },
+			state: StateFailing, reason: "refused access (HTTP 401 Unauthorized): check the camera's token"},
+		{name: "busy", mode: "stream", setup: func(t *testing.T, d *flakyDevice) string { d.status.Store(503); return "" },
+			state: StateFailing, reason: "busy (HTTP 503 Service Unavailable)"},
+		{name: "not a stream", mode: "stream", setup: func(t *testing.T, d *flakyDevice) string { return d.url("/capture") },
+			state: StateFailing, reason: "not with an MJPEG stream"},
+		{name: "only truncated frames", mode: "capture", setup: func(t *testing.T, d *flakyDevice) string { d.corrupt.Store(true); return "" },
+			state: StateFailing, reason: "only bad frames", drop: DropTruncated},
+		{name: "only truncated frames stream", mode: "stream", setup: func(t *testing.T, d *flakyDevice) string { d.corrupt.Store(true); return "" },
+			state: StateFailing, reason: "only bad frames", drop: DropTruncated},
+		{name: "frames over the size limit", mode: "capture", maxBytes: 1000,
+			state: StateFailing, reason: "only bad frames", drop: DropTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dev := newFlakyDevice(t, 160, 120)
+			url := ""
+			if tc.setup != nil {
+				url = tc.setup(t, dev)
+			}
+			sc := SourceConfig{Type: "esp32", Mode: tc.mode, URL: dev.url(""), FPS: 20}
+			if url != "" {
+				sc.URL, sc.StreamURL = url, url
+			}
+			src, err := New(sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			began := time.Now()
+			r := start(t, &Camera{Name: "c", Source: src, OfflineAfter: 300 * time.Millisecond, MaxBytes: tc.maxBytes})
+			if tc.state == StateLive {
+				waitFor(t, 10*time.Second, "live", func() bool { return r.cam.Stats().State == StateLive })
+				time.Sleep(time.Second)
+				if st := r.cam.Stats(); st.State != StateLive || st.Reason != "" || st.Placeholders != 0 || st.Dropped != 0 || st.FPS < 5 {
+					t.Fatalf("a working camera: %+v", st)
+				}
+				return
+			}
+			// Two placeholders: the outage has been declared a second ago.
+			waitFor(t, 10*time.Second, "two placeholders", func() bool { return r.cam.Stats().Placeholders >= 2 })
+			st := r.cam.Stats()
+			if st.State != tc.state || !strings.Contains(st.Reason, tc.reason) || st.LastError == "" {
+				t.Fatalf("state %s, reason %q, last error %q; want %s, %q", st.State, st.Reason, st.LastError, tc.state, tc.reason)
+			}
+			if st.Since.Before(began) || st.Since.After(time.Now()) {
+				t.Errorf("since %v, want when Run began (%v) or later", st.Since, began)
+			}
+			if n := r.log.count("WARN", "camera "+string(tc.state)); n != 1 {
+				t.Errorf("%d WARN lines 'camera %s', want exactly 1 (not one per retry)", n, tc.state)
+			}
+			if tc.state == StateFailing && tc.drop == 0 && st.Reconnects > 4 {
+				t.Errorf("%d reconnects in about a second to a device that answers but fails: no backoff", st.Reconnects)
+			}
+			if strings.Contains(tc.reason, "bad frames") {
+				if st.Drops[tc.drop] == 0 || st.Dropped != st.Drops.Total() {
+					t.Errorf("drops %v (total %d), want %s counted", st.Drops, st.Dropped, tc.drop)
+				}
+				if n := r.log.count("WARN", "camera sends bad frames"); n != 1 {
+					t.Errorf("%d WARN lines about bad frames in a second, want 1 (at most one per %v)", n, warnEvery)
+				}
+				if !strings.Contains(r.log.String(), " "+tc.drop.String()+"=") {
+					t.Errorf("the bad-frames WARN line has no count for %s:\n%s", tc.drop, r.log.String())
+				}
+			}
+		})
+	}
+}
+
+// A camera never seen sends a placeholder from OfflineAfter on, once a
+// second: a decodable 640x480 JPEG, flagged, numbered from 1. Nothing is
+// emitted after Run returns.
+func TestPlaceholderNeverSeen(t *testing.T) {
+	const offlineAfter = 300 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	began := time.Now()
+	r := start(t, &Camera{Name: "garage", Source: NewCapture("http://"+ln.Addr().String()+"/capture", 10), OfflineAfter: offlineAfter})
+	waitFor(t, 10*time.Second, "three placeholders", func() bool { return len(r.rec.snapshot()) >= 3 })
+	r.stop()
+	frames := r.rec.snapshot()
+	if d := frames[0].at.Sub(began); d < offlineAfter || d > offlineAfter+time.Second {
+		t.Errorf("first placeholder %v after start, want from OfflineAfter (%v) to a second later", d, offlineAfter)
+	}
+	for i, f := range frames {
+		if !f.Placeholder || f.Seq != uint64(i+1) || f.Camera != "garage" {
+			t.Fatalf("frame %d: placeholder %v, seq %d, camera %q", i, f.Placeholder, f.Seq, f.Camera)
+		}
+		img, err := jpeg.Decode(bytes.NewReader(f.JPEG))
+		if err != nil {
+			t.Fatalf("placeholder %d: %v", i, err)
+		}
+		if b := img.Bounds(); b.Dx() != 640 || b.Dy() != 480 || f.Width != 640 || f.Height != 480 {
+			t.Fatalf("placeholder %d is %v (says %dx%d), want 640x480", i, b, f.Width, f.Height)
+		}
+		if i > 0 {
+			if g := f.at.Sub(frames[i-1].at); g < 500*time.Millisecond || g > 3*time.Second {
+				t.Errorf("placeholders %d and %d came %v apart, want about a second", i-1, i, g)
+			}
+		}
+	}
+	if st := r.cam.Stats(); st.State != StateStopped || st.Placeholders != uint64(len(frames)) {
+		t.Errorf("after Run: state %s, %d placeholders counted, %d emitted", st.State, st.Placeholders, len(frames))
+	}
+	time.Sleep(1500 * time.Millisecond) // the recorder fails the test if anything is emitted now
+}
+
+// The placeholder shows the camera, OFFLINE, since when and why.
+func TestPlaceholderText(t *testing.T) {
+	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.Local)
+	for _, tc := range []struct {
+		info          placeholderInfo
+		since, reason string
+	}{
+		{placeholderInfo{Camera: "a", Since: now.Add(-125 * time.Second), Seen: true, Reason: "it broke", Now: now},
+			"last frame 11:57:55, 2m5s ago", "it broke"},
+		{placeholderInfo{Camera: "a", Since: now.Add(-5 * time.Second), Now: now},
+			"no frame since start 11:59:55, 5s ago", "waiting for the device"},
+		{placeholderInfo{Camera: "a", Since: now.Add(-26 * time.Hour), Seen: true, Reason: "x", Now: now},
+			"last frame Mar 3 10:00:00, 26h0m0s ago", "x"},
+	} {
+		since, reason := tc.info.lines()
+		if since != tc.since || reason != tc.reason {
+			t.Errorf("lines(%+v) = %q, %q; want %q, %q", tc.info, since, reason, tc.since, tc.reason)
+		}
+	}
+	for _, tc := range []struct {
+		s     string
+		width int
+		lines int
+		want  []string
+	}{
+		{"nothing accepts connections at 1.2.3.4:80", 20, 5, []string{"nothing accepts", "connections at", "1.2.3.4:80"}},
+		{"averyveryverylongword x", 10, 5, []string{"averyveryv", "erylongwor", "d x"}},
+		{"one two three four five six", 9, 2, []string{"one two", "three..."}},
+	} {
+		if got := wrap(tc.s, tc.width, tc.lines); !slices.Equal(got, tc.want) {
+			t.Errorf("wrap(%q, %d, %d) = %q, want %q", tc.s, tc.width, tc.lines, got, tc.want)
+		}
+	}
+	var p placeholder
+	for _, size := range [][2]int{{640, 480}, {160, 120}, {1600, 1200}, {33, 17}} {
+		b, err := p.render(size[0], size[1], placeholderInfo{Camera: "name", Reason: "é unicode", Now: now, Since: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := jpeg.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("%v: %v", size, err)
+		}
+		if b := img.Bounds(); b.Dx() != max(size[0]&^1, 64) || b.Dy() != max(size[1]&^1, 48) {
+			t.Errorf("render(%v) is %v", size, b)
+		}
+	}
+}
+
+// A device that accepts connections but never answers, or stops sending
+// mid-stream without closing: camd gives up within its timeout, says so,
+// and tries again.
+func TestSilentDevice(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		src       func(url string) Source
+		handler   http.HandlerFunc
+		lastError string
+		reason    string
+	}{{
+		name:      "capture never answers",
+		src:       func(url string) Source { c := NewCapture(url, 10); c.Timeout = 300 * time.Millisecond; return c },
+		handler:   func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
+		lastError: "context deadline exceeded",
+		reason:    "did not answer in time",
+	}, {
+		name: "stream goes quiet",
+		src:  func(url string) Source { m := NewMJPEG(url); m.Idle = 300 * time.Millisecond; return m },
+		handler: func() http.HandlerFunc {
+			var conns atomic.Int32
+			return func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "multipart/x-mixed-replace;boundary=b")
+				if conns.Add(1) == 1 { // one frame on the first connection, then silence
+					f, _ := NewSim(160, 120, 1, 50).Frame(1, time.Now())
+					fmt.Fprintf(w, "--b\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n", len(f), f)
+				}
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+			}
+		}(),
+		lastError: "stream stalled: nothing for 300ms",
+		reason:    "stopped sending frames",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := &http.Server{Handler: tc.handler}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.Serve(ln)
+			t.Cleanup(func() { srv.Close() })
+			r := start(t, &Camera{Name: "c", Source: tc.src("http://" + ln.Addr().String() + "/x"), OfflineAfter: 200 * time.Millisecond})
+			waitFor(t, 10*time.Second, "two reconnects", func() bool { return r.cam.Stats().Reconnects >= 2 })
+			st := r.cam.Stats()
+			if !strings.Contains(st.LastError, tc.lastError) {
+				t.Errorf("last error %q, want it to say %q", st.LastError, tc.lastError)
+			}
+			waitFor(t, 10*time.Second, "the reason", func() bool { return strings.Contains(r.cam.Stats().Reason, tc.reason) })
+		})
+	}
+}
+
+func TestDeviceTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		fps  float64
+		want time.Duration
+	}{
+		{0, 5 * time.Second},          // unknown rate: an MJPEG URL may send only on motion
+		{10, 3200 * time.Millisecond}, // an ESP32 answers in ~100 ms
+		{1, 5 * time.Second},
+		{0.2, 13 * time.Second},
+	} {
+		if got := deviceTimeout(tc.fps); got != tc.want {
+			t.Errorf("deviceTimeout(%v) = %v, want %v", tc.fps, got, tc.want)
+		}
+	}
+}
+
+// errors.Is sees through the marks sources put on errors.
+func TestAnsweredUnwraps(t *testing.T) {
+	if err := answered(fmt.Errorf("x: %w", io.EOF)); !errors.Is(err, io.EOF) {
+		t.Fatal("answered hides its cause")
+	}
+}
