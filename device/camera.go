@@ -67,7 +67,8 @@ type Camera struct {
 	MinRetry time.Duration // first backoff for a device that answers but fails; 0 means 250ms
 	MaxRetry time.Duration // backoff cap; 0 means 10s
 	// OfflineAfter is how long without a good frame before the camera is
-	// offline (and placeholders are sent); 0 means 2s.
+	// offline (and placeholders are sent); 0 means 2s. A camera not seen
+	// since Run started gets its first placeholder after at most a second.
 	OfflineAfter time.Duration
 	Log          *slog.Logger
 
@@ -417,12 +418,13 @@ func (r *run) logDrops(counts DropCounts, last error) {
 	r.log.Warn("camera sends bad frames", args...)
 }
 
-// watch declares an outage once no good frame came for OfflineAfter, then
+// watch declares an outage once no good frame came for OfflineAfter (or,
+// for a camera not seen since the start, for at most a second), then
 // sends a placeholder every second until frames return; it also logs bad
 // frames that drop left pending. It runs until ctx ends.
 func (r *run) watch(ctx context.Context) {
 	var ph placeholder
-	t := time.NewTimer(r.offlineAfter)
+	t := time.NewTimer(min(r.offlineAfter, placeholderEvery))
 	defer t.Stop()
 	for {
 		select {
@@ -443,13 +445,18 @@ func (r *run) tick(ph *placeholder, now time.Time) time.Duration {
 	if c.pending.Total() == 0 {
 		next = warnEvery
 	}
-	quiet := now.Sub(c.lastGood)
-	if quiet < r.offlineAfter {
+	quiet, after := now.Sub(c.lastGood), r.offlineAfter
+	if !c.seen {
+		// A camera never seen is waited for at most a second: a viewer
+		// arriving at camd's start gets a picture saying why it waits.
+		after = min(after, placeholderEvery)
+	}
+	if quiet < after {
 		c.mu.Unlock()
 		if warnDrops {
 			r.logDrops(counts, nil)
 		}
-		return min(next, r.offlineAfter-quiet)
+		return min(next, after-quiet)
 	}
 	// No good frame for offlineAfter: the camera is down.
 	var declare *stateChange

@@ -431,45 +431,57 @@ func TestStates(t *testing.T) {
 	}
 }
 
-// A camera never seen sends a placeholder from OfflineAfter on, once a
-// second: a decodable 640x480 JPEG, flagged, numbered from 1. Nothing is
-// emitted after Run returns.
+// A camera never seen sends a placeholder from OfflineAfter on (or after a
+// second, if OfflineAfter is longer), once a second: a decodable 640x480
+// JPEG, flagged, numbered from 1. Nothing is emitted after Run returns.
 func TestPlaceholderNeverSeen(t *testing.T) {
-	const offlineAfter = 300 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.Close()
-	began := time.Now()
-	r := start(t, &Camera{Name: "garage", Source: NewCapture("http://"+ln.Addr().String()+"/capture", 10), OfflineAfter: offlineAfter})
-	waitFor(t, 10*time.Second, "three placeholders", func() bool { return len(r.rec.snapshot()) >= 3 })
-	r.stop()
-	frames := r.rec.snapshot()
-	if d := frames[0].at.Sub(began); d < offlineAfter || d > offlineAfter+time.Second {
-		t.Errorf("first placeholder %v after start, want from OfflineAfter (%v) to a second later", d, offlineAfter)
-	}
-	for i, f := range frames {
-		if !f.Placeholder || f.Seq != uint64(i+1) || f.Camera != "garage" {
-			t.Fatalf("frame %d: placeholder %v, seq %d, camera %q", i, f.Placeholder, f.Seq, f.Camera)
-		}
-		img, err := jpeg.Decode(bytes.NewReader(f.JPEG))
-		if err != nil {
-			t.Fatalf("placeholder %d: %v", i, err)
-		}
-		if b := img.Bounds(); b.Dx() != 640 || b.Dy() != 480 || f.Width != 640 || f.Height != 480 {
-			t.Fatalf("placeholder %d is %v (says %dx%d), want 640x480", i, b, f.Width, f.Height)
-		}
-		if i > 0 {
-			if g := f.at.Sub(frames[i-1].at); g < 500*time.Millisecond || g > 3*time.Second {
-				t.Errorf("placeholders %d and %d came %v apart, want about a second", i-1, i, g)
+	for _, tc := range []struct {
+		offlineAfter, first time.Duration
+	}{
+		{300 * time.Millisecond, 300 * time.Millisecond},
+		{5 * time.Second, time.Second},
+	} {
+		t.Run(tc.offlineAfter.String(), func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			ln.Close()
+			began := time.Now()
+			r := start(t, &Camera{Name: "garage", Source: NewCapture("http://"+ln.Addr().String()+"/capture", 10), OfflineAfter: tc.offlineAfter})
+			waitFor(t, 10*time.Second, "three placeholders", func() bool { return len(r.rec.snapshot()) >= 3 })
+			r.stop()
+			frames := r.rec.snapshot()
+			if d := frames[0].at.Sub(began); d < tc.first || d > tc.first+time.Second {
+				t.Errorf("first placeholder %v after start, want from %v to a second later", d, tc.first)
+			}
+			for i, f := range frames {
+				if !f.Placeholder || f.Seq != uint64(i+1) || f.Camera != "garage" {
+					t.Fatalf("frame %d: placeholder %v, seq %d, camera %q", i, f.Placeholder, f.Seq, f.Camera)
+				}
+				img, err := jpeg.Decode(bytes.NewReader(f.JPEG))
+				if err != nil {
+					t.Fatalf("placeholder %d: %v", i, err)
+				}
+				if b := img.Bounds(); b.Dx() != 640 || b.Dy() != 480 || f.Width != 640 || f.Height != 480 {
+					t.Fatalf("placeholder %d is %v (says %dx%d), want 640x480", i, b, f.Width, f.Height)
+				}
+				if i > 0 {
+					if g := f.at.Sub(frames[i-1].at); g < 500*time.Millisecond || g > 3*time.Second {
+						t.Errorf("placeholders %d and %d came %v apart, want about a second", i-1, i, g)
+					}
+				}
+			}
+			if st := r.cam.Stats(); st.State != StateStopped || st.Placeholders != uint64(len(frames)) {
+				t.Errorf("after Run: state %s, %d placeholders counted, %d emitted", st.State, st.Placeholders, len(frames))
+			}
+			if n := r.log.count("WARN", "camera offline"); n != 1 {
+				t.Errorf("%d WARN lines 'camera offline', want 1", n)
+			}
+			time.Sleep(1500 * time.Millisecond) // the recorder fails the test if anything is emitted now
+		})
 	}
-	if st := r.cam.Stats(); st.State != StateStopped || st.Placeholders != uint64(len(frames)) {
-		t.Errorf("after Run: state %s, %d placeholders counted, %d emitted", st.State, st.Placeholders, len(frames))
-	}
-	time.Sleep(1500 * time.Millisecond) // the recorder fails the test if anything is emitted now
 }
 
 // The placeholder shows the camera, OFFLINE, since when and why.
