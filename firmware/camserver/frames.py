@@ -25,9 +25,10 @@ import gc
 from .camera import ControlError
 from .compat import sleep_ms, ticks_ms, ticks_add, ticks_diff, timestamp
 
-# After a failed allocation, reuse the buffers there are for this long
-# before trying to add one again.
+# After a failed allocation, make do with the buffers there are for this
+# long before trying to add one again; each failure in a row doubles it.
 GROW_BACKOFF_MS = 1000
+GROW_BACKOFF_MAX_MS = 60000
 
 
 class Frame:
@@ -67,6 +68,7 @@ class FrameSource:
         self._demand_until = ticks_ms()
         self._requests = []      # _Reconfigure, for the capture task
         self._grow_after = ticks_ms()
+        self._grow_backoff = GROW_BACKOFF_MS
         self.on_pressure = None  # called after a MemoryError, to shed load
         self.frames = 0
         self.timeouts = 0
@@ -156,10 +158,12 @@ class FrameSource:
         try:
             f.buf = bytearray(_capacity(n))
             f.mv = memoryview(f.buf)
+            self._grow_backoff = GROW_BACKOFF_MS
             return True
         except MemoryError:
             self.buffers.remove(f)
-            self._grow_after = ticks_add(ticks_ms(), GROW_BACKOFF_MS)
+            self._grow_after = ticks_add(ticks_ms(), self._grow_backoff)
+            self._grow_backoff = min(2 * self._grow_backoff, GROW_BACKOFF_MAX_MS)
             return False
 
     def _pressure(self):

@@ -169,8 +169,8 @@ class Server:
         """Memory ran short: close the newest stream viewer, which gives
         back the frame buffer it holds."""
         newest = None
-        for c in self.conns:
-            if c.state == STREAM and (newest is None or ticks_diff(c.since, newest.since) > 0):
+        for c in self.conns:  # in accept order: the later one wins a tie
+            if c.state == STREAM and (newest is None or ticks_diff(c.since, newest.since) >= 0):
                 newest = c
         if newest is not None:
             self.shed += 1

@@ -98,12 +98,7 @@ class Firmware:
         return self.app.server
 
     def connect(self, rcvbuf=None):
-        c = socket.socket()
-        if rcvbuf:
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        c.settimeout(10)
-        c.connect(("127.0.0.1", self.port))
-        return c
+        return connect(self.port, rcvbuf)
 
     def wait_idle(self, timeout=8):
         """Wait until no client connection is open and the socket count is
@@ -114,6 +109,19 @@ class Firmware:
                 return True
             time.sleep(0.05)
         return False
+
+
+def connect(port, rcvbuf=None):
+    c = socket.socket()
+    try:
+        if rcvbuf:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        c.settimeout(10)
+        c.connect(("127.0.0.1", port))
+    except OSError:
+        c.close()
+        raise
+    return c
 
 
 def read_response(sock, head_only=False):
@@ -213,3 +221,172 @@ class MJPEGReader(threading.Thread):
             self.sock.close()
         except OSError:
             pass
+
+
+CODE_PY = os.path.join(os.path.dirname(HERE), "code.py")
+
+
+def parse_settings_toml(text):
+    """settings.toml as CircuitPython's os.getenv reads it: key = "str" or int."""
+    import tomllib
+    return tomllib.loads(text)
+
+
+class Boot:
+    """code.py itself, started as the board would start it: a fresh VM on
+    board_id (every pin free, camserver imported anew), settings.toml read
+    through os.getenv, the serial console captured. hide names modules this
+    CircuitPython build lacks (e.g. espcamera on an 8.0 beta)."""
+
+    def __init__(self, board_id, settings_toml, hide=(), init_failures=0):
+        import esp32_camera  # noqa: F401  (loaded while espcamera is still importable)
+        for name in list(sys.modules):
+            if name == "camserver" or name.startswith("camserver."):
+                del sys.modules[name]
+        shimboards.use(board_id)
+        espcamera.live_camera = None
+        espcamera.INIT_FAILURES = init_failures
+        espcamera.PAD_TO = 0
+        self.hidden = dict((m, sys.modules.get(m)) for m in hide)
+        for m in hide:
+            sys.modules[m] = None  # import raises ImportError
+        self.env = parse_settings_toml(settings_toml)
+        self.port = self.env["CAMSERVER_PORT"]
+        self._getenv = os.getenv
+        os.getenv = lambda key, default=None: self.env.get(key, default)
+        self.console = io.StringIO()
+        self._redirect = contextlib.redirect_stdout(self.console)
+        self._redirect.__enter__()
+        self.globals = {"__name__": "__main__", "__file__": CODE_PY}
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 10
+        while time.time() < deadline and self.error is None:
+            app = self.globals.get("app")
+            if app is not None and app.server.sock is not None:
+                break
+            time.sleep(0.01)
+        else:
+            self.stop()
+            raise RuntimeError("code.py did not start: %r\n%s" % (self.error, self.console.getvalue()))
+        self.app = self.globals["app"]
+
+    def _run(self):
+        try:
+            with open(CODE_PY) as f:
+                exec(compile(f.read(), CODE_PY, "exec"), self.globals)
+        except BaseException as e:  # SystemExit from supervisor.reload() too
+            self.error = e
+
+    def stop(self):
+        app = self.globals.get("app")
+        if app is not None:
+            app.stop()
+        self.thread.join(10)
+        self._redirect.__exit__(None, None, None)
+        os.getenv = self._getenv
+        for m, mod in self.hidden.items():
+            if mod is None:
+                sys.modules.pop(m, None)
+            else:
+                sys.modules[m] = mod
+        cam = espcamera.live_camera
+        if cam is not None:
+            cam.deinit()
+
+    def connect(self, rcvbuf=None):
+        return connect(self.port, rcvbuf)
+
+
+HOSTSIM = os.path.join(os.path.dirname(HERE), "hostsim.py")
+
+
+class HostSim:
+    """firmware/hostsim.py in a process of its own (its own interpreter
+    lock, like the board's own CPU), as camd's end-to-end tests run it."""
+
+    def __init__(self, *args, env=None):
+        import subprocess
+        self.port = free_port()
+        cmd = [sys.executable, HOSTSIM, "--port", str(self.port)] + [str(a) for a in args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **(env or {})))
+        self.output = []
+        threading.Thread(target=self._read, daemon=True).start()
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            try:
+                if get(self, "/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("hostsim did not start:\n" + "".join(self.output))
+
+    def _read(self):
+        for line in iter(self.proc.stdout.readline, b""):
+            self.output.append(line.decode(errors="replace"))
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def connect(self, rcvbuf=None):
+        return connect(self.port, rcvbuf)
+
+    def status(self):
+        import json
+        return json.loads(get(self, "/status")[2])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Slowloris(threading.Thread):
+    """Sends a request head one byte every `every` seconds, forever;
+    reconnects whenever the server cuts it off."""
+
+    def __init__(self, target, every=0.1):
+        super().__init__(daemon=True)
+        self.target, self.every = target, every
+        self.connects = 0
+        self._halt = threading.Event()
+        self.start()
+
+    def run(self):
+        head = b"GET /status HTTP/1.1\r\nHost: cam\r\nX-Slow: " + b"a" * 100000
+        while not self._halt.is_set():
+            try:
+                c = self.target.connect()
+            except OSError:
+                time.sleep(self.every)
+                continue
+            self.connects += 1
+            c.setblocking(False)
+            try:
+                for i in range(len(head)):
+                    if self._halt.wait(self.every):
+                        break
+                    try:
+                        if c.recv(4096) == b"":
+                            break  # cut off (a 408/503 read or not): start over
+                    except BlockingIOError:
+                        pass
+                    c.send(head[i:i + 1])
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+    def stop(self):
+        self._halt.set()
+        self.join(5)

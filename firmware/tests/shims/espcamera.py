@@ -18,6 +18,7 @@ torn frame shows. Tests script timeouts with `fail_takes` and setter
 failures with `reject`.
 """
 
+import ctypes
 import errno
 import gc
 import os
@@ -174,6 +175,7 @@ class Camera:
         self._props["gain_ceiling"] = GainCeiling.GAIN_2X
         self._set_size(frame_size)
         self._buf = bytearray(256 * 1024)  # the driver's frame buffer
+        self._addr = ctypes.addressof((ctypes.c_char * len(self._buf)).from_buffer(self._buf))
         self._n = 0
         self._next = time.monotonic()
         self.fail_takes = 0  # scripted: the next N takes time out
@@ -224,20 +226,34 @@ class Camera:
             time.sleep(wait)
         self._next = max(self._next + 1.0 / FPS, time.monotonic())
         self._n += 1
-        jpg = self._frames[self._n % len(self._frames)]
-        # COM segments: the frame number, then filler, make each frame unique.
-        com = b"frame %d" % self._n
-        parts = [jpg[:2], b"\xff\xfe", (len(com) + 2).to_bytes(2, "big"), com]
+        return self._render(self._n)
+
+    def _render(self, n):
+        """Frame n, written straight into the driver buffer: like the DMA,
+        making a frame takes no memory from the heap (which matters when
+        tests give the firmware a small one)."""
+        jpg = self._frames[n % len(self._frames)]
+        com = b"frame %d" % n
+        buf, at = self._buf, 0
+
+        def put(b):
+            nonlocal at
+            buf[at:at + len(b)] = b
+            at += len(b)
+        put(jpg[:2])
+        put(b"\xff\xfe")
+        put((len(com) + 2).to_bytes(2, "big"))
+        put(com)
         pad = PAD_TO - len(jpg) - len(com) - 4
-        fill = bytes([self._n % 251])
         while pad > 4:
             k = min(pad - 4, 65533)
-            parts += [b"\xff\xfe", (k + 2).to_bytes(2, "big"), fill * k]
+            put(b"\xff\xfe")
+            put((k + 2).to_bytes(2, "big"))
+            ctypes.memset(self._addr + at, n % 251, k)  # filler: every byte n % 251
+            at += k
             pad -= k + 4
-        parts.append(jpg[2:])
-        data = b"".join(parts)
-        self._buf[:len(data)] = data  # overwrites what the last take() returned
-        return memoryview(self._buf)[:len(data)]
+        put(memoryview(jpg)[2:])
+        return memoryview(buf)[:at]  # overwritten by the next take()
 
     def reconfigure(self, frame_size=None, pixel_format=None, grab_mode=None, framebuffer_count=None):
         self._check_deinit()
