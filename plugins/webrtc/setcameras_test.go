@@ -59,6 +59,9 @@ func TestSetCameras(t *testing.T) {
 	if n := h.Status()["viewers"]; n != 1.0 {
 		t.Fatalf("viewers = %v, want b's only", n)
 	}
+	if urls := strings.Join(p.URLs(), " "); strings.Contains(urls, "/cameras/a/") || !strings.Contains(urls, base+"/cameras/c/whep") {
+		t.Fatalf("URLs after the change: %s", urls)
+	}
 	if _, resp, err := dialWHEP(t, whep("a")); err == nil || resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("WHEP to a removed camera: %v", err)
 	}

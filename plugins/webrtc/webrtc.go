@@ -8,12 +8,10 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -29,13 +27,13 @@ var sampleConfig string
 
 // Config is the output's config block.
 type Config struct {
-	Listen           string       `yaml:"listen"`
-	Codec            string       `yaml:"codec"`
-	BitrateKbps      int          `yaml:"bitrate_kbps"`
-	KeyframeInterval sdk.Duration `yaml:"keyframe_interval"`
-	MaxFPS           float64      `yaml:"max_fps"`
-	MaxViewers       int          `yaml:"max_viewers"`
-	ICE              ICEConfig    `yaml:"ice"`
+	sdk.HTTPConfig   `yaml:",inline"` // listen, max_viewers_per_client
+	Codec            string           `yaml:"codec"`
+	BitrateKbps      int              `yaml:"bitrate_kbps"`
+	KeyframeInterval sdk.Duration     `yaml:"keyframe_interval"`
+	MaxFPS           float64          `yaml:"max_fps"`
+	MaxViewers       int              `yaml:"max_viewers"`
+	ICE              ICEConfig        `yaml:"ice"`
 	// WHIP maps a camera to the SFU it is published to. A yaml.Node so each
 	// entry is decoded strictly, with its camera's name in error keys.
 	WHIP yaml.Node `yaml:"whip"`
@@ -74,14 +72,11 @@ type WebRTC struct {
 	log *slog.Logger
 
 	api     *webrtc.API
-	udpMux  ice.UDPMux // when ice.udp_ports is a single port
-	ln      net.Listener
-	srv     *http.Server
+	udpMux  ice.UDPMux      // when ice.udp_ports is a single port
+	http    *sdk.HTTP       // WHEP and the pages; caps viewers in all and per client
 	ctx     context.Context // from Start to Stop; the WHIP publishers' parent
 	cancel  context.CancelFunc
-	serving sync.WaitGroup // the HTTP server
 	closing sync.WaitGroup // peer connections being closed
-	refused atomic.Uint64
 
 	// camMu serialises the changes of the camera set (SetCameras, Stop)
 	// with each other; mu guards the maps they change and HTTP reads.
@@ -90,22 +85,19 @@ type WebRTC struct {
 	mu      sync.Mutex
 	pipes   map[string]*pipeline  // by camera
 	viewers map[string]*session   // by session id
-	joining int                   // sessions being built, counted against max_viewers
 	whip    map[string]*publisher // by camera, while started
 }
 
 // Configure implements sdk.Output.
 func (p *WebRTC) Configure(c sdk.Config) error {
 	p.cfg = Config{
-		Listen: "127.0.0.1:8082", Codec: "h264", BitrateKbps: 1500,
+		HTTPConfig: sdk.DefaultHTTPConfig("127.0.0.1:8082"), Codec: "h264", BitrateKbps: 1500,
 		KeyframeInterval: sdk.Duration(2 * time.Second), MaxViewers: 20,
 		ICE: ICEConfig{DisconnectedTimeout: sdk.Duration(5 * time.Second), FailedTimeout: sdk.Duration(10 * time.Second)},
 	}
 	errs := sdk.AsConfigErrors(sdk.DecodeConfig(c.Raw, &p.cfg))
 	cfg := &p.cfg
-	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
-		errs = append(errs, sdk.Errorf("listen", "want host:port, e.g. 127.0.0.1:8082"))
-	}
+	errs = append(errs, cfg.HTTPConfig.Check()...)
 	if _, ok := codecs[cfg.Codec]; !ok {
 		errs = append(errs, sdk.Errorf("codec", "unknown codec %q (known: %s)", cfg.Codec, strings.Join(codecNames(), ", ")))
 	}
@@ -211,33 +203,19 @@ func parsePorts(s string) (lo, hi uint16, err error) {
 func (p *WebRTC) ListenAddrs() []string { return []string{p.cfg.Listen} }
 
 // Start implements sdk.Output.
-func (p *WebRTC) Start(context.Context) ([]string, error) {
+func (p *WebRTC) Start(ctx context.Context) ([]string, error) {
 	api, err := p.newAPI()
 	if err != nil {
 		return nil, err
 	}
 	p.api = api
-	ln, err := net.Listen("tcp", p.cfg.Listen)
-	if err != nil {
+	p.http = &sdk.HTTP{Config: p.cfg.HTTPConfig, MaxViewers: p.cfg.MaxViewers, Log: p.log}
+	if err := p.http.Listen(ctx); err != nil {
 		p.closeMux()
-		return nil, sdk.Errorf("listen", "cannot listen on %s: %v", p.cfg.Listen, netCause(err))
+		return nil, err // a *ConfigError for "listen"
 	}
-	p.ln = ln
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.srv = &http.Server{
-		Handler:           p.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second, // only signalling here; media goes over UDP
-		IdleTimeout:       60 * time.Second,
-	}
-	p.serving.Add(1)
-	go func() {
-		defer p.serving.Done()
-		if err := p.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			p.log.Error("serve", "err", err)
-		}
-	}()
+	p.http.Serve(p.Handler())
 	p.mu.Lock()
 	p.viewers = map[string]*session{}
 	p.whip = map[string]*publisher{}
@@ -246,18 +224,25 @@ func (p *WebRTC) Start(context.Context) ([]string, error) {
 			p.whip[cam] = p.startPublisher(pl, t)
 		}
 	}
-	cams := slices.Sorted(maps.Keys(p.pipes))
 	p.mu.Unlock()
-	base := "http://" + ln.Addr().String()
-	urls := []string{base + "/"}
-	for _, cam := range cams {
-		urls = append(urls, base+"/cameras/"+cam+"/", base+"/cameras/"+cam+"/whep")
-	}
-	p.log.Info("listening", "addr", ln.Addr().String(), "codec", p.cfg.Codec)
-	return urls, nil
+	p.log.Info("serving WebRTC", "addr", p.http.Addr().String(), "codec", p.cfg.Codec)
+	return p.URLs(), nil
 }
 
-// netCause strips net's "listen tcp <addr>:" framing, which the config
+// URLs implements sdk.URLReporter: the index, and each camera's player
+// page and WHEP endpoint.
+func (p *WebRTC) URLs() []string {
+	if p.http == nil || p.http.Addr() == nil {
+		return nil // not started
+	}
+	urls := []string{p.http.URL("/")}
+	for _, cam := range p.cameras() {
+		urls = append(urls, p.http.URL("/cameras/"+cam+"/"), p.http.URL("/cameras/"+cam+"/whep"))
+	}
+	return urls
+}
+
+// netCause strips net's "listen udp <addr>:" framing, which the config
 // error already says.
 func netCause(err error) error {
 	var oe *net.OpError
@@ -444,11 +429,12 @@ func (p *WebRTC) Stop(ctx context.Context) error {
 		return nil
 	}
 	p.stopped = true
-	if p.srv == nil { // never started
-		return nil
+	if p.cancel == nil { // never started
+		return p.http.Shutdown(ctx) // a failed Start may have listened
 	}
 	p.cancel()
-	err := p.srv.Shutdown(ctx)
+	// Request contexts end and no new session is made from here on.
+	err := p.http.Shutdown(ctx)
 	p.mu.Lock()
 	sessions := slices.Collect(maps.Values(p.viewers))
 	pubs := slices.Collect(maps.Values(p.whip))
@@ -461,7 +447,6 @@ func (p *WebRTC) Stop(ctx context.Context) error {
 		pub.stop()
 	}
 	p.closing.Wait()
-	p.serving.Wait()
 	for _, pl := range pipes {
 		pl.stop()
 	}
@@ -487,7 +472,11 @@ func (p *WebRTC) Status() any {
 	for name, pl := range pipes {
 		cams[name] = pl.status()
 	}
-	out := map[string]any{"codec": p.cfg.Codec, "viewers": n, "refused": p.refused.Load(), "cameras": cams}
+	out := map[string]any{"codec": p.cfg.Codec, "viewers": n, "cameras": cams}
+	if p.http != nil {
+		hs := p.http.Stats()
+		out["refused"], out["http"] = hs.ViewersRefused+hs.ClientRefused, hs
+	}
 	if len(pubs) > 0 {
 		st := map[string]whipState{}
 		for cam, pub := range pubs {
@@ -504,4 +493,5 @@ var (
 	_ sdk.StatusReporter = (*WebRTC)(nil)
 	_ sdk.CameraSetter   = (*WebRTC)(nil)
 	_ sdk.Listener       = (*WebRTC)(nil)
+	_ sdk.URLReporter    = (*WebRTC)(nil)
 )

@@ -46,8 +46,9 @@ whip:
 `, nil},
 		{"unknown key", "codecs: h264\n", []string{"codecs: unknown key"}},
 		{"unknown codec", "codec: h265\n", []string{`codec: unknown codec "h265" (known: h264, vp8)`}},
-		{"bad numbers", "bitrate_kbps: 10\nmax_fps: -1\nmax_viewers: 0\nkeyframe_interval: 10ms\n", []string{
-			"bitrate_kbps: must be between", "keyframe_interval: must be at least", "max_fps: must be between", "max_viewers: must be at least 1"}},
+		{"bad numbers", "bitrate_kbps: 10\nmax_fps: -1\nmax_viewers: 0\nmax_viewers_per_client: 0\nkeyframe_interval: 10ms\n", []string{
+			"max_viewers_per_client: must be at least 1", "bitrate_kbps: must be between", "keyframe_interval: must be at least", "max_fps: must be between", "max_viewers: must be at least 1"}},
+		{"bad listen", "listen: 8082\n", []string{"listen: want host:port"}},
 		{"bad ice", "ice:\n  servers: [{urls: [\"http://x\"]}]\n  udp_ports: 70000\n  nat_1to1_ips: [router]\n", []string{
 			`ice.servers[0].urls: "http://x"`, "ice.udp_ports: want a port", `ice.nat_1to1_ips: "router" is not an IP`}},
 		{"ice unknown key", "ice:\n  stun: x\n", []string{"ice.stun: unknown key"}},
@@ -231,6 +232,39 @@ func TestWHEPErrors(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("second DELETE: %v %v", resp.Status, err)
 	}
+}
+
+// TestViewersPerClient: one client address holds at most
+// max_viewers_per_client WHEP sessions; more get 429 with Retry-After, and
+// a session that ends gives its place back.
+func TestViewersPerClient(t *testing.T) {
+	h, base := start(t, []string{"cam"}, "max_viewers_per_client: 2\n")
+	feed(t, h, "cam", simFrames(t, 160, 120, 5))
+	whep := base + "/cameras/cam/whep"
+	var vs []*viewer
+	for range 2 {
+		v, _, err := dialWHEP(t, whep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, v)
+	}
+	_, resp, err := dialWHEP(t, whep)
+	if err == nil || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(err.Error(), "max_viewers_per_client is 2") {
+		t.Fatalf("third session from one client: %v", err)
+	}
+	st := h.Status()
+	if st["viewers"] != 2.0 || st["refused"] != 1.0 || st["http"].(map[string]any)["client_refused"] != 1.0 {
+		t.Fatalf("status %v", st)
+	}
+	vs[0].hangUp(t, base)
+	v, _, err := dialWHEP(t, whep)
+	if err != nil {
+		t.Fatalf("after one hung up: %v", err)
+	}
+	v.waitFrames(t, 1, 15*time.Second)
+	vs[1].waitFrames(t, 1, 15*time.Second)
 }
 
 // TestPagesAndIndex: the player page and the camera list.

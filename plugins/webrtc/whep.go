@@ -30,7 +30,7 @@ type session struct {
 	p               *WebRTC
 	pc              *webrtc.PeerConnection
 	sender          *webrtc.RTPSender
-	release         func() // gives the pipeline back
+	release         func() // gives the pipeline and the viewer slot back
 	connected       chan struct{}
 	timer           *time.Timer   // connectTimeout
 	rtcpDone        chan struct{} // closed when the RTCP reader has returned
@@ -75,16 +75,28 @@ func (p *WebRTC) Handler() http.Handler {
 		w.Header().Set("Allow", "DELETE, OPTIONS")
 		http.Error(w, "trickle ICE is not supported: the answer holds all candidates", http.StatusMethodNotAllowed)
 	})
-	return cors(mux)
+	return signalling(mux)
 }
 
-// cors lets pages on other origins (camd's own page on another port, a
-// dashboard) use WHEP and read the session's Location.
-func cors(h http.Handler) http.Handler {
+const (
+	// requestReadTimeout and requestWriteTimeout bound one signalling
+	// request: reading an offer, and answering (which waits for ICE
+	// gathering, at most gatherTimeout). Media goes over UDP, not here.
+	requestReadTimeout  = 10 * time.Second
+	requestWriteTimeout = 30 * time.Second
+)
+
+// signalling wraps the routes in what each of them needs: deadlines, as
+// every request here is short (the SDK's server sets none, for streams),
+// and the WHEP headers pages on other origins (camd's own page on another
+// port, a dashboard) must be able to read.
+func signalling(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hd := w.Header()
-		hd.Set("Access-Control-Allow-Origin", "*")
-		hd.Set("Access-Control-Expose-Headers", "Location, Link, ETag, Accept-Post")
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		_ = rc.SetReadDeadline(now.Add(requestReadTimeout))
+		_ = rc.SetWriteDeadline(now.Add(requestWriteTimeout))
+		w.Header().Set("Access-Control-Expose-Headers", "Location, Link, ETag, Accept-Post")
 		h.ServeHTTP(w, r)
 	})
 }
@@ -138,19 +150,16 @@ func (p *WebRTC) serveWHEP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	p.mu.Lock()
-	if len(p.viewers)+p.joining >= p.cfg.MaxViewers {
-		p.mu.Unlock()
-		p.refused.Add(1)
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, fmt.Sprintf("too many viewers (max_viewers is %d)", p.cfg.MaxViewers), http.StatusServiceUnavailable)
-		return
+	// A viewer slot, per client and in all, from offer to hang-up.
+	slot, ok := p.http.Acquire(w, r)
+	if !ok {
+		return // refused with 429 or 503 and Retry-After
 	}
-	p.joining++ // holds the slot while the session is built
-	p.mu.Unlock()
-	s, err := p.newSession(cam, r.RemoteAddr, pl)
+	s, err := p.newSession(cam, r.RemoteAddr, pl, slot)
+	if err != nil {
+		slot()
+	}
 	p.mu.Lock()
-	p.joining--
 	// The camera may have been removed meanwhile; SetCameras hangs up
 	// only the sessions it finds in the map.
 	gone := p.pipes[cam] != pl
@@ -187,9 +196,10 @@ func (p *WebRTC) serveWHEP(w http.ResponseWriter, r *http.Request) {
 }
 
 // newSession builds a viewer's peer connection on the camera's shared
-// track. Its callbacks close it when the connection fails, or when it has
-// not connected within connectTimeout.
-func (p *WebRTC) newSession(cam, remote string, pl *pipeline) (*session, error) {
+// track; closing the session releases slot, the viewer's place under the
+// HTTP server's caps. Its callbacks close it when the connection fails,
+// or when it has not connected within connectTimeout.
+func (p *WebRTC) newSession(cam, remote string, pl *pipeline, slot func()) (*session, error) {
 	pc, err := p.api.NewPeerConnection(webrtc.Configuration{ICEServers: p.iceServers()})
 	if err != nil {
 		return nil, fmt.Errorf("cannot create peer connection: %w", err)
@@ -199,11 +209,12 @@ func (p *WebRTC) newSession(cam, remote string, pl *pipeline) (*session, error) 
 		pc.Close()
 		return nil, fmt.Errorf("cannot add track: %w", err)
 	}
-	release, err := pl.acquire()
+	user, err := pl.acquire()
 	if err != nil {
 		pc.Close()
 		return nil, err
 	}
+	release := func() { user(); slot() }
 	s := &session{id: newID(), cam: cam, remote: remote, p: p, pc: pc, sender: sender, release: release,
 		connected: make(chan struct{}), rtcpDone: make(chan struct{}), done: make(chan struct{})}
 	s.timer = time.AfterFunc(connectTimeout, func() {
