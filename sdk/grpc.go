@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/expfmt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -47,11 +51,33 @@ type Server struct {
 	mu      sync.Mutex
 	started bool
 	cancel  context.CancelFunc // ends the context given to Start
+	metrics *prometheus.Registry
 }
 
 // NewServer wraps out.
 func NewServer(info Info, out Output, log *slog.Logger) *Server {
-	return &Server{info: info, out: out, log: log}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Server{info: info, out: out, log: log, metrics: reg}
+}
+
+// Metrics implements pb.OutputServer.
+func (s *Server) Metrics(context.Context, *pb.MetricsRequest) (*pb.MetricsResponse, error) {
+	s.mu.Lock()
+	reg := s.metrics
+	s.mu.Unlock()
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return &pb.MetricsResponse{Text: buf.Bytes()}, nil
 }
 
 // Info implements pb.OutputServer.
@@ -67,7 +93,12 @@ func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.C
 		return nil, errors.New("output is already configured and running")
 	}
 	sec := SecurityFromProto(req.Security)
-	cfg := Config{Output: req.Output, Cameras: req.Cameras, Raw: req.ConfigYaml, Log: s.log, Security: sec}
+	// A fresh registry per Configure: Configure may run more than once
+	// (validate, then start), and a plugin registers its metrics in it.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = reg
+	cfg := Config{Output: req.Output, Cameras: req.Cameras, Raw: req.ConfigYaml, Log: s.log, Security: sec, Metrics: reg}
 	if errs := AsConfigErrors(s.out.Configure(cfg)); len(errs) > 0 {
 		resp := &pb.ConfigureResponse{}
 		for _, e := range errs {

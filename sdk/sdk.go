@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // APIVersion is the version of the Output contract (proto/outputv1) that
@@ -67,6 +68,12 @@ type Config struct {
 	Cameras []string     // the cameras this output receives
 	Raw     []byte       // the output's `config:` block as YAML; decode it with DecodeConfig
 	Log     *slog.Logger // logs that camd shows under the output's name
+	// Metrics is where the plugin registers its own metrics (viewers,
+	// frames skipped, ...), e.g. with prometheus.NewGaugeFunc over the
+	// counters it keeps anyway. camd serves them in its /metrics as
+	// camd_plugin_<name>{output="..."}, beside the plugin's Go runtime and
+	// process metrics, which the SDK registers itself.
+	Metrics prometheus.Registerer
 	// Security is who may use the output, from config.yaml. HTTP enforces
 	// it by itself (it finds it in Start's context); a plugin serving
 	// something else must enforce it too.

@@ -55,10 +55,11 @@ type Daemon struct {
 
 // cameraRun is a running camera and what stops it.
 type cameraRun struct {
-	cfg  config.Camera
-	cam  *device.Camera
-	stop context.CancelFunc
-	done chan struct{}
+	cfg   config.Camera
+	cam   *device.Camera
+	bytes atomic.Uint64 // of good frames, for /metrics
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
 // outputRun is a running output plugin and what stops it.
@@ -223,7 +224,12 @@ func (d *Daemon) startCamera(c config.Camera) *cameraRun {
 	}
 	go func() {
 		defer close(r.done)
-		r.cam.Run(ctx, d.router.Publish)
+		r.cam.Run(ctx, func(f sdk.Frame) {
+			if !f.Placeholder {
+				r.bytes.Add(uint64(len(f.JPEG)))
+			}
+			d.router.Publish(f)
+		})
 	}()
 	d.mu.Lock()
 	d.cameras = append(d.cameras, r)

@@ -100,6 +100,7 @@ func (d *Daemon) handler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(d.Status(r.Context()))
 	})
+	mux.Handle("GET /metrics", d.metricsHandler())
 	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, r *http.Request) {
 		st := d.Reload(r.Context())
 		w.Header().Set("Content-Type", "application/json")

@@ -521,6 +521,41 @@ type Status struct {
 	PluginStatus json.RawMessage                  `json:"plugin_status,omitempty"`
 }
 
+// Counters are an output's state and counters, without asking the plugin.
+type Counters struct {
+	State    string
+	Restarts int
+	Cameras  map[string]router.CameraCounters
+}
+
+// Counters returns the output's state and counters.
+func (o *Output) Counters() Counters {
+	o.mu.Lock()
+	c := Counters{State: o.state, Restarts: o.restarts}
+	o.mu.Unlock()
+	c.Cameras = o.mb.Counters()
+	return c
+}
+
+// Metrics returns the plugin's own metrics in the Prometheus text format,
+// or nil when it is not running or has none.
+func (o *Output) Metrics(ctx context.Context) ([]byte, error) {
+	o.mu.Lock()
+	client := o.client
+	o.mu.Unlock()
+	if client == nil {
+		return nil, nil
+	}
+	resp, err := client.Metrics(ctx, &pb.MetricsRequest{})
+	if err != nil {
+		if status.Code(err) == codes.Unimplemented {
+			return nil, nil
+		}
+		return nil, plain(err)
+	}
+	return resp.Text, nil
+}
+
 // Status returns the output's state, including the plugin's own counters
 // if it answers within ctx.
 func (o *Output) Status(ctx context.Context) Status {

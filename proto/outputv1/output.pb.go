@@ -909,6 +909,86 @@ func (x *SetCamerasResponse) GetUrls() []string {
 	return nil
 }
 
+type MetricsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsRequest) Reset() {
+	*x = MetricsRequest{}
+	mi := &file_output_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsRequest) ProtoMessage() {}
+
+func (x *MetricsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_output_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsRequest.ProtoReflect.Descriptor instead.
+func (*MetricsRequest) Descriptor() ([]byte, []int) {
+	return file_output_proto_rawDescGZIP(), []int{15}
+}
+
+type MetricsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Text          []byte                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"` // Prometheus text exposition format 0.0.4
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsResponse) Reset() {
+	*x = MetricsResponse{}
+	mi := &file_output_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsResponse) ProtoMessage() {}
+
+func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_output_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsResponse.ProtoReflect.Descriptor instead.
+func (*MetricsResponse) Descriptor() ([]byte, []int) {
+	return file_output_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MetricsResponse) GetText() []byte {
+	if x != nil {
+		return x.Text
+	}
+	return nil
+}
+
 var File_output_proto protoreflect.FileDescriptor
 
 const file_output_proto_rawDesc = "" +
@@ -971,14 +1051,18 @@ const file_output_proto_rawDesc = "" +
 	"\x11SetCamerasRequest\x12\x18\n" +
 	"\acameras\x18\x01 \x03(\tR\acameras\"(\n" +
 	"\x12SetCamerasResponse\x12\x12\n" +
-	"\x04urls\x18\x01 \x03(\tR\x04urls2\x88\x03\n" +
+	"\x04urls\x18\x01 \x03(\tR\x04urls\"\x10\n" +
+	"\x0eMetricsRequest\"%\n" +
+	"\x0fMetricsResponse\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\fR\x04text2\xd4\x03\n" +
 	"\x06Output\x12A\n" +
 	"\x04Info\x12\x1b.camd.output.v1.InfoRequest\x1a\x1c.camd.output.v1.InfoResponse\x12P\n" +
 	"\tConfigure\x12 .camd.output.v1.ConfigureRequest\x1a!.camd.output.v1.ConfigureResponse\x12K\n" +
 	"\x06Frames\x12\x1d.camd.output.v1.FramesRequest\x1a\x1e.camd.output.v1.FramesResponse(\x010\x01\x12G\n" +
 	"\x06Status\x12\x1d.camd.output.v1.StatusRequest\x1a\x1e.camd.output.v1.StatusResponse\x12S\n" +
 	"\n" +
-	"SetCameras\x12!.camd.output.v1.SetCamerasRequest\x1a\".camd.output.v1.SetCamerasResponseB%Z#github.com/camd/camd/proto/outputv1b\x06proto3"
+	"SetCameras\x12!.camd.output.v1.SetCamerasRequest\x1a\".camd.output.v1.SetCamerasResponse\x12J\n" +
+	"\aMetrics\x12\x1e.camd.output.v1.MetricsRequest\x1a\x1f.camd.output.v1.MetricsResponseB%Z#github.com/camd/camd/proto/outputv1b\x06proto3"
 
 var (
 	file_output_proto_rawDescOnce sync.Once
@@ -992,7 +1076,7 @@ func file_output_proto_rawDescGZIP() []byte {
 	return file_output_proto_rawDescData
 }
 
-var file_output_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_output_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_output_proto_goTypes = []any{
 	(*InfoRequest)(nil),        // 0: camd.output.v1.InfoRequest
 	(*InfoResponse)(nil),       // 1: camd.output.v1.InfoResponse
@@ -1009,6 +1093,8 @@ var file_output_proto_goTypes = []any{
 	(*StatusResponse)(nil),     // 12: camd.output.v1.StatusResponse
 	(*SetCamerasRequest)(nil),  // 13: camd.output.v1.SetCamerasRequest
 	(*SetCamerasResponse)(nil), // 14: camd.output.v1.SetCamerasResponse
+	(*MetricsRequest)(nil),     // 15: camd.output.v1.MetricsRequest
+	(*MetricsResponse)(nil),    // 16: camd.output.v1.MetricsResponse
 }
 var file_output_proto_depIdxs = []int32{
 	3,  // 0: camd.output.v1.ConfigureRequest.security:type_name -> camd.output.v1.Security
@@ -1021,13 +1107,15 @@ var file_output_proto_depIdxs = []int32{
 	9,  // 7: camd.output.v1.Output.Frames:input_type -> camd.output.v1.FramesRequest
 	11, // 8: camd.output.v1.Output.Status:input_type -> camd.output.v1.StatusRequest
 	13, // 9: camd.output.v1.Output.SetCameras:input_type -> camd.output.v1.SetCamerasRequest
-	1,  // 10: camd.output.v1.Output.Info:output_type -> camd.output.v1.InfoResponse
-	6,  // 11: camd.output.v1.Output.Configure:output_type -> camd.output.v1.ConfigureResponse
-	10, // 12: camd.output.v1.Output.Frames:output_type -> camd.output.v1.FramesResponse
-	12, // 13: camd.output.v1.Output.Status:output_type -> camd.output.v1.StatusResponse
-	14, // 14: camd.output.v1.Output.SetCameras:output_type -> camd.output.v1.SetCamerasResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
+	15, // 10: camd.output.v1.Output.Metrics:input_type -> camd.output.v1.MetricsRequest
+	1,  // 11: camd.output.v1.Output.Info:output_type -> camd.output.v1.InfoResponse
+	6,  // 12: camd.output.v1.Output.Configure:output_type -> camd.output.v1.ConfigureResponse
+	10, // 13: camd.output.v1.Output.Frames:output_type -> camd.output.v1.FramesResponse
+	12, // 14: camd.output.v1.Output.Status:output_type -> camd.output.v1.StatusResponse
+	14, // 15: camd.output.v1.Output.SetCameras:output_type -> camd.output.v1.SetCamerasResponse
+	16, // 16: camd.output.v1.Output.Metrics:output_type -> camd.output.v1.MetricsResponse
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -1044,7 +1132,7 @@ func file_output_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_output_proto_rawDesc), len(file_output_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

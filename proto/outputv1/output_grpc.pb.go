@@ -31,6 +31,7 @@ const (
 	Output_Frames_FullMethodName     = "/camd.output.v1.Output/Frames"
 	Output_Status_FullMethodName     = "/camd.output.v1.Output/Status"
 	Output_SetCameras_FullMethodName = "/camd.output.v1.Output/SetCameras"
+	Output_Metrics_FullMethodName    = "/camd.output.v1.Output/Metrics"
 )
 
 // OutputClient is the client API for Output service.
@@ -57,6 +58,11 @@ type OutputClient interface {
 	// reload, without restarting it (its viewers stay connected). A plugin
 	// that cannot answers UNIMPLEMENTED, and camd restarts it instead.
 	SetCameras(ctx context.Context, in *SetCamerasRequest, opts ...grpc.CallOption) (*SetCamerasResponse, error)
+	// Metrics returns the plugin's own metrics in the Prometheus text format
+	// (its counters, and its Go runtime and process metrics); camd serves
+	// them in its /metrics, renamed camd_plugin_<name> and labelled with the
+	// output. A plugin without metrics answers UNIMPLEMENTED.
+	Metrics(ctx context.Context, in *MetricsRequest, opts ...grpc.CallOption) (*MetricsResponse, error)
 }
 
 type outputClient struct {
@@ -120,6 +126,16 @@ func (c *outputClient) SetCameras(ctx context.Context, in *SetCamerasRequest, op
 	return out, nil
 }
 
+func (c *outputClient) Metrics(ctx context.Context, in *MetricsRequest, opts ...grpc.CallOption) (*MetricsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MetricsResponse)
+	err := c.cc.Invoke(ctx, Output_Metrics_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OutputServer is the server API for Output service.
 // All implementations must embed UnimplementedOutputServer
 // for forward compatibility.
@@ -144,6 +160,11 @@ type OutputServer interface {
 	// reload, without restarting it (its viewers stay connected). A plugin
 	// that cannot answers UNIMPLEMENTED, and camd restarts it instead.
 	SetCameras(context.Context, *SetCamerasRequest) (*SetCamerasResponse, error)
+	// Metrics returns the plugin's own metrics in the Prometheus text format
+	// (its counters, and its Go runtime and process metrics); camd serves
+	// them in its /metrics, renamed camd_plugin_<name> and labelled with the
+	// output. A plugin without metrics answers UNIMPLEMENTED.
+	Metrics(context.Context, *MetricsRequest) (*MetricsResponse, error)
 	mustEmbedUnimplementedOutputServer()
 }
 
@@ -168,6 +189,9 @@ func (UnimplementedOutputServer) Status(context.Context, *StatusRequest) (*Statu
 }
 func (UnimplementedOutputServer) SetCameras(context.Context, *SetCamerasRequest) (*SetCamerasResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetCameras not implemented")
+}
+func (UnimplementedOutputServer) Metrics(context.Context, *MetricsRequest) (*MetricsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Metrics not implemented")
 }
 func (UnimplementedOutputServer) mustEmbedUnimplementedOutputServer() {}
 func (UnimplementedOutputServer) testEmbeddedByValue()                {}
@@ -269,6 +293,24 @@ func _Output_SetCameras_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Output_Metrics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MetricsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OutputServer).Metrics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Output_Metrics_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OutputServer).Metrics(ctx, req.(*MetricsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Output_ServiceDesc is the grpc.ServiceDesc for Output service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -291,6 +333,10 @@ var Output_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetCameras",
 			Handler:    _Output_SetCameras_Handler,
+		},
+		{
+			MethodName: "Metrics",
+			Handler:    _Output_Metrics_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
