@@ -7,7 +7,7 @@ set -euo pipefail
 
 pkgs=(gcc make pkg-config libvpx-dev libturbojpeg0-dev)
 if [ "${1:-build}" = "test" ]; then
-  pkgs+=(ffmpeg chromium python3 fonts-dejavu-core)
+  pkgs+=(ffmpeg chromium python3 fonts-dejavu-core prometheus)
 fi
 
 need=()
