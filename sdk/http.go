@@ -133,9 +133,10 @@ type HTTP struct {
 	wg       sync.WaitGroup     // Serve's goroutines
 	shutdown bool
 
-	conns   conns
-	viewers counts[clientAddr]
-	refused refusals
+	conns    conns
+	viewers  counts[clientAddr]
+	refused  refusals
+	refusers chan struct{} // a semaphore: connections being refused with an answer
 }
 
 // HTTPStats are an HTTP server's counters, for a plugin's Status.
@@ -168,6 +169,7 @@ func (h *HTTP) Listen(ctx context.Context) error {
 		return Errorf("listen", "cannot listen on %s: %v", h.Config.Listen, listenCause(err))
 	}
 	h.conns.init(h.maxConns(), h.maxConnsPerClient())
+	h.refusers = make(chan struct{}, maxRefusers)
 	h.ln = &limitListener{Listener: ln, h: h}
 	return nil
 }
@@ -290,7 +292,7 @@ func (h *HTTP) Acquire(w http.ResponseWriter, r *http.Request) (release func(), 
 	switch refusal {
 	case refusedClient:
 		h.refused.client.Add(1)
-		h.refused.note(h.Log, "viewers", client)
+		h.refused.note(h.Log, "too many viewers from one client", client)
 		refuse(w, http.StatusTooManyRequests, fmt.Sprintf(
 			"too many viewers from %s: it has %d open and max_viewers_per_client is %d; close one and retry",
 			client, n, h.Config.MaxViewersPerClient))

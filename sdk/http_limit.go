@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -139,32 +141,64 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		cs := &l.h.conns
+		h := l.h
+		cs := &h.conns
 		client := clientOf(c.RemoteAddr().String())
 		_, refusal := cs.acquire(client, cs.maxPerClient, cs.max)
 		if refusal == admitted {
 			return &trackedConn{Conn: c, release: func() { cs.release(client) }}, nil
 		}
-		l.h.refused.conns.Add(1)
+		h.refused.conns.Add(1)
 		code, msg := http.StatusTooManyRequests, fmt.Sprintf(
 			"too many connections from %s (at most %d at once); close some and retry", client, cs.maxPerClient)
 		if refusal == refusedAll {
 			code, msg = http.StatusServiceUnavailable, "too many connections; retry later"
 		}
-		l.h.refused.note(l.h.Log, msg, client)
-		refuseConn(c, code, msg)
+		h.refused.note(h.Log, msg, client)
+		select {
+		case h.refusers <- struct{}{}:
+			h.wg.Add(1) // Serve's goroutine holds the group above zero meanwhile
+			go func() {
+				defer h.wg.Done()
+				defer func() { <-h.refusers }()
+				refuseConn(c, code, msg)
+			}()
+		default:
+			_ = c.Close() // a flood: no answer
+		}
 	}
 }
 
-// refuseConn answers a connection it will not serve and closes it. The
-// answer fits an empty socket buffer, so it never waits on the client;
-// a client that already sent its request may see a reset instead.
+// Refusing a connection politely takes a goroutine for up to refuseWait;
+// at most maxRefusers do so at once, and past that (a flood) connections
+// are closed without an answer.
+const (
+	maxRefusers = 32
+	refuseWait  = 500 * time.Millisecond
+)
+
+// refuseConn answers a connection it will not serve, once the client sent
+// its request (an answer before it would be unsolicited to clients such
+// as Go's), and closes it. A client that sends nothing gets nothing.
 func refuseConn(c net.Conn, code int, msg string) {
-	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(refuseWait))
+	var buf [4096]byte
+	n, read := 0, 0
+	for n < len(buf) {
+		m, err := c.Read(buf[n:])
+		n += m
+		read += m
+		if err != nil || bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
+			break
+		}
+	}
+	if read == 0 {
+		return
+	}
 	_, _ = c.Write(fmt.Appendf(nil,
 		"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: %d\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n",
 		code, http.StatusText(code), int(retryAfter/time.Second), len(msg)+1, msg))
-	_ = c.Close()
 }
 
 // trackedConn gives its connection's place back when closed, however it is
@@ -234,8 +268,8 @@ const (
 )
 
 // reclaim runs until ctx ends. When open connections have fallen to half
-// their peak or less, and by at least reclaimMinConns, it calls
-// debug.FreeOSMemory (a full collection that returns free pages).
+// their peak or less, and by at least reclaimMinConns, it collects garbage
+// and returns the free pages (debug.FreeOSMemory).
 func (h *HTTP) reclaim(ctx context.Context) {
 	t := time.NewTicker(reclaimCheck)
 	defer t.Stop()
@@ -252,6 +286,10 @@ func (h *HTTP) reclaim(ctx context.Context) {
 		}
 		h.conns.takePeak(true)
 		start := time.Now()
+		// net/http keeps closed connections' buffers in sync.Pools, which
+		// survive one collection: the first frees them, the second (with
+		// FreeOSMemory) returns the pages.
+		runtime.GC()
 		debug.FreeOSMemory()
 		last = time.Now()
 		h.conns.reclaims.Add(1)

@@ -3,10 +3,12 @@ package sdk_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -164,9 +166,9 @@ func TestHTTPAcquire(t *testing.T) {
 	}
 }
 
-// Connections over the per-client cap are answered 429 and closed at
-// once, without holding anything; other clients are served meanwhile, and
-// the cap frees as connections close.
+// Connections over the per-client cap are answered 429 and closed, never
+// served; other clients are served meanwhile, and the cap frees as
+// connections close.
 func TestHTTPConnectionsPerClient(t *testing.T) {
 	h := &sdk.HTTP{Config: sdk.HTTPConfig{MaxViewersPerClient: 1}}
 	base := serve(t, h)
@@ -183,6 +185,7 @@ func TestHTTPConnectionsPerClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
@@ -193,6 +196,17 @@ func TestHTTPConnectionsPerClient(t *testing.T) {
 		t.Fatalf("one over the cap: %d %v %q", resp.StatusCode, resp.Header, body)
 	}
 
+	// One more that sends nothing, as a flood does, is closed unanswered.
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := silent.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a silent connection over the cap: read %d, %v; want it closed", n, err)
+	}
+
 	if resp, err := clientFrom("127.0.0.2").Get(base + "/"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("another client during the flood: %v %v", resp, err)
 	}
@@ -201,7 +215,7 @@ func TestHTTPConnectionsPerClient(t *testing.T) {
 	if resp, err := clientFrom("127.0.0.1").Get(base + "/"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("the flooding client after the flood: %v %v", resp, err)
 	}
-	if st := h.Stats(); st.ConnectionsRefused != 1 {
+	if st := h.Stats(); st.ConnectionsRefused != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 }

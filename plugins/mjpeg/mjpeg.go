@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,8 +29,10 @@ var sampleConfig string
 
 // Config is the output's config block.
 type Config struct {
-	Listen       string       `yaml:"listen"`
-	MaxViewers   int          `yaml:"max_viewers"`
+	sdk.HTTPConfig `yaml:",inline"` // listen, max_viewers_per_client
+	// MaxViewers caps concurrent streams over all cameras.
+	MaxViewers int `yaml:"max_viewers"`
+	// WriteTimeout drops a viewer that takes longer to accept one frame.
 	WriteTimeout sdk.Duration `yaml:"write_timeout"`
 }
 
@@ -38,22 +41,24 @@ type Config struct {
 // skips frames and never holds up the others; the frame bytes are shared,
 // never copied per viewer.
 type MJPEG struct {
-	cfg   Config
-	log   *slog.Logger
-	feeds map[string]*feed
+	cfg  Config
+	log  *slog.Logger
+	http *sdk.HTTP
 
-	ln      net.Listener
-	srv     *http.Server
-	ctx     context.Context // ends when Stop is called; ends viewers' streams
-	cancel  context.CancelFunc
-	viewers atomic.Int64
+	// feeds maps camera names to feeds. SetCameras replaces the whole map,
+	// so HandleFrame and requests read it without locking.
+	feeds   atomic.Pointer[map[string]*feed]
+	setMu   sync.Mutex    // serializes SetCameras
 	stalled atomic.Uint64 // viewers dropped for not reading
-	refused atomic.Uint64 // viewers refused by max_viewers
 }
 
 // feed is one camera's newest frame, ready to send, and its counters.
 type feed struct {
 	latest sdk.Latest[*part]
+	// removed ends when the camera is removed from the output: its viewers'
+	// streams end then.
+	removed context.Context
+	remove  context.CancelFunc
 
 	frames  atomic.Uint64
 	viewers atomic.Int64
@@ -61,21 +66,30 @@ type feed struct {
 	skipped atomic.Uint64
 }
 
+func newFeed() *feed {
+	f := &feed{}
+	f.removed, f.remove = context.WithCancel(context.Background())
+	return f
+}
+
 // part is a frame ready to send: its part header is formatted once, for
 // every viewer.
 type part struct {
-	seq  uint64
-	head []byte
-	jpeg []byte
+	seq         uint64
+	placeholder bool
+	head        []byte
+	jpeg        []byte
 }
 
 // Configure implements sdk.Output.
 func (m *MJPEG) Configure(c sdk.Config) error {
-	m.cfg = Config{Listen: "127.0.0.1:8081", MaxViewers: 100, WriteTimeout: sdk.Duration(5 * time.Second)}
-	errs := sdk.AsConfigErrors(sdk.DecodeConfig(c.Raw, &m.cfg))
-	if _, _, err := net.SplitHostPort(m.cfg.Listen); err != nil {
-		errs = append(errs, sdk.Errorf("listen", "want host:port, e.g. 127.0.0.1:8081"))
+	m.cfg = Config{
+		HTTPConfig:   sdk.DefaultHTTPConfig("127.0.0.1:8081"),
+		MaxViewers:   100,
+		WriteTimeout: sdk.Duration(5 * time.Second),
 	}
+	errs := sdk.AsConfigErrors(sdk.DecodeConfig(c.Raw, &m.cfg))
+	errs = append(errs, m.cfg.HTTPConfig.Check()...)
 	if m.cfg.MaxViewers < 1 {
 		errs = append(errs, sdk.Errorf("max_viewers", "must be at least 1"))
 	}
@@ -83,64 +97,77 @@ func (m *MJPEG) Configure(c sdk.Config) error {
 		errs = append(errs, sdk.Errorf("write_timeout", "must be positive, e.g. 5s"))
 	}
 	m.log = c.Log
-	m.feeds = map[string]*feed{}
+	feeds := map[string]*feed{}
 	for _, cam := range c.Cameras {
-		m.feeds[cam] = &feed{}
+		feeds[cam] = newFeed()
 	}
+	m.feeds.Store(&feeds)
 	return errs.Err()
 }
 
+// ListenAddrs implements sdk.Listener.
+func (m *MJPEG) ListenAddrs() []string { return []string{m.cfg.Listen} }
+
 // Start implements sdk.Output.
-func (m *MJPEG) Start(context.Context) ([]string, error) {
-	ln, err := net.Listen("tcp", m.cfg.Listen)
-	if err != nil {
+func (m *MJPEG) Start(ctx context.Context) ([]string, error) {
+	m.http = &sdk.HTTP{Config: m.cfg.HTTPConfig, MaxViewers: m.cfg.MaxViewers, Log: m.log}
+	if err := m.http.Listen(ctx); err != nil {
 		return nil, err
 	}
-	m.ln = ln
-	m.ctx, m.cancel = context.WithCancel(context.Background())
-	m.srv = &http.Server{
-		Handler:           m.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		// No WriteTimeout: streams are long-lived; each frame write has its
-		// own deadline instead.
-		BaseContext: func(net.Listener) context.Context { return m.ctx },
+	m.http.Serve(m.Handler())
+	urls := []string{m.http.URL("/")}
+	for _, cam := range m.cameraNames() {
+		urls = append(urls, m.http.URL("/cameras/"+cam+"/stream.mjpg"))
 	}
-	go func() {
-		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.log.Error("serve", "err", err)
-		}
-	}()
-	base := "http://" + ln.Addr().String()
-	urls := []string{base + "/"}
-	for cam := range m.feeds {
-		urls = append(urls, base+"/cameras/"+cam+"/stream.mjpg")
-	}
-	m.log.Info("listening", "addr", ln.Addr().String())
 	return urls, nil
 }
 
-// Stop implements sdk.Output. Streams never go idle, so they are ended
-// through the server's base context before Shutdown waits for idle
-// connections.
-func (m *MJPEG) Stop(ctx context.Context) error {
-	if m.srv == nil {
-		return nil
+// Stop implements sdk.Output. Viewers' streams end as it begins.
+func (m *MJPEG) Stop(ctx context.Context) error { return m.http.Shutdown(ctx) }
+
+// SetCameras implements sdk.CameraSetter. Viewers of a removed camera are
+// disconnected; those of the other cameras are not touched.
+func (m *MJPEG) SetCameras(cameras []string) error {
+	m.setMu.Lock()
+	defer m.setMu.Unlock()
+	old := *m.feeds.Load()
+	feeds := make(map[string]*feed, len(cameras))
+	for _, cam := range cameras {
+		if fd, ok := old[cam]; ok {
+			feeds[cam] = fd
+		} else {
+			feeds[cam] = newFeed()
+		}
 	}
-	m.cancel()
-	return m.srv.Shutdown(ctx)
+	m.feeds.Store(&feeds)
+	for cam, fd := range old {
+		if _, kept := feeds[cam]; !kept {
+			fd.remove()
+		}
+	}
+	return nil
+}
+
+func (m *MJPEG) feed(camera string) (*feed, bool) {
+	fd, ok := (*m.feeds.Load())[camera]
+	return fd, ok
 }
 
 // HandleFrame implements sdk.Output.
 func (m *MJPEG) HandleFrame(f sdk.Frame) {
-	fd, ok := m.feeds[f.Camera]
+	fd, ok := m.feed(f.Camera)
 	if !ok {
 		return
 	}
 	ts := f.Captured.UnixMicro()
-	head := fmt.Appendf(nil, "Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %d.%06d\r\nX-Frame-Seq: %d\r\n\r\n", len(f.JPEG), ts/1e6, ts%1e6, f.Seq)
+	state := "live"
+	if f.Placeholder {
+		state = "offline"
+	}
+	head := fmt.Appendf(nil, "Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %d.%06d\r\nX-Frame-Seq: %d\r\nX-Camera-State: %s\r\n\r\n",
+		len(f.JPEG), ts/1e6, ts%1e6, f.Seq, state)
 	fd.frames.Add(1)
-	fd.latest.Set(&part{seq: f.Seq, head: head, jpeg: f.JPEG})
+	fd.latest.Set(&part{seq: f.Seq, placeholder: f.Placeholder, head: head, jpeg: f.JPEG})
 }
 
 // Handler returns the plugin's HTTP routes.
@@ -154,21 +181,23 @@ func (m *MJPEG) Handler() http.Handler {
 var crlfBoundary = []byte("\r\n--" + Boundary + "\r\n")
 
 func (m *MJPEG) serveStream(w http.ResponseWriter, r *http.Request) {
-	fd, ok := m.feeds[r.PathValue("camera")]
+	fd, ok := m.feed(r.PathValue("camera"))
 	if !ok {
 		http.Error(w, "no such camera", http.StatusNotFound)
 		return
 	}
-	if n := m.viewers.Add(1); n > int64(m.cfg.MaxViewers) {
-		m.viewers.Add(-1)
-		m.refused.Add(1)
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, fmt.Sprintf("too many viewers (max_viewers is %d)", m.cfg.MaxViewers), http.StatusServiceUnavailable)
+	release, ok := m.http.Acquire(w, r)
+	if !ok {
 		return
 	}
-	defer m.viewers.Add(-1)
+	defer release()
 	fd.viewers.Add(1)
 	defer fd.viewers.Add(-1)
+	// The stream ends when the viewer leaves, the plugin stops, or the
+	// camera is removed from the output.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(fd.removed, cancel)()
 
 	// ?fps=N caps this viewer's rate (e.g. a dashboard thumbnail).
 	var minGap time.Duration
@@ -182,7 +211,6 @@ func (m *MJPEG) serveStream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Pragma", "no-cache")
 	h.Set("Connection", "close")
 	h.Set("X-Accel-Buffering", "no") // tell nginx not to buffer
-	h.Set("Access-Control-Allow-Origin", "*")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	timeout := time.Duration(m.cfg.WriteTimeout)
@@ -200,12 +228,14 @@ func (m *MJPEG) serveStream(w http.ResponseWriter, r *http.Request) {
 		lastSent time.Time
 	)
 	for {
-		p, v, err := fd.latest.Next(r.Context(), ver)
+		p, v, err := fd.latest.Next(ctx, ver)
 		if err != nil {
 			return
 		}
 		ver = v
-		if last != nil && p.seq > last.seq+1 {
+		// Placeholders are numbered by camd, not the camera: only gaps
+		// between camera frames are frames this viewer skipped.
+		if last != nil && !last.placeholder && !p.placeholder && p.seq > last.seq+1 {
 			fd.skipped.Add(p.seq - last.seq - 1)
 		}
 		last = p
@@ -234,7 +264,7 @@ func (m *MJPEG) serveStream(w http.ResponseWriter, r *http.Request) {
 			lastSent = time.Now()
 			if wait > 0 {
 				select {
-				case <-r.Context().Done():
+				case <-ctx.Done():
 					return
 				case <-time.After(wait):
 				}
@@ -272,7 +302,7 @@ func (m *MJPEG) serveIndex(w http.ResponseWriter, r *http.Request) {
 	_ = indexTmpl.Execute(w, m.cameraNames())
 }
 
-func (m *MJPEG) cameraNames() []string { return slices.Sorted(maps.Keys(m.feeds)) }
+func (m *MJPEG) cameraNames() []string { return slices.Sorted(maps.Keys(*m.feeds.Load())) }
 
 // cameraStatus is one camera's counters in Status.
 type cameraStatus struct {
@@ -285,16 +315,21 @@ type cameraStatus struct {
 // Status implements sdk.StatusReporter.
 func (m *MJPEG) Status() any {
 	cams := map[string]cameraStatus{}
-	for name, fd := range m.feeds {
+	for name, fd := range *m.feeds.Load() {
 		cams[name] = cameraStatus{Frames: fd.frames.Load(), Viewers: fd.viewers.Load(), Sent: fd.sent.Load(), Skipped: fd.skipped.Load()}
 	}
-	return map[string]any{
-		"viewers": m.viewers.Load(), "stalled_dropped": m.stalled.Load(), "refused": m.refused.Load(), "cameras": cams,
+	st := map[string]any{"stalled_dropped": m.stalled.Load(), "cameras": cams}
+	if m.http != nil {
+		hs := m.http.Stats()
+		st["viewers"], st["refused"], st["http"] = hs.Viewers, hs.ViewersRefused+hs.ClientRefused, hs
 	}
+	return st
 }
 
 // Interface guards.
 var (
 	_ sdk.Output         = (*MJPEG)(nil)
 	_ sdk.StatusReporter = (*MJPEG)(nil)
+	_ sdk.Listener       = (*MJPEG)(nil)
+	_ sdk.CameraSetter   = (*MJPEG)(nil)
 )

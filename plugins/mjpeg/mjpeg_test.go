@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -28,6 +29,9 @@ func TestConfig(t *testing.T) {
 		{"unknown key", "listen: 127.0.0.1:1\nmax_viewer: 3\n", []string{"max_viewer: unknown key"}},
 		{"bad listen", "listen: 8081\n", []string{"listen: want host:port"}},
 		{"bad viewers and timeout", "max_viewers: 0\nwrite_timeout: soon\n", []string{`write_timeout: invalid duration "soon"`, "max_viewers: must be at least 1"}},
+		{"per-client cap", "max_viewers_per_client: 3\n", nil},
+		{"bad per-client cap", "max_viewers_per_client: 0\n", []string{"max_viewers_per_client: must be at least 1"}},
+		{"port out of range", "listen: 127.0.0.1:99999\n", []string{"listen: want a port number"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { sdktest.CheckConfig(t, &MJPEG{}, []string{"cam"}, tt.yaml, tt.want...) })
@@ -66,39 +70,49 @@ func TestStreamParts(t *testing.T) {
 	}
 	img := jpegFrame(t)
 	captured := time.Unix(1700000000, 123456000)
-	sent := make(chan error, 1)
-	go func() {
-		for seq := uint64(1); seq <= 3; seq++ {
-			if err := h.Send(sdk.Frame{Camera: "cam", Seq: seq, Captured: captured, Width: 160, Height: 120, JPEG: img}); err != nil {
-				sent <- err
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		sent <- nil
-	}()
-	defer func() {
-		if err := <-sent; err != nil {
-			t.Error(err)
-		}
-	}()
+	// Each frame is sent once the viewer has read the one before, so the
+	// viewer sees every one: live, offline while camd draws placeholders,
+	// live again.
+	frames := []struct {
+		seq         uint64
+		placeholder bool
+		state       string
+	}{
+		{1, false, "live"},
+		{2, false, "live"},
+		{1000, true, "offline"},
+		{1001, true, "offline"},
+		{3, false, "live"},
+	}
 	// Go's own multipart reader, a client nobody here wrote.
 	mr := multipart.NewReader(resp.Body, params["boundary"])
-	for i := 0; i < 2; i++ {
+	for _, f := range frames {
+		if err := h.Send(sdk.Frame{Camera: "cam", Seq: f.seq, Captured: captured, Width: 160, Height: 120, JPEG: img, Placeholder: f.placeholder}); err != nil {
+			t.Fatal(err)
+		}
 		p, err := mr.NextPart()
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(p)
 		if !bytes.Equal(body, img) {
-			t.Fatalf("part %d: %d bytes, want %d", i, len(body), len(img))
+			t.Fatalf("part %d: %d bytes, want %d", f.seq, len(body), len(img))
 		}
-		if p.Header.Get("Content-Type") != "image/jpeg" || p.Header.Get("Content-Length") != strconv.Itoa(len(img)) {
-			t.Fatalf("part headers %v", p.Header)
+		for k, want := range map[string]string{
+			"Content-Type":   "image/jpeg",
+			"Content-Length": strconv.Itoa(len(img)),
+			"X-Timestamp":    "1700000000.123456",
+			"X-Frame-Seq":    strconv.FormatUint(f.seq, 10),
+			"X-Camera-State": f.state,
+		} {
+			if got := p.Header.Get(k); got != want {
+				t.Fatalf("part %d: %s = %q, want %q", f.seq, k, got, want)
+			}
 		}
-		if ts := p.Header.Get("X-Timestamp"); ts != "1700000000.123456" {
-			t.Fatalf("X-Timestamp = %q", ts)
-		}
+	}
+	// Placeholders are not counted as frames the viewer skipped.
+	if st := h.Status()["cameras"].(map[string]any)["cam"].(map[string]any); st["skipped"] != 0.0 || st["frames"] != 5.0 {
+		t.Fatalf("status %v", st)
 	}
 }
 
@@ -125,24 +139,152 @@ func TestUnknownCameraAndIndex(t *testing.T) {
 	}
 }
 
+// clientFrom returns an HTTP client whose connections come from the
+// loopback address from (127.0.0.x), so one test can be several clients.
+func clientFrom(from string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+// Streams are capped per client address (429) and over all (503), each
+// refusal with Retry-After and the limit's name; a stream that ends frees
+// its slot.
 func TestMaxViewers(t *testing.T) {
-	_, base := start(t, []string{"cam"}, "max_viewers: 2\n")
-	for i := 0; i < 2; i++ {
-		resp, err := http.Get(base + "/cameras/cam/stream.mjpg")
+	h, base := start(t, []string{"cam"}, "max_viewers: 3\nmax_viewers_per_client: 2\n")
+	steps := []struct {
+		from     string
+		code     int
+		contains string
+	}{
+		{"127.0.0.1", 200, ""},
+		{"127.0.0.1", 200, ""},
+		{"127.0.0.1", 429, "too many viewers from 127.0.0.1: it has 2 open and max_viewers_per_client is 2"},
+		{"127.0.0.2", 200, ""},
+		{"127.0.0.3", 503, "too many viewers (max_viewers is 3)"},
+	}
+	var open []*http.Response
+	defer func() {
+		for _, r := range open {
+			r.Body.Close()
+		}
+	}()
+	for i, s := range steps {
+		resp, err := clientFrom(s.from).Get(base + "/cameras/cam/stream.mjpg")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		if resp.StatusCode == 200 {
+			open = append(open, resp)
+		} else {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), s.contains) {
+				t.Fatalf("step %d: Retry-After %q, body %q, want %q", i, resp.Header.Get("Retry-After"), body, s.contains)
+			}
+		}
+		if resp.StatusCode != s.code {
+			t.Fatalf("step %d (%s): status %d, want %d", i, s.from, resp.StatusCode, s.code)
+		}
 	}
-	resp, err := http.Get(base + "/cameras/cam/stream.mjpg")
+	if st := h.Status(); st["viewers"] != 3.0 || st["refused"] != 2.0 {
+		t.Fatalf("status %v", st)
+	}
+	open[0].Body.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for h.Status()["viewers"] != 2.0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("slot not freed: %v", h.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := clientFrom("127.0.0.3").Get(base + "/cameras/cam/stream.mjpg")
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "max_viewers is 2") {
-		t.Fatalf("third viewer: %d %q", resp.StatusCode, body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("after a viewer left: %d", resp.StatusCode)
 	}
+}
+
+// SetCameras changes the cameras while running: viewers of a removed
+// camera are disconnected, viewers of a kept one keep every frame, an
+// added camera is served at once.
+func TestSetCameras(t *testing.T) {
+	h, base := start(t, []string{"front", "back"}, "")
+	img := jpegFrame(t)
+	watch := func(cam string) (*http.Response, *device.MultipartReader) {
+		t.Helper()
+		resp, err := http.Get(base + "/cameras/" + cam + "/stream.mjpg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", cam, resp.StatusCode)
+		}
+		return resp, device.NewMultipartReader(resp.Body, Boundary, 8<<20)
+	}
+	next := func(cam string, r *device.MultipartReader, seq uint64) {
+		t.Helper()
+		if err := h.Send(sdk.Frame{Camera: cam, Seq: seq, Captured: time.Now(), JPEG: img}); err != nil {
+			t.Fatal(err)
+		}
+		hdr, _, err := r.NextPart()
+		if err != nil {
+			t.Fatalf("%s: %v", cam, err)
+		}
+		if got := hdr.Get("X-Frame-Seq"); got != strconv.FormatUint(seq, 10) {
+			t.Fatalf("%s: frame %s, want %d", cam, got, seq)
+		}
+	}
+	_, frontR := watch("front")
+	_, backR := watch("back")
+	next("front", frontR, 1)
+	next("back", backR, 1)
+
+	if err := h.SetCameras([]string{"back", "side"}); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		var err error
+		for err == nil {
+			_, _, err = frontR.NextPart()
+		}
+		ended <- err
+	}()
+	select {
+	case <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the removed camera's viewer is still connected")
+	}
+	next("back", backR, 2) // untouched: the same connection, the next frame
+	_, sideR := watch("side")
+	next("side", sideR, 1)
+	next("back", backR, 3)
+
+	resp, err := http.Get(base + "/cameras/front/stream.mjpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("removed camera: %d", resp.StatusCode)
+	}
+	// A removed camera's frames (camd stops them before the call) would be
+	// ignored; its status is gone.
+	cams := h.Status()["cameras"].(map[string]any)
+	if _, ok := cams["front"]; ok || len(cams) != 2 {
+		t.Fatalf("cameras in status: %v", cams)
+	}
+	// Re-adding a camera starts it afresh.
+	if err := h.SetCameras([]string{"front", "back", "side"}); err != nil {
+		t.Fatal(err)
+	}
+	_, frontR = watch("front")
+	next("front", frontR, 7)
+	next("back", backR, 4)
 }
 
 // A viewer that stops reading is dropped after write_timeout, and a normal
