@@ -5,7 +5,8 @@ idle keep-alive connection, a client trickling its request head
 (slowloris), a viewer that stopped reading. So when all max_clients slots
 are taken and another client connects, the server makes room instead of
 refusing (_victim): it closes the longest-idle keep-alive connection; else
-the slowest client still sending its request head; else a stream viewer
+the slowest client still sending its request head (the one that has been
+at it longest; the newcomer is always the newest); else a stream viewer
 whose sends have not moved for STALL_MS. A request being served, and a
 viewer that is keeping up, are never closed for this. Only when nobody
 qualifies does the newcomer get 503.
@@ -28,9 +29,6 @@ from . import handlers
 # import, so that sending it needs no memory.
 _BUSY = response_head(503, [("Content-Type", "text/plain"), ("Retry-After", "1")], 19, False) + b"503 server is busy\n"
 
-# A connection gets this long to send its request head before it can be
-# judged slow: a real client sends it right after connecting.
-HEAD_GRACE_MS = 50
 # A viewer whose send has been stuck this long can be closed to make room.
 STALL_MS = 1000
 
@@ -141,17 +139,16 @@ class Server:
     def _victim(self, now):
         """The connection to close so that a new one can come in, or None."""
         idle = slow = None
-        slow_age = 0
         for c in self.conns:
             if c.state == IDLE:
                 if idle is None or ticks_diff(c.since, idle.since) < 0:
                     idle = c
             elif c.state == HEAD:
-                # Slowest first: the fewest bytes per ms so far. A fresh
-                # connection is not judged before HEAD_GRACE_MS.
-                age = ticks_diff(now, c.since)
-                if age >= HEAD_GRACE_MS and (slow is None or c.got * slow_age < slow.got * age):
-                    slow, slow_age = c, age
+                # Slowest first: the head that has been arriving longest.
+                # A real client sends its head at once; a silent or
+                # trickling one (slowloris) sits here.
+                if slow is None or ticks_diff(c.since, slow.since) < 0:
+                    slow = c
         return idle or slow or self.stalled_viewer(now)
 
     def stalled_viewer(self, now):

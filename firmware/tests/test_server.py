@@ -357,21 +357,39 @@ class TestControl(ServerTest):
         self.assertEqual((st["brightness"], st["hmirror"], st["gainceiling"], st["led_intensity"]), (1, 1, 3, 255))
 
     def test_framesize_during_stream(self):
+        """The capture task reinitialises the camera between two frames;
+        /control answers once that is done, and the viewer goes on, with
+        frames of the new size."""
+        import json
         r = MJPEGReader(self.fw)
         time.sleep(0.3)
+        self.assertEqual(jpeg_size(r.parts[-1][1]), (320, 240))
         for size in (10, 1, 6, 10):  # VGA, QQVGA, QVGA, VGA, rapid
             self.assertEqual(get(self.fw, "/control?var=framesize&val=%d" % size)[0], 200)
-        self.assertEqual(get(self.fw, "/control?var=framesize&val=23")[0], 200)  # clamped to UXGA
-        import json
+        self.assertEqual(get(self.fw, "/control?var=framesize&val=1")[0], 200)
         st = json.loads(get(self.fw, "/status")[2])
-        self.assertEqual(st["framesize"], 15)
+        self.assertEqual((st["framesize"], st["width"], st["height"]), (1, 160, 120))
         n = len(r.parts)
         time.sleep(0.5)
         self.assertGreater(len(r.parts), n, "stream stopped after reconfigure")
+        self.assertEqual(jpeg_size(r.parts[-1][1]), (160, 120))
         r.close()
         r.join(2)
         for _, jpeg in r.parts:
             self.assertTrue(untorn(jpeg))
+        cam = self.fw.app.camera.cam
+        self.assertEqual(cam.reconfigured_in.get_coro().__qualname__, "FrameSource.run")
+
+    def test_framesize_clamped_and_while_idle(self):
+        """No viewer, so no capturing: the capture task still applies it."""
+        import json
+        t0 = time.time()
+        self.assertEqual(get(self.fw, "/control?var=framesize&val=23")[0], 200)  # QSXGA: over the OV2640
+        self.assertLess(time.time() - t0, 1)
+        st = json.loads(get(self.fw, "/status")[2])
+        self.assertEqual(st["framesize"], 15)  # clamped to UXGA
+        status, _, body = get(self.fw, "/capture")
+        self.assertEqual((status, jpeg_size(body)), (200, (640, 480)))  # the shim's biggest testdata
 
 
 class TestCameraFaults(ServerTest):

@@ -260,6 +260,11 @@ class Camera:
         if frame_size is not None:
             _check_enum(frame_size, FrameSize, "frame_size")
         self._i2c_lock()
+        try:  # for tests: which task did it
+            import asyncio
+            self.reconfigured_in = asyncio.current_task()
+        except RuntimeError:
+            self.reconfigured_in = None
         time.sleep(0.05)  # deinit + init: slow, and it blocks
         self.reconfigures += 1
         if frame_size is not None:
