@@ -40,10 +40,14 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "b2c0a5b4-camd-output",
 }
 
-// Info identifies a plugin to camd.
+// Info identifies a plugin to camd and to a person running it by hand.
 type Info struct {
 	Name    string
 	Version string
+	// SampleConfig is the plugin's sample config block with its defaults
+	// (usually an embedded sample.yaml): `camd-plugin-<name>
+	// -sample-config` prints it, and the plugin's README shows it.
+	SampleConfig string
 }
 
 // Frame is one JPEG image from one camera. JPEG is shared, read-only memory:

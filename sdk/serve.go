@@ -2,6 +2,8 @@ package sdk
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,9 +18,12 @@ import (
 )
 
 // Serve runs out as a camd output plugin and returns when camd stops it.
-// Call it from main. Run by hand (not by camd) it prints a short notice and
-// exits.
+// Call it from main. Run by hand (not by camd) it answers -version and
+// -sample-config, and otherwise says how it is meant to be used.
 func Serve(info Info, out Output) {
+	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
+		os.Exit(byHand(info, os.Args[1:], os.Stdout, os.Stderr))
+	}
 	// Capture the real stderr before go-plugin swaps os.Stderr: camd reads
 	// it line by line and re-emits these JSON lines under the output's name.
 	log := NewLogger(os.Stderr, slog.LevelDebug)
@@ -120,4 +125,38 @@ func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
 			return a
 		},
 	}))
+}
+
+// byHand is what a plugin does when a person runs it: camd did not start
+// it (the handshake cookie is missing).
+func byHand(info Info, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("camd-plugin-"+info.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	version := fs.Bool("version", false, "print the plugin's version and the contract version it speaks")
+	sample := fs.Bool("sample-config", false, "print a sample config block (outputs[].config) with the defaults")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "camd-plugin-%s is a camd output plugin. camd starts it for an output with\n"+
+			"plugin: %s in config.yaml; run by hand it only answers these flags:\n\n", info.Name, info.Name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	switch {
+	case *version:
+		fmt.Fprintf(stdout, "camd-plugin-%s %s (plugin contract v%d)\n", info.Name, info.Version, APIVersion)
+	case *sample:
+		if info.SampleConfig == "" {
+			fmt.Fprintf(stderr, "camd-plugin-%s has no sample config\n", info.Name)
+			return 1
+		}
+		fmt.Fprint(stdout, info.SampleConfig)
+	default:
+		fs.Usage()
+		return 2
+	}
+	return 0
 }

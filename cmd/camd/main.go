@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -59,10 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
-	case "run", "validate", "reload":
-	case "version":
-		printVersion(stdout)
-		return 0
+	case "run", "validate", "reload", "version":
 	case "help":
 		usage(stdout)
 		return 0
@@ -89,9 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if *showVersion {
-		printVersion(stdout)
-		return 0
+	if *showVersion || cmd == "version" {
+		return printVersion(*path, cmd == "version", stdout, stderr)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "camd %s: unexpected argument %q\n", cmd, fs.Arg(0))
@@ -118,8 +115,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return serve(cfg, opt, stderr)
 }
 
-func printVersion(w io.Writer) {
-	fmt.Fprintf(w, "camd %s (plugin contract v%d)\n", version, sdk.APIVersion)
+// printVersion prints camd's version and, when the config file can be
+// read (plugins: also for `camd version`), each configured plugin's.
+func printVersion(path string, plugins bool, stdout, stderr io.Writer) int {
+	fmt.Fprintf(stdout, "camd %s (plugin contract v%d)\n", version, sdk.APIVersion)
+	if !plugins {
+		return 0
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stderr, "camd version: plugins: %s\n", redact.New().String(err.Error()))
+		}
+		return 0
+	}
+	for _, o := range cfg.Outputs {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		out, err := exec.CommandContext(ctx, cfg.PluginPath(o), "-version").Output()
+		cancel()
+		v := strings.TrimSpace(string(out))
+		if err != nil || v == "" {
+			v = fmt.Sprintf("%s: no version (%v)", cfg.PluginPath(o), err)
+		}
+		fmt.Fprintf(stdout, "output %s: %s\n", o.Name, v)
+	}
+	return 0
 }
 
 // serve runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the config.
