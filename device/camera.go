@@ -68,7 +68,8 @@ type Camera struct {
 	MaxRetry time.Duration // backoff cap; 0 means 10s
 	// OfflineAfter is how long without a good frame before the camera is
 	// offline (and placeholders are sent); 0 means 2s. A camera not seen
-	// since Run started gets its first placeholder after at most a second.
+	// since Run started is offline as soon as an attempt failed, or after
+	// a second.
 	OfflineAfter time.Duration
 	Log          *slog.Logger
 
@@ -80,6 +81,7 @@ type Camera struct {
 	// Guarded by mu too; they describe the current Run.
 	lastGood  time.Time  // arrival of the newest good frame, or Run's start
 	seen      bool       // a good frame arrived since Run started
+	failedYet bool       // a connection attempt failed since Run started
 	declared  bool       // the current outage was logged and placeholders go out
 	problem   failure    // the newest failure; zero after a good frame
 	sinceGood DropCounts // drops since the last good frame
@@ -114,7 +116,7 @@ type Stats struct {
 // never called concurrently and must not block for long. Run returns after
 // every goroutine it started has ended.
 func (c *Camera) Run(ctx context.Context, emit func(sdk.Frame)) {
-	r := &run{c: c, emit: emit, log: c.Log,
+	r := &run{c: c, emit: emit, log: c.Log, wake: make(chan struct{}, 1),
 		minRetry: c.MinRetry, maxRetry: c.MaxRetry, offlineAfter: c.OfflineAfter, maxBytes: c.MaxBytes}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -161,6 +163,11 @@ type run struct {
 
 	emitMu sync.Mutex // one emit at a time; guards seq
 	seq    uint64
+
+	// wake asks watch to look now: a camera never seen has just failed.
+	wake chan struct{}
+	// lastPlaceholder is when watch last sent one; only watch uses it.
+	lastPlaceholder time.Time
 }
 
 // emitLocked numbers f and emits it; r.emitMu is held.
@@ -354,8 +361,18 @@ func (r *run) failed(err error, f failure) {
 	c.stats.LastError = text
 	c.problem = f
 	changed := c.setDownStateLocked(now)
+	first := !c.seen && !c.failedYet
+	c.failedYet = true
 	c.mu.Unlock()
 	r.logChange(changed)
+	if first {
+		// A camera that failed before its first frame is offline now:
+		// say so at once rather than after OfflineAfter.
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
 	r.log.Debug("camera connection failed", "err", text, "reason", f.reason, "unreachable", f.unreachable)
 }
 
@@ -418,8 +435,9 @@ func (r *run) logDrops(counts DropCounts, last error) {
 	r.log.Warn("camera sends bad frames", args...)
 }
 
-// watch declares an outage once no good frame came for OfflineAfter (or,
-// for a camera not seen since the start, for at most a second), then
+// watch declares an outage once no good frame came for OfflineAfter (for
+// a camera not seen since the start: once an attempt failed, or after a
+// second), then
 // sends a placeholder every second until frames return; it also logs bad
 // frames that drop left pending. It runs until ctx ends.
 func (r *run) watch(ctx context.Context) {
@@ -431,6 +449,7 @@ func (r *run) watch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-r.wake:
 		}
 		t.Reset(r.tick(&ph, time.Now()))
 	}
@@ -447,9 +466,13 @@ func (r *run) tick(ph *placeholder, now time.Time) time.Duration {
 	}
 	quiet, after := now.Sub(c.lastGood), r.offlineAfter
 	if !c.seen {
-		// A camera never seen is waited for at most a second: a viewer
-		// arriving at camd's start gets a picture saying why it waits.
+		// A camera never seen is waited for at most a second, and not
+		// at all once an attempt failed: a viewer arriving at camd's
+		// start gets a picture saying why it waits.
 		after = min(after, placeholderEvery)
+		if c.failedYet {
+			after = 0
+		}
 	}
 	if quiet < after {
 		c.mu.Unlock()
@@ -482,6 +505,10 @@ func (r *run) tick(ph *placeholder, now time.Time) time.Duration {
 	if warnDrops {
 		r.logDrops(counts, nil)
 	}
+	if due := r.lastPlaceholder.Add(placeholderEvery); now.Before(due) {
+		return min(next, due.Sub(now)) // woken early: one a second at most
+	}
+	r.lastPlaceholder = now
 	if w <= 0 || h <= 0 {
 		w, h = placeholderW, placeholderH
 	}
@@ -500,7 +527,7 @@ func (c *Camera) start(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stats.State, c.stats.Since, c.stats.Reason = StateOffline, now, ""
-	c.lastGood, c.seen, c.declared = now, false, false
+	c.lastGood, c.seen, c.failedYet, c.declared = now, false, false, false
 	c.problem, c.sinceGood, c.pending = failure{}, DropCounts{}, DropCounts{}
 	c.dropWarn, c.stateWarn = time.Time{}, time.Time{}
 }
