@@ -123,6 +123,15 @@ func (o *Output) Listen() []string {
 	return o.listen
 }
 
+// URLs returns the output's state and the URLs the plugin serves,
+// without asking the plugin (Status does): cheap enough for every request
+// camd proxies to it.
+func (o *Output) URLs() (state string, urls []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.state, o.urls
+}
+
 // Spec returns the spec the output was made with.
 func (o *Output) Spec() Spec { return o.spec }
 
