@@ -3,20 +3,25 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
 // startHostsim runs the real firmware under CPython (firmware/hostsim.py)
-// on port and returns its process.
-func startHostsim(t *testing.T, port int) *exec.Cmd {
+// on port and returns its process. env adds settings the way the board's
+// settings.toml would ("CAMSERVER_TOKEN=...").
+func startHostsim(t *testing.T, port int, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("python3", "../firmware/hostsim.py", "--port", strconv.Itoa(port), "--fps", "20", "--size", "320x240")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -59,7 +64,7 @@ func boardStatus(t *testing.T, port int) map[string]any {
 // camd's esp32 source against the real firmware (on the host): frames flow
 // through camd to a viewer over one connection to the board, in both
 // modes; the board goes away and comes back, and the viewer stays.
-func TestESP32FirmwareThroughCamd(t *testing.T) {
+func TestHostsimThroughCamd(t *testing.T) {
 	for _, mode := range []string{"capture", "stream"} {
 		t.Run(mode, func(t *testing.T) {
 			port := freePort(t)
@@ -89,4 +94,106 @@ outputs:
 			}
 		})
 	}
+}
+
+// boardGet is a GET to the board itself, with a bearer token if given.
+func boardGet(t *testing.T, port int, path, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// camdStatusBody is camd's /api/status as it is served, unparsed.
+func camdStatusBody(t *testing.T, c *camd) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", c.api+"/api/status", nil)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+// A board protected by CAMSERVER_TOKEN: camd's esp32 source sends the
+// token: key as a bearer header and reads frames, in both modes; with the
+// wrong token it gets none. The token never shows in camd's /api/status
+// or its logs.
+func TestHostsimTokenThroughCamd(t *testing.T) {
+	token := "board-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	port := freePort(t)
+	startHostsim(t, port, "CAMSERVER_TOKEN="+token)
+	// The board really wants it (else this test proves nothing).
+	if code, _ := boardGet(t, port, "/capture", ""); code != http.StatusUnauthorized {
+		t.Fatalf("board without the token: %d, want 401", code)
+	}
+	if code, _ := boardGet(t, port, "/capture", token); code != http.StatusOK {
+		t.Fatalf("board with the token: %d, want 200", code)
+	}
+	noLeak := func(t *testing.T, c *camd, secrets ...string) {
+		t.Helper()
+		st, logs := camdStatusBody(t, c), c.logs.String()
+		for _, s := range secrets {
+			if strings.Contains(st, s) {
+				t.Errorf("camd's /api/status shows the token: %s", st)
+			}
+			if strings.Contains(logs, s) {
+				t.Errorf("camd's log shows the token:\n%s", logs)
+			}
+		}
+	}
+	for _, mode := range []string{"capture", "stream"} {
+		t.Run(mode, func(t *testing.T) {
+			c := startCamd(t, fmt.Sprintf(`
+cameras:
+  - name: locked
+    source: {type: esp32, url: "http://127.0.0.1:%d", mode: %s, fps: 0, token: %q}
+outputs:
+  - {name: web, plugin: mjpeg, config: {listen: "127.0.0.1:0"}}
+`, port, mode, token))
+			v := watch(t, streamURL(c.waitOutputs(nil), "web", "locked"))
+			v.waitFrames(t, 20, 15*time.Second)
+			// Frames from the board, not camd's offline placeholders.
+			for _, cam := range c.status().Cameras {
+				if cam.Name == "locked" && cam.Frames < 20 {
+					t.Errorf("camd read %d frames from the board, want 20 or more", cam.Frames)
+				}
+			}
+			noLeak(t, c, token)
+		})
+	}
+	t.Run("wrong token", func(t *testing.T) {
+		wrong := "not-the-" + token
+		c := startCamd(t, fmt.Sprintf(`
+cameras:
+  - name: locked
+    source: {type: esp32, url: "http://127.0.0.1:%d", mode: capture, fps: 0, token: %q}
+outputs:
+  - {name: web, plugin: mjpeg, config: {listen: "127.0.0.1:0"}}
+`, port, wrong))
+		c.waitOutputs(nil)
+		time.Sleep(2 * time.Second) // camd has tried, and been refused
+		for _, cam := range c.status().Cameras {
+			if cam.Name == "locked" && cam.Frames > 0 {
+				t.Errorf("camd read %d frames with the wrong token", cam.Frames)
+			}
+		}
+		if st := camdStatusBody(t, c); !strings.Contains(st, "401") {
+			t.Errorf("camd's status does not say the board refused it: %s", st)
+		}
+		noLeak(t, c, wrong, token)
+	})
 }
