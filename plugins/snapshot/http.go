@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"math"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/camd/camd/sdk"
@@ -25,73 +28,93 @@ func (s *Snapshot) Handler() http.Handler {
 	return mux
 }
 
-// serveSnapshot answers with the newest frame from memory. Freshness is
-// explicit: ?max_age=500ms waits (up to `wait`) for a frame at most that
-// old; ?newer_than=SEQ waits for a frame numbered above SEQ, and
-// ?newer_than=TIME (RFC 3339, unix seconds with a fraction, or "now") for
-// one captured after TIME. Without a frame that qualifies: 503.
+// stillWriteTimeout drops a client that does not take a still in this
+// long, instead of holding its goroutine and connection.
+const stillWriteTimeout = 30 * time.Second
+
+// serveSnapshot answers with the camera's newest frame from memory. A plain
+// GET answers it while it is at most stale_after old, and 503 otherwise:
+// never a stale 200. Freshness can be asked for instead (then stale_after
+// does not apply): ?max_age=500ms waits (up to `wait`) for a frame at most
+// that old; ?newer_than=SEQ waits for a frame numbered above SEQ, and
+// ?newer_than=TIME for one captured after TIME. ?placeholder=1 answers the
+// picture camd draws while the camera is offline instead of that 503.
+// Only the camera's own frames count as fresh; X-Camera-State says
+// whether the camera is live or offline.
 func (s *Snapshot) serveSnapshot(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.cams[r.PathValue("camera")]
+	c, ok := s.camera(r.PathValue("camera"))
 	if !ok {
 		http.Error(w, "no such camera", http.StatusNotFound)
 		return
 	}
-	arrived := time.Now()
-	q := r.URL.Query()
-	var want func(sdk.Frame) bool
-	var what string
-	if v := q.Get("max_age"); v != "" {
-		d, err := sdk.ParseDuration(v)
-		if err != nil || d < 0 {
-			http.Error(w, "bad max_age: want a duration such as 500ms", http.StatusBadRequest)
+	q, err := parseStillQuery(r.URL.Query(), time.Now(), time.Duration(s.cfg.Wait))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	staleAfter := time.Duration(s.cfg.StaleAfter)
+	fits := q.fits
+	if !q.asks() {
+		fits = func(f sdk.Frame) bool { return time.Since(f.Captured) <= staleAfter }
+	}
+	f, ver := c.real.Get()
+	found := ver > 0 && fits(f)
+	if !found && q.asks() && q.timeout > 0 {
+		// A waiting request holds a viewer slot: one client cannot park
+		// thousands of them.
+		release, ok := s.http.Acquire(w, r)
+		if !ok {
 			return
 		}
-		want = func(f sdk.Frame) bool { return time.Since(f.Captured) <= d }
-		what = "no frame newer than " + v
-	}
-	if v := q.Get("newer_than"); v != "" {
-		pred, err := newerThan(v, arrived)
-		if err != nil {
-			http.Error(w, "bad newer_than: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		prev := want
-		want = func(f sdk.Frame) bool { return pred(f) && (prev == nil || prev(f)) }
-		what = "no frame newer than " + v
-	}
-	timeout := time.Duration(s.cfg.Wait)
-	if v := q.Get("timeout"); v != "" {
-		d, err := sdk.ParseDuration(v)
-		if err != nil || d < 0 {
-			http.Error(w, "bad timeout", http.StatusBadRequest)
-			return
-		}
-		timeout = min(d, 60*time.Second)
-	}
-
-	f, ver := c.latest.Get()
-	if ver == 0 || (want != nil && !want(f)) {
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer release()
+		ctx, cancel := context.WithTimeout(r.Context(), q.timeout)
 		defer cancel()
-		var err error
-		for ver == 0 || (want != nil && !want(f)) {
-			if f, ver, err = c.latest.Next(ctx, ver); err != nil {
+		defer context.AfterFunc(c.removed, cancel)()
+		for !found {
+			nf, nver, err := c.real.Next(ctx, ver)
+			if err != nil {
 				break
 			}
+			f, ver, found = nf, nver, fits(nf)
 		}
-		if err != nil {
-			if r.Context().Err() != nil {
-				return
-			}
-			msg := fmt.Sprintf("camera %q: %s within %s (camera offline?)", c.name, what, timeout)
-			if what == "" {
-				msg = fmt.Sprintf("camera %q has not delivered a frame yet (offline?)", c.name)
-			}
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, msg, http.StatusServiceUnavailable)
+		switch {
+		case r.Context().Err() != nil:
+			return // the client left, or the plugin is stopping
+		case c.removed.Err() != nil:
+			http.Error(w, "camera "+strconv.Quote(c.name)+" was removed from this output", http.StatusNotFound)
 			return
 		}
 	}
+	if found {
+		s.writeStill(w, c, f, c.state(staleAfter))
+		return
+	}
+	if q.placeholder {
+		if p := c.placeholder.Load(); p != nil {
+			s.writeStill(w, c, *p, "offline")
+			return
+		}
+	}
+	var msg string
+	switch {
+	case ver == 0:
+		msg = fmt.Sprintf("camera %q has not delivered a frame yet (offline?)", c.name)
+	case q.asks():
+		msg = fmt.Sprintf("camera %q: %s within %s (camera offline?)", c.name, q.what, q.timeout)
+	default:
+		msg = fmt.Sprintf("camera %q is offline: its newest frame is %s old (stale_after is %s)",
+			c.name, time.Since(f.Captured).Round(100*time.Millisecond), staleAfter)
+	}
+	if !q.placeholder {
+		msg += "; ?placeholder=1 answers camd's offline picture instead"
+	}
+	w.Header().Set("Retry-After", "1")
+	w.Header().Set("X-Camera-State", c.state(staleAfter))
+	http.Error(w, msg, http.StatusServiceUnavailable)
+}
+
+// writeStill answers f with headers that say what it is.
+func (s *Snapshot) writeStill(w http.ResponseWriter, c *camera, f sdk.Frame, state string) {
 	c.served.Add(1)
 	h := w.Header()
 	h.Set("Content-Type", "image/jpeg")
@@ -100,27 +123,129 @@ func (s *Snapshot) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	h.Set("Last-Modified", f.Captured.UTC().Format(http.TimeFormat))
 	h.Set("X-Timestamp", unixString(f.Captured))
 	h.Set("X-Frame-Seq", strconv.FormatUint(f.Seq, 10))
+	h.Set("X-Camera-State", state)
 	h.Set("Content-Disposition", `inline; filename="`+c.name+`.jpg"`)
-	h.Set("Access-Control-Allow-Origin", "*")
-	w.Write(f.JPEG)
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(stillWriteTimeout))
+	_, _ = w.Write(f.JPEG)
 }
 
-// newerThan parses a newer_than value: digits are a frame number;
-// otherwise a time.
-func newerThan(v string, arrived time.Time) (func(sdk.Frame) bool, error) {
+// maxRequestWait bounds ?timeout=.
+const maxRequestWait = 60 * time.Second
+
+// stillQuery is what a snapshot.jpg request asks for.
+type stillQuery struct {
+	maxAge      time.Duration // with hasMaxAge: frames at most this old
+	hasMaxAge   bool
+	newer       *newerThan    // frames after this; nil: any
+	timeout     time.Duration // how long to wait for a fitting frame
+	placeholder bool          // the offline picture instead of a 503
+	what        string        // "no frame newer than 500ms", for the 503
+}
+
+// parseStillQuery reads max_age, newer_than, timeout and placeholder.
+// Errors name the parameter and say what would do.
+func parseStillQuery(v url.Values, arrived time.Time, wait time.Duration) (stillQuery, error) {
+	q := stillQuery{timeout: wait}
+	if s := v.Get("max_age"); s != "" {
+		d, err := sdk.ParseDuration(s)
+		if err != nil || d < 0 {
+			return q, errors.New("bad max_age: want a duration such as 500ms")
+		}
+		q.maxAge, q.hasMaxAge, q.what = d, true, "no frame newer than "+s
+	}
+	if s := v.Get("newer_than"); s != "" {
+		n, err := parseNewerThan(s, arrived)
+		if err != nil {
+			return q, fmt.Errorf("bad newer_than: %w", err)
+		}
+		q.newer, q.what = &n, "no frame newer than "+s
+	}
+	if s := v.Get("timeout"); s != "" {
+		d, err := sdk.ParseDuration(s)
+		if err != nil || d < 0 {
+			return q, errors.New("bad timeout: want a duration such as 2s")
+		}
+		q.timeout = min(d, maxRequestWait)
+	}
+	if s := v.Get("placeholder"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return q, errors.New("bad placeholder: want 1 or 0")
+		}
+		q.placeholder = b
+	}
+	return q, nil
+}
+
+// asks reports whether the request asked for freshness itself.
+func (q stillQuery) asks() bool { return q.hasMaxAge || q.newer != nil }
+
+// fits reports whether f is what the request asked for.
+func (q stillQuery) fits(f sdk.Frame) bool {
+	if q.hasMaxAge && time.Since(f.Captured) > q.maxAge {
+		return false
+	}
+	return q.newer == nil || q.newer.fits(f)
+}
+
+// newerThan is a parsed newer_than: a frame number or a time.
+type newerThan struct {
+	bySeq bool
+	seq   uint64    // with bySeq: frames numbered above it
+	after time.Time // else: frames captured after it
+}
+
+// maxUnixSeconds is 9999-12-31T23:59:59Z, the last time RFC 3339 can write.
+const maxUnixSeconds = 253402300799
+
+// parseNewerThan reads a newer_than value: digits are a frame number (at
+// most 2^64-1); digits with a fraction are unix seconds (up to the year
+// 9999, read exactly, without floating point); else an RFC 3339 time, or
+// "now" for the request's arrival. Anything out of range is an error, not
+// a time that wraps around.
+func parseNewerThan(v string, arrived time.Time) (newerThan, error) {
 	if v == "now" {
-		return func(f sdk.Frame) bool { return f.Captured.After(arrived) }, nil
+		return newerThan{after: arrived}, nil
 	}
-	if seq, err := strconv.ParseUint(v, 10, 64); err == nil {
-		return func(f sdk.Frame) bool { return f.Seq > seq }, nil
+	sec, frac, dotted := strings.Cut(v, ".")
+	switch {
+	case allDigits(v):
+		seq, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return newerThan{}, fmt.Errorf("frame number %s is out of range (at most %d)", v, uint64(math.MaxUint64))
+		}
+		return newerThan{bySeq: true, seq: seq}, nil
+	case dotted && allDigits(sec) && allDigits(frac):
+		n, err := strconv.ParseInt(sec, 10, 64)
+		if err != nil || n > maxUnixSeconds {
+			return newerThan{}, fmt.Errorf("unix time %s is out of range (at most %d.0, the year 9999)", v, maxUnixSeconds)
+		}
+		frac = (frac + "000000000")[:9] // nanoseconds; finer digits are dropped
+		ns, _ := strconv.ParseInt(frac, 10, 64)
+		return newerThan{after: time.Unix(n, ns)}, nil
 	}
-	var t time.Time
-	if sec, err := strconv.ParseFloat(v, 64); err == nil {
-		t = time.UnixMicro(int64(sec * 1e6))
-	} else if t, err = time.Parse(time.RFC3339Nano, v); err != nil {
-		return nil, errors.New("want a frame number, unix seconds with a fraction (1700000000.0), an RFC 3339 time, or now")
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return newerThan{}, errors.New("want a frame number, unix seconds with a fraction (1700000000.0), an RFC 3339 time, or now")
 	}
-	return func(f sdk.Frame) bool { return f.Captured.After(t) }, nil
+	return newerThan{after: t}, nil
+}
+
+func (n newerThan) fits(f sdk.Frame) bool {
+	if n.bySeq {
+		return f.Seq > n.seq
+	}
+	return f.Captured.After(n.after)
+}
+
+// allDigits reports whether s is one or more ASCII digits.
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // fileRE matches the timelapse's own file names, and nothing that could
@@ -135,7 +260,7 @@ type entry struct {
 }
 
 func (s *Snapshot) serveList(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.cams[r.PathValue("camera")]
+	c, ok := s.camera(r.PathValue("camera"))
 	if !ok || s.cfg.Dir == "" {
 		http.Error(w, "no timelapse for this camera", http.StatusNotFound)
 		return
@@ -155,7 +280,7 @@ func (s *Snapshot) serveList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Snapshot) serveFile(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.cams[r.PathValue("camera")]
+	c, ok := s.camera(r.PathValue("camera"))
 	name := r.PathValue("file")
 	if !ok || s.cfg.Dir == "" || !fileRE.MatchString(name) {
 		http.Error(w, "not found", http.StatusNotFound)

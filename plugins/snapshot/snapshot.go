@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,34 +25,50 @@ var sampleConfig string
 
 // Config is the output's config block.
 type Config struct {
-	Listen  string       `yaml:"listen"`
-	Dir     string       `yaml:"dir"`      // timelapse root; one subfolder per camera. Empty: no timelapse
-	Every   sdk.Duration `yaml:"every"`    // timelapse interval
-	Keep    int          `yaml:"keep"`     // keep at most this many files per camera (0: no limit)
-	MaxAge  sdk.Duration `yaml:"max_age"`  // delete files older than this (0: no limit)
-	MinFree sdk.ByteSize `yaml:"min_free"` // stop writing below this much free space
-	Wait    sdk.Duration `yaml:"wait"`     // longest a request waits for a fresh enough frame
+	sdk.HTTPConfig `yaml:",inline"` // listen, max_viewers_per_client (requests waiting for a frame)
+	// StaleAfter is the age past which a plain GET no longer answers the
+	// camera's newest frame but 503: never a stale 200.
+	StaleAfter sdk.Duration `yaml:"stale_after"`
+	Dir        string       `yaml:"dir"`      // timelapse root; one subfolder per camera. Empty: no timelapse
+	Every      sdk.Duration `yaml:"every"`    // timelapse interval
+	Keep       int          `yaml:"keep"`     // keep at most this many files per camera (0: no limit)
+	MaxAge     sdk.Duration `yaml:"max_age"`  // delete files older than this (0: no limit)
+	MinFree    sdk.ByteSize `yaml:"min_free"` // stop writing below this much free space
+	Wait       sdk.Duration `yaml:"wait"`     // longest a request waits for a fresh enough frame
 }
 
 // Snapshot serves stills and writes the timelapse.
 type Snapshot struct {
 	cfg  Config
 	log  *slog.Logger
-	cams map[string]*camera
+	http *sdk.HTTP
+	// cams maps camera names to cameras. SetCameras replaces the whole
+	// map, so HandleFrame and requests read it without locking.
+	cams atomic.Pointer[map[string]*camera]
 	// freeSpace reports the bytes available under a path; a field so tests
 	// can simulate a full disk.
 	freeSpace func(path string) (uint64, error)
 
-	srv    *http.Server
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu      sync.Mutex      // serializes Start, SetCameras and Stop
+	ctx     context.Context // from Start to Stop: the timelapse writers'
+	cancel  context.CancelFunc
+	stopped bool
+	wg      sync.WaitGroup // the timelapse writers
 }
 
-// camera is one camera's newest frame and timelapse state.
+// camera is one camera's newest frames and timelapse state.
 type camera struct {
-	name   string
-	latest sdk.Latest[sdk.Frame]
-	dir    string // its timelapse folder
+	name string
+	// real is the camera's newest frame; never a placeholder.
+	real sdk.Latest[sdk.Frame]
+	// placeholder is the newest placeholder camd drew while the camera is
+	// offline; nil while it is live.
+	placeholder atomic.Pointer[sdk.Frame]
+	dir         string // its timelapse folder
+	// removed ends when the camera leaves the output: requests waiting
+	// for its frames answer, its timelapse stops.
+	removed context.Context
+	remove  context.CancelFunc
 
 	served     atomic.Uint64
 	written    atomic.Uint64
@@ -63,15 +77,37 @@ type camera struct {
 	lowDisk    atomic.Bool
 }
 
+func (s *Snapshot) newCamera(name string) *camera {
+	c := &camera{name: name, dir: filepath.Join(s.cfg.Dir, name)}
+	c.removed, c.remove = context.WithCancel(context.Background())
+	return c
+}
+
+// state is the camera's state as stills report it (X-Camera-State):
+// offline while camd draws placeholders for it or when its newest frame
+// is older than stale_after, else live.
+func (c *camera) state(staleAfter time.Duration) string {
+	if f, ver := c.real.Get(); c.placeholder.Load() == nil && ver > 0 && time.Since(f.Captured) <= staleAfter {
+		return "live"
+	}
+	return "offline"
+}
+
 // Configure implements sdk.Output.
 func (s *Snapshot) Configure(c sdk.Config) error {
-	s.cfg = Config{Listen: "127.0.0.1:8083", MinFree: 1 << 30, Wait: sdk.Duration(5 * time.Second)}
-	errs := sdk.AsConfigErrors(sdk.DecodeConfig(c.Raw, &s.cfg))
-	if _, _, err := net.SplitHostPort(s.cfg.Listen); err != nil {
-		errs = append(errs, sdk.Errorf("listen", "want host:port, e.g. 127.0.0.1:8083"))
+	s.cfg = Config{
+		HTTPConfig: sdk.DefaultHTTPConfig("127.0.0.1:8083"),
+		StaleAfter: sdk.Duration(5 * time.Second),
+		MinFree:    1 << 30,
+		Wait:       sdk.Duration(5 * time.Second),
 	}
+	errs := sdk.AsConfigErrors(sdk.DecodeConfig(c.Raw, &s.cfg))
+	errs = append(errs, s.cfg.HTTPConfig.Check()...)
 	if s.cfg.Wait <= 0 {
 		errs = append(errs, sdk.Errorf("wait", "must be positive, e.g. 5s"))
+	}
+	if s.cfg.StaleAfter <= 0 {
+		errs = append(errs, sdk.Errorf("stale_after", "must be positive, e.g. 5s"))
 	}
 	if s.cfg.Dir == "" {
 		for key, set := range map[string]bool{"every": s.cfg.Every != 0, "keep": s.cfg.Keep != 0, "max_age": s.cfg.MaxAge != 0} {
@@ -101,12 +137,16 @@ func (s *Snapshot) Configure(c sdk.Config) error {
 	if s.freeSpace == nil {
 		s.freeSpace = statfsFree
 	}
-	s.cams = map[string]*camera{}
+	cams := map[string]*camera{}
 	for _, name := range c.Cameras {
-		s.cams[name] = &camera{name: name, dir: filepath.Join(s.cfg.Dir, name)}
+		cams[name] = s.newCamera(name)
 	}
+	s.cams.Store(&cams)
 	return errs.Err()
 }
+
+// ListenAddrs implements sdk.Listener.
+func (s *Snapshot) ListenAddrs() []string { return []string{s.cfg.Listen} }
 
 // checkWritableDir checks that dir is (or can be created as) a directory
 // this process can write to, without creating anything.
@@ -155,72 +195,119 @@ func statfsFree(path string) (uint64, error) {
 }
 
 // Start implements sdk.Output.
-func (s *Snapshot) Start(context.Context) ([]string, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	if s.cfg.Dir != "" {
-		for _, c := range s.cams {
-			if err := os.MkdirAll(c.dir, 0o755); err != nil {
-				cancel()
-				return nil, fmt.Errorf("timelapse dir: %w", err)
-			}
-			if n := cleanTemp(c.dir); n > 0 {
-				s.log.Warn("removed partial files left by a crash", "camera", c.name, "files", n)
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.timelapse(ctx, c)
-			}()
-		}
-	}
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		cancel()
-		s.wg.Wait()
+func (s *Snapshot) Start(ctx context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.http = &sdk.HTTP{Config: s.cfg.HTTPConfig, Log: s.log}
+	if err := s.http.Listen(ctx); err != nil {
 		return nil, err
 	}
-	s.srv = &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
-	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("serve", "err", err)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if s.cfg.Dir != "" {
+		for _, c := range *s.cams.Load() {
+			if err := s.startTimelapse(c); err != nil {
+				s.cancel()
+				s.wg.Wait()
+				return nil, errors.Join(err, s.http.Shutdown(ctx))
+			}
 		}
-	}()
-	base := "http://" + ln.Addr().String()
-	urls := []string{base + "/"}
-	for _, name := range s.names() {
-		urls = append(urls, base+"/cameras/"+name+"/snapshot.jpg")
 	}
-	s.log.Info("listening", "addr", ln.Addr().String(), "timelapse", s.cfg.Dir)
+	s.http.Serve(s.Handler())
+	urls := []string{s.http.URL("/")}
+	for _, name := range s.names() {
+		urls = append(urls, s.http.URL("/cameras/"+name+"/snapshot.jpg"))
+	}
+	s.log.Info("serving stills", "addr", s.http.Addr().String(), "timelapse", s.cfg.Dir)
 	return urls, nil
+}
+
+// startTimelapse creates c's folder and starts its writer, which runs
+// until Stop or until c is removed. Called with s.mu held.
+func (s *Snapshot) startTimelapse(c *camera) error {
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return fmt.Errorf("timelapse dir of camera %q: %w", c.name, err)
+	}
+	if n := cleanTemp(c.dir); n > 0 {
+		s.log.Warn("removed partial files left by a crash", "camera", c.name, "files", n)
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	stop := context.AfterFunc(c.removed, cancel)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer stop()
+		defer cancel()
+		s.timelapse(ctx, c)
+	}()
+	return nil
 }
 
 // Stop implements sdk.Output.
 func (s *Snapshot) Stop(ctx context.Context) error {
-	if s.cancel == nil {
-		return nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	if s.cancel != nil {
+		s.cancel()
 	}
-	s.cancel()
 	s.wg.Wait()
-	if s.srv != nil {
-		return s.srv.Shutdown(ctx)
-	}
-	return nil
+	return s.http.Shutdown(ctx)
 }
 
-// HandleFrame implements sdk.Output.
+// SetCameras implements sdk.CameraSetter. A removed camera's waiting
+// requests are answered 404 and its timelapse stops (its files stay); an
+// added camera is served at once and gets a timelapse. The other cameras
+// are not touched.
+func (s *Snapshot) SetCameras(names []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.cams.Load()
+	cams := make(map[string]*camera, len(names))
+	var errs []error
+	for _, name := range names {
+		if c, ok := old[name]; ok {
+			cams[name] = c
+			continue
+		}
+		c := s.newCamera(name)
+		if s.cfg.Dir != "" && s.ctx != nil && !s.stopped {
+			// Stills are served even if the timelapse cannot be.
+			if err := s.startTimelapse(c); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		cams[name] = c
+	}
+	s.cams.Store(&cams)
+	for name, c := range old {
+		if _, kept := cams[name]; !kept {
+			c.remove()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Snapshot) camera(name string) (*camera, bool) {
+	c, ok := (*s.cams.Load())[name]
+	return c, ok
+}
+
+// HandleFrame implements sdk.Output. A placeholder is kept apart from the
+// camera's frames: it is served only to ?placeholder=1 and never stored.
 func (s *Snapshot) HandleFrame(f sdk.Frame) {
-	if c, ok := s.cams[f.Camera]; ok {
-		c.latest.Set(f)
+	c, ok := s.camera(f.Camera)
+	if !ok {
+		return
 	}
+	if f.Placeholder {
+		c.placeholder.Store(&f)
+		return
+	}
+	c.placeholder.Store(nil)
+	c.real.Set(f)
 }
 
-func (s *Snapshot) names() []string { return slices.Sorted(maps.Keys(s.cams)) }
+func (s *Snapshot) names() []string { return slices.Sorted(maps.Keys(*s.cams.Load())) }
 
 // cameraStatus is one camera's counters in Status.
 type cameraStatus struct {
@@ -230,25 +317,33 @@ type cameraStatus struct {
 	WriteErrors   uint64 `json:"timelapse_write_errors"`
 	LowDisk       bool   `json:"low_disk"`
 	LastSeq       uint64 `json:"last_seq"`
+	State         string `json:"state"` // live | offline, as X-Camera-State
 }
 
 // Status implements sdk.StatusReporter.
 func (s *Snapshot) Status() any {
 	out := map[string]cameraStatus{}
-	for name, c := range s.cams {
-		f, _ := c.latest.Get()
+	for name, c := range *s.cams.Load() {
+		f, _ := c.real.Get()
 		out[name] = cameraStatus{
 			Served: c.served.Load(), Written: c.written.Load(), SkippedLowDsk: c.skippedLow.Load(),
 			WriteErrors: c.writeErrs.Load(), LowDisk: c.lowDisk.Load(), LastSeq: f.Seq,
+			State: c.state(time.Duration(s.cfg.StaleAfter)),
 		}
 	}
-	return map[string]any{"cameras": out}
+	st := map[string]any{"cameras": out}
+	if s.http != nil {
+		st["http"] = s.http.Stats()
+	}
+	return st
 }
 
 // Interface guards.
 var (
 	_ sdk.Output         = (*Snapshot)(nil)
 	_ sdk.StatusReporter = (*Snapshot)(nil)
+	_ sdk.Listener       = (*Snapshot)(nil)
+	_ sdk.CameraSetter   = (*Snapshot)(nil)
 )
 
 func unixString(t time.Time) string {

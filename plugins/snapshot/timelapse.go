@@ -24,6 +24,7 @@ const tempPrefix = ".tmp-"
 const lowDiskLogEvery = time.Minute
 
 // timelapse writes c's newest frame every s.cfg.Every until ctx ends.
+// Placeholders are never written: it reads only the camera's own frames.
 func (s *Snapshot) timelapse(ctx context.Context, c *camera) {
 	t := time.NewTicker(time.Duration(s.cfg.Every))
 	defer t.Stop()
@@ -35,7 +36,7 @@ func (s *Snapshot) timelapse(ctx context.Context, c *camera) {
 			return
 		case <-t.C:
 		}
-		f, ver := c.latest.Get()
+		f, ver := c.real.Get()
 		if ver == 0 || ver == lastVer {
 			continue // nothing new: the camera is offline or slower than every
 		}
