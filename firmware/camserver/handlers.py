@@ -91,7 +91,7 @@ async def stream(srv, conn, req):
         if victim is None:
             return await send_error(srv, conn, req, 503, "too many stream viewers (%d)" % s.stream_clients)
         srv.evicted += 1
-        srv._drop(victim)
+        srv.drop(victim)
     gap = 0
     try:
         fps = int(req.query.get("fps", "0"))

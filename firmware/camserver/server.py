@@ -123,7 +123,7 @@ class Server:
                 self._refuse(sock)
                 return
             self.evicted += 1
-            self._drop(victim)
+            self.drop(victim)
         conn = None
         try:
             conn = Conn(sock, self.settings.head_max)
@@ -171,9 +171,9 @@ class Server:
                 newest = c
         if newest is not None:
             self.shed += 1
-            self._drop(newest)
+            self.drop(newest)
 
-    def _drop(self, conn):
+    def drop(self, conn):
         """Close conn now; its task notices at its next step and ends."""
         conn.close()
         if conn in self.conns:
@@ -238,7 +238,7 @@ class Server:
         except Exception as e:  # a bug: log it, lose only this connection
             print("camserver: connection error:", repr(e))
         finally:
-            self._drop(conn)
+            self.drop(conn)
 
     def stop(self):
         self._stop = True
