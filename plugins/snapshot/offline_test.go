@@ -72,24 +72,24 @@ func TestOffline(t *testing.T) {
 		body   string // in a 503's body
 	}{
 		{"fresh frame", []frame{live(1, 0)}, "", 200, real, 1, "live", ""},
-		{"stale frame", []frame{live(1, 10 * time.Second)}, "", 503, "", 0, "offline",
+		{"stale frame", []frame{live(1, 10*time.Second)}, "", 503, "", 0, "offline",
 			`camera "cam" is offline: its newest frame is 10s old (stale_after is 1s); ?placeholder=1 answers`},
 		{"never seen", nil, "", 503, "", 0, "offline", `camera "cam" has not delivered a frame yet`},
 		{"never seen, placeholders", []frame{ph(100), ph(101)}, "", 503, "", 0, "offline", "has not delivered a frame yet"},
 		{"never seen, ?placeholder=1", []frame{ph(100), ph(101)}, "?placeholder=1", 200, placeholder, 101, "offline", ""},
-		{"stale, ?placeholder=1", []frame{live(1, 10 * time.Second), ph(100)}, "?placeholder=1", 200, placeholder, 100, "offline", ""},
+		{"stale, ?placeholder=1", []frame{live(1, 10*time.Second), ph(100)}, "?placeholder=1", 200, placeholder, 100, "offline", ""},
 		{"live, ?placeholder=1", []frame{ph(100), live(1, 0)}, "?placeholder=1", 200, real, 1, "live", ""},
-		{"stale, ?placeholder=1, no outage drawn", []frame{live(1, 10 * time.Second)}, "?placeholder=1", 503, "", 0, "offline", "is offline"},
+		{"stale, ?placeholder=1, no outage drawn", []frame{live(1, 10*time.Second)}, "?placeholder=1", 503, "", 0, "offline", "is offline"},
 		// A placeholder from an outage that ended is not the picture now.
-		{"stale, outage over", []frame{ph(100), live(1, 10 * time.Second)}, "?placeholder=1", 503, "", 0, "offline", "is offline"},
+		{"stale, outage over", []frame{ph(100), live(1, 10*time.Second)}, "?placeholder=1", 503, "", 0, "offline", "is offline"},
 		// camd already draws placeholders but the camera's frame is within
 		// stale_after: the frame, and the truth about the camera.
 		{"offline, frame still fresh", []frame{live(1, 0), ph(100)}, "", 200, real, 1, "offline", ""},
 		{"newer_than ignores placeholders", []frame{live(5, 0), ph(100)}, "?newer_than=5&timeout=200ms", 503, "", 0, "offline", "no frame newer than 5 within 200ms"},
-		{"max_age ignores placeholders", []frame{live(5, 10 * time.Second), ph(100)}, "?max_age=1s&timeout=200ms", 503, "", 0, "offline", "no frame newer than 1s"},
-		{"max_age, ?placeholder=1", []frame{live(5, 10 * time.Second), ph(100)}, "?max_age=1s&timeout=200ms&placeholder=1", 200, placeholder, 100, "offline", ""},
+		{"max_age ignores placeholders", []frame{live(5, 10*time.Second), ph(100)}, "?max_age=1s&timeout=200ms", 503, "", 0, "offline", "no frame newer than 1s"},
+		{"max_age, ?placeholder=1", []frame{live(5, 10*time.Second), ph(100)}, "?max_age=1s&timeout=200ms&placeholder=1", 200, placeholder, 100, "offline", ""},
 		// Asking for freshness replaces stale_after.
-		{"max_age longer than stale_after", []frame{live(5, 10 * time.Second)}, "?max_age=1m", 200, real, 5, "offline", ""},
+		{"max_age longer than stale_after", []frame{live(5, 10*time.Second)}, "?max_age=1m", 200, real, 5, "offline", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
