@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,15 @@ type HTTPConfig struct {
 	// waiting requests; see HTTP.Acquire) one client address holds at
 	// once, so one client cannot take every slot.
 	MaxViewersPerClient int `yaml:"max_viewers_per_client"`
+	// TLS serves HTTPS with this certificate instead of the one from
+	// config.yaml's top-level tls (absolute paths).
+	TLS *TLSFiles `yaml:"tls"`
+}
+
+// TLSFiles names a certificate and its key.
+type TLSFiles struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // DefaultHTTPConfig returns the defaults, listening on listen.
@@ -53,6 +63,13 @@ func (c HTTPConfig) Check() ConfigErrors {
 	}
 	if c.MaxViewersPerClient < 1 {
 		errs = append(errs, Errorf("max_viewers_per_client", "must be at least 1"))
+	}
+	if c.TLS != nil {
+		if c.TLS.Cert == "" || c.TLS.Key == "" {
+			errs = append(errs, Errorf("tls", "needs both cert and key"))
+		} else if _, err := TLSConfig(c.TLS.Cert, c.TLS.Key); err != nil {
+			errs = append(errs, Errorf("tls", "%v", err))
+		}
 	}
 	return errs
 }
@@ -84,9 +101,10 @@ const (
 // same way: header and idle timeouts; caps on connections per client
 // address and in all, enforced before net/http spends memory on them;
 // caps on viewers per client and in all (Acquire); memory given back to
-// the system when a flood of connections ends; and responses any origin
-// may read. Authentication, TLS and a CORS policy will be added here, so
-// that plugins get them without changing.
+// the system when a flood of connections ends; and the Security camd sent
+// (found in the context given to Listen, which is Start's): HTTPS, users
+// and tokens with camera scopes, failed-login limits, and CORS for the
+// allowed origins only. Plugins get all of it without writing any.
 //
 // Set the exported fields, then call Listen, Serve and, at the end,
 // Shutdown. In an Output:
@@ -125,6 +143,9 @@ type HTTP struct {
 	// Log receives the server's warnings: refused clients (at most every
 	// few seconds), net/http's own errors.
 	Log *slog.Logger
+
+	auth   *Authenticator // from the Security in Listen's context
+	scheme string         // "http" or "https"
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -170,7 +191,25 @@ func (h *HTTP) Listen(ctx context.Context) error {
 	}
 	h.conns.init(h.maxConns(), h.maxConnsPerClient())
 	h.refusers = make(chan struct{}, maxRefusers)
-	h.ln = &limitListener{Listener: ln, h: h}
+	lim := &limitListener{Listener: ln, h: h}
+	h.ln = lim
+	sec := SecurityFrom(ctx)
+	h.auth = NewAuthenticator(sec, h.Log)
+	h.scheme = "http"
+	cert, key := sec.TLSCert, sec.TLSKey
+	if t := h.Config.TLS; t != nil {
+		cert, key = t.Cert, t.Key
+	}
+	if cert != "" {
+		tc, err := TLSConfig(cert, key)
+		if err != nil {
+			ln.Close()
+			h.ln = nil
+			return Errorf("tls", "%v", err)
+		}
+		lim.tls = true
+		h.ln, h.scheme = tls.NewListener(lim, tc), "https"
+	}
 	return nil
 }
 
@@ -231,7 +270,7 @@ func (h *HTTP) Addr() net.Addr {
 // URL returns the server's URL for path ("/cameras/front/stream.mjpg"),
 // for Start's result.
 func (h *HTTP) URL(path string) string {
-	return "http://" + h.Addr().String() + path
+	return h.scheme + "://" + h.Addr().String() + path
 }
 
 // Shutdown ends request contexts, stops accepting, and waits until the
@@ -319,15 +358,12 @@ func (h *HTTP) maxConnsPerClient() int {
 func (h *HTTP) maxConns() int { return max(h.MaxViewers, 0) + extraConns }
 
 // middleware wraps a plugin's handler in what every plugin's responses
-// share. Authentication (before the handler, after CORS preflights) and
-// the CORS policy of allow_origins go here.
+// share: the CORS policy of allow_origins, then authentication and camera
+// scopes (the Security camd sent), so a plugin writes no auth code.
 func (h *HTTP) middleware(next http.Handler) http.Handler {
+	guarded := h.auth.Guard(next, nil, false)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hd := w.Header()
-		// Pages on other origins (camd's own pages on another port, a
-		// dashboard) may read streams and stills.
-		hd.Set("Access-Control-Allow-Origin", "*")
-		hd.Set("X-Content-Type-Options", "nosniff")
-		next.ServeHTTP(w, r)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		guarded.ServeHTTP(w, r)
 	})
 }

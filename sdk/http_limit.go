@@ -132,7 +132,8 @@ func (c *conns) open() int { return c.total() }
 // 13 KB each), and counts the ones it lets through until they close.
 type limitListener struct {
 	net.Listener
-	h *HTTP
+	h   *HTTP
+	tls bool // connections speak TLS: a plain-text refusal would be garbage
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -155,6 +156,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			code, msg = http.StatusServiceUnavailable, "too many connections; retry later"
 		}
 		h.refused.note(h.Log, msg, client)
+		if l.tls {
+			_ = c.Close()
+			continue
+		}
 		select {
 		case h.refusers <- struct{}{}:
 			h.wg.Add(1) // Serve's goroutine holds the group above zero meanwhile

@@ -62,7 +62,7 @@ func TestHTTPConfigInline(t *testing.T) {
 		t.Fatalf("decoded %+v", cfg)
 	}
 	err := sdk.DecodeConfig([]byte("max_viewer_per_client: 3\n"), &cfg)
-	if err == nil || !strings.Contains(err.Error(), "unknown key (known: listen, max_viewers, max_viewers_per_client)") {
+	if err == nil || !strings.Contains(err.Error(), "unknown key (known: listen, max_viewers, max_viewers_per_client, tls)") {
 		t.Fatalf("typo: %v", err)
 	}
 }
