@@ -34,7 +34,7 @@ func benchViewers(b *testing.B, viewers int) {
 		b.Fatal(err)
 	}
 	h := sdktest.New(b, &MJPEG{})
-	urls, err := h.Start("bench", []string{"cam"}, fmt.Sprintf("listen: 127.0.0.1:0\nmax_viewers: %d\n", viewers))
+	urls, err := h.Start("bench", []string{"cam"}, fmt.Sprintf("listen: 127.0.0.1:0\nmax_viewers: %d\nmax_viewers_per_client: %d\n", viewers, viewers))
 	if err != nil {
 		b.Fatal(err)
 	}

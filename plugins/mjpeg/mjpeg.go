@@ -115,11 +115,19 @@ func (m *MJPEG) Start(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	m.http.Serve(m.Handler())
+	return m.URLs(), nil
+}
+
+// URLs implements sdk.URLReporter: the page and each camera's stream.
+func (m *MJPEG) URLs() []string {
+	if m.http == nil || m.http.Addr() == nil {
+		return nil
+	}
 	urls := []string{m.http.URL("/")}
 	for _, cam := range m.cameraNames() {
 		urls = append(urls, m.http.URL("/cameras/"+cam+"/stream.mjpg"))
 	}
-	return urls, nil
+	return urls
 }
 
 // Stop implements sdk.Output. Viewers' streams end as it begins.
@@ -332,4 +340,5 @@ var (
 	_ sdk.StatusReporter = (*MJPEG)(nil)
 	_ sdk.Listener       = (*MJPEG)(nil)
 	_ sdk.CameraSetter   = (*MJPEG)(nil)
+	_ sdk.URLReporter    = (*MJPEG)(nil)
 )

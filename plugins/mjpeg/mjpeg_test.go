@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/camd/camd/device"
+	pb "github.com/camd/camd/proto/outputv1"
 	"github.com/camd/camd/sdk"
 	"github.com/camd/camd/sdk/sdktest"
 )
@@ -243,8 +245,13 @@ func TestSetCameras(t *testing.T) {
 	next("front", frontR, 1)
 	next("back", backR, 1)
 
-	if err := h.SetCameras([]string{"back", "side"}); err != nil {
+	resp, err := h.Client.SetCameras(context.Background(), &pb.SetCamerasRequest{Cameras: []string{"back", "side"}})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// camd shows the new URLs.
+	if want := []string{base + "/", base + "/cameras/back/stream.mjpg", base + "/cameras/side/stream.mjpg"}; !slices.Equal(resp.Urls, want) {
+		t.Fatalf("URLs after SetCameras: %v, want %v", resp.Urls, want)
 	}
 	ended := make(chan error, 1)
 	go func() {
@@ -264,13 +271,8 @@ func TestSetCameras(t *testing.T) {
 	next("side", sideR, 1)
 	next("back", backR, 3)
 
-	resp, err := http.Get(base + "/cameras/front/stream.mjpg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("removed camera: %d", resp.StatusCode)
+	if code := getStatus(t, http.DefaultClient, base+"/cameras/front/stream.mjpg"); code != http.StatusNotFound {
+		t.Fatalf("removed camera: %d", code)
 	}
 	// A removed camera's frames (camd stops them before the call) would be
 	// ignored; its status is gone.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/camd/camd/device"
+	pb "github.com/camd/camd/proto/outputv1"
 	"github.com/camd/camd/sdk"
 	"github.com/camd/camd/sdk/sdktest"
 )
@@ -311,8 +313,13 @@ func TestSetCameras(t *testing.T) {
 	front, back := waiting("front"), waiting("back")
 	waitFor(t, "both requests waiting", func() bool { return httpStats(h)["viewers"] == 2.0 })
 
-	if err := h.SetCameras([]string{"back", "side"}); err != nil {
+	resp, err := h.Client.SetCameras(context.Background(), &pb.SetCamerasRequest{Cameras: []string{"back", "side"}})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// camd shows the new URLs.
+	if want := []string{base + "/", base + "/cameras/back/snapshot.jpg", base + "/cameras/side/snapshot.jpg"}; !slices.Equal(resp.Urls, want) {
+		t.Fatalf("URLs after SetCameras: %v, want %v", resp.Urls, want)
 	}
 	select {
 	case a := <-front:

@@ -213,12 +213,20 @@ func (s *Snapshot) Start(ctx context.Context) ([]string, error) {
 		}
 	}
 	s.http.Serve(s.Handler())
+	s.log.Info("serving stills", "addr", s.http.Addr().String(), "timelapse", s.cfg.Dir)
+	return s.URLs(), nil
+}
+
+// URLs implements sdk.URLReporter: the page and each camera's still.
+func (s *Snapshot) URLs() []string {
+	if s.http == nil || s.http.Addr() == nil {
+		return nil
+	}
 	urls := []string{s.http.URL("/")}
 	for _, name := range s.names() {
 		urls = append(urls, s.http.URL("/cameras/"+name+"/snapshot.jpg"))
 	}
-	s.log.Info("serving stills", "addr", s.http.Addr().String(), "timelapse", s.cfg.Dir)
-	return urls, nil
+	return urls
 }
 
 // startTimelapse creates c's folder and starts its writer, which runs
@@ -344,6 +352,7 @@ var (
 	_ sdk.StatusReporter = (*Snapshot)(nil)
 	_ sdk.Listener       = (*Snapshot)(nil)
 	_ sdk.CameraSetter   = (*Snapshot)(nil)
+	_ sdk.URLReporter    = (*Snapshot)(nil)
 )
 
 func unixString(t time.Time) string {

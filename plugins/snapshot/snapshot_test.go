@@ -185,10 +185,12 @@ func TestTimelapse(t *testing.T) {
 		send(t, h, seq, time.Now())
 		time.Sleep(20 * time.Millisecond)
 	}
-	files := listTimelapse(t, base)
-	if len(files) != 5 {
-		t.Fatalf("%d files kept, want 5 (keep: 5)", len(files))
-	}
+	// Retention runs right after each write.
+	var files []entry
+	waitFor(t, "5 files kept (keep: 5)", func() bool {
+		files = listTimelapse(t, base)
+		return len(files) == 5
+	})
 	for i, f := range files {
 		if i > 0 && f.Name <= files[i-1].Name {
 			t.Fatalf("not sorted: %s after %s", f.Name, files[i-1].Name)
@@ -215,14 +217,12 @@ func TestTimelapseMaxAge(t *testing.T) {
 		t.Fatal("partial file from a crash not removed at start")
 	}
 	send(t, h, 1, time.Now())
-	var files []entry
-	waitFor(t, "the new frame written", func() bool {
-		files = listTimelapse(t, base)
-		return len(files) > 0 && files[len(files)-1].Name != old
+	// Retention runs right after each write: the 2-day-old file goes,
+	// the new one stays.
+	waitFor(t, "the new frame alone", func() bool {
+		files := listTimelapse(t, base)
+		return len(files) == 1 && files[0].Name != old
 	})
-	if len(files) != 1 || files[0].Name == old {
-		t.Fatalf("files %v: the 2-day-old file should be gone, the new one kept", files)
-	}
 }
 
 // Below min_free the timelapse stops (loudly) and the HTTP side keeps
