@@ -541,11 +541,13 @@ func TestPlaceholderText(t *testing.T) {
 		since, reason string
 	}{
 		{placeholderInfo{Camera: "a", Since: now.Add(-125 * time.Second), Seen: true, Reason: "it broke", Now: now},
-			"last frame 11:57:55, 2m5s ago", "it broke"},
+			"last frame 11:57:55, 2m ago", "it broke"},
 		{placeholderInfo{Camera: "a", Since: now.Add(-5 * time.Second), Now: now},
 			"no frame since start 11:59:55, 5s ago", "waiting for the device"},
-		{placeholderInfo{Camera: "a", Since: now.Add(-26 * time.Hour), Seen: true, Reason: "x", Now: now},
-			"last frame Mar 3 10:00:00, 26h0m0s ago", "x"},
+		{placeholderInfo{Camera: "a", Since: now.Add(-26*time.Hour - 5*time.Minute), Seen: true, Reason: "x", Now: now},
+			"last frame Mar 3 09:55:00, 26h05m ago", "x"},
+		{placeholderInfo{Camera: "a", Since: now.Add(-100 * time.Hour), Seen: true, Reason: "x", Now: now},
+			"last frame Feb 28 08:00:00, 4d ago", "x"},
 	} {
 		since, reason := tc.info.lines()
 		if since != tc.since || reason != tc.reason {
@@ -566,7 +568,22 @@ func TestPlaceholderText(t *testing.T) {
 			t.Errorf("wrap(%q, %d, %d) = %q, want %q", tc.s, tc.width, tc.lines, got, tc.want)
 		}
 	}
+	// The same text at the same size is the same JPEG, not drawn again;
+	// anything else is drawn anew.
 	var p placeholder
+	info := placeholderInfo{Camera: "a", Since: now.Add(-5 * time.Minute), Seen: true, Reason: "x", Now: now}
+	a, _ := p.render(320, 240, info)
+	info.Now = info.Now.Add(10 * time.Second) // still "5m ago"
+	if b, _ := p.render(320, 240, info); &a[0] != &b[0] {
+		t.Errorf("the same placeholder was encoded again")
+	}
+	info.Now = info.Now.Add(time.Minute)
+	if b, _ := p.render(320, 240, info); bytes.Equal(a, b) {
+		t.Errorf("the placeholder did not change when its text did")
+	}
+	if b, _ := p.render(640, 480, info); bytes.Equal(a, b) {
+		t.Errorf("the placeholder did not change with the size")
+	}
 	for _, size := range [][2]int{{640, 480}, {160, 120}, {1600, 1200}, {33, 17}} {
 		b, err := p.render(size[0], size[1], placeholderInfo{Camera: "name", Reason: "é unicode", Now: now, Since: now})
 		if err != nil {

@@ -26,15 +26,16 @@ const MaxFrameBytes = 16 << 20
 const (
 	dialTimeout  = 3 * time.Second
 	probeTimeout = time.Second
-	// answerTimeout bounds one /capture request, and a stream's silence
-	// (before its headers or between parts), at fps 0 or above 1 fps;
-	// slower rates add two frame intervals (see deviceTimeout).
+	// answerTimeout is the part of deviceTimeout that does not depend on
+	// the frame rate.
 	answerTimeout = 3 * time.Second
 )
 
-// deviceTimeout is how long a device at fps may stay silent: answerTimeout
-// plus two frame intervals, or 5 s when the rate is unknown (an MJPEG URL
-// may send only when something moves).
+// deviceTimeout is how long a device at fps may stay silent: one /capture
+// request from connect to last byte, or a stream before its headers or
+// between parts. It is answerTimeout plus two frame intervals (3.2 s at
+// 10 fps), or 5 s when the rate is unknown (an MJPEG URL may send only
+// when something moves).
 func deviceTimeout(fps float64) time.Duration {
 	if fps <= 0 {
 		return 5 * time.Second
@@ -135,8 +136,13 @@ func NewCapture(url string, fps float64) *Capture {
 	return &Capture{url: url, safeURL: RedactURL(url), fps: fps, client: newClient()}
 }
 
-// Probe implements Prober.
-func (c *Capture) Probe(ctx context.Context) error { return probeTCP(ctx, c.url) }
+// Probe implements Prober. A connection the client still keeps (a dial
+// that finished after its request gave up) is closed first, so the probe
+// is the only connection to the device.
+func (c *Capture) Probe(ctx context.Context) error {
+	c.client.CloseIdleConnections()
+	return probeTCP(ctx, c.url)
+}
 
 // Stream implements Source.
 func (c *Capture) Stream(ctx context.Context, emit func(RawFrame)) error {
@@ -238,8 +244,11 @@ func NewMJPEG(url string) *MJPEG {
 	return &MJPEG{url: url, safeURL: RedactURL(url), client: newClient()}
 }
 
-// Probe implements Prober.
-func (m *MJPEG) Probe(ctx context.Context) error { return probeTCP(ctx, m.url) }
+// Probe implements Prober, as Capture's does.
+func (m *MJPEG) Probe(ctx context.Context) error {
+	m.client.CloseIdleConnections()
+	return probeTCP(ctx, m.url)
+}
 
 // errStalled is the cause of a stream's end when it sent nothing for its
 // Idle time.

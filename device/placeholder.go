@@ -29,7 +29,7 @@ func (p placeholderInfo) lines() (since, reason string) {
 	if y, m, d := p.Since.Date(); y != p.Now.Year() || m != p.Now.Month() || d != p.Now.Day() {
 		at = p.Since.Format("Jan 2 15:04:05")
 	}
-	ago := p.Now.Sub(p.Since).Round(time.Second)
+	ago := ago(p.Now.Sub(p.Since))
 	if p.Seen {
 		since = fmt.Sprintf("last frame %s, %v ago", at, ago)
 	} else {
@@ -42,6 +42,22 @@ func (p placeholderInfo) lines() (since, reason string) {
 	return since, reason
 }
 
+// ago formats how long a camera has been away, coarser as it grows: the
+// text (and so the picture) changes once a second in the first minute and
+// once a minute after, so a long outage costs next to nothing (see
+// placeholder.render).
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
 // placeholder draws and encodes the picture a camera sends while it has
 // no frames. It keeps its canvas and buffer between calls: once a second
 // for as long as a camera is away should cost next to nothing. It is not
@@ -49,6 +65,9 @@ func (p placeholderInfo) lines() (since, reason string) {
 type placeholder struct {
 	c   *canvas
 	buf bytes.Buffer
+
+	key  string // what the last picture showed, at what size
+	last []byte // and its JPEG, handed out again while nothing changed
 }
 
 // Colours, Y'CbCr (BT.601, studio range).
@@ -60,9 +79,16 @@ const (
 )
 
 // render returns a w×h JPEG saying that info.Camera is offline. Text is
-// scaled with the picture, so it reads on a phone at any camera size.
+// scaled with the picture, so it reads on a phone at any camera size. While
+// the text stays the same, the same JPEG is returned again (frames' JPEG
+// bytes are read-only to all who get them).
 func (p *placeholder) render(w, h int, info placeholderInfo) ([]byte, error) {
 	w, h = max(w&^1, 64), max(h&^1, 48)
+	since, reason := info.lines()
+	key := fmt.Sprintf("%dx%d\n%s\n%s\n%s", w, h, info.Camera, since, reason)
+	if key == p.key {
+		return p.last, nil
+	}
 	if p.c == nil {
 		p.c = newCanvas(w, h)
 	} else if cw, ch := p.c.size(); cw != w || ch != h {
@@ -95,7 +121,6 @@ func (p *placeholder) render(w, h int, info placeholderInfo) ([]byte, error) {
 	perLine := max(1, width/(glyphW*s))
 	lineH := glyphH*s + s*2
 	room := max(1, (h-y)/lineH)
-	since, reason := info.lines()
 	sinceLines := wrap(printable(since), perLine, room)
 	reasonLines := wrap(printable(reason), perLine, max(1, room-len(sinceLines)))
 	for i, l := range append(sinceLines, reasonLines...) {
@@ -114,7 +139,8 @@ func (p *placeholder) render(w, h int, info placeholderInfo) ([]byte, error) {
 	if err := jpeg.Encode(&p.buf, c.img, &jpeg.Options{Quality: 70}); err != nil {
 		return nil, fmt.Errorf("placeholder: %w", err)
 	}
-	return bytes.Clone(p.buf.Bytes()), nil
+	p.key, p.last = key, bytes.Clone(p.buf.Bytes())
+	return p.last, nil
 }
 
 // printable replaces what basicfont cannot draw (anything but printable
