@@ -313,7 +313,8 @@ class HostSim:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env=dict(os.environ, **(env or {})))
         self.output = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         deadline = time.time() + 15
         while time.time() < deadline:
             try:
@@ -349,6 +350,8 @@ class HostSim:
             except Exception:
                 self.proc.kill()
                 self.proc.wait()
+        self._reader.join(5)
+        self.proc.stdout.close()
 
 
 class Slowloris(threading.Thread):

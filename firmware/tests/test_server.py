@@ -22,7 +22,12 @@ def is_whole_jpeg(b):
     return b[:2] == b"\xff\xd8" and b[-2:] == b"\xff\xd9"
 
 
-_ORIGINALS = [open(os.path.join(TESTDATA, f), "rb").read() for f in os.listdir(TESTDATA)]
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+_ORIGINALS = [_read(os.path.join(TESTDATA, f)) for f in os.listdir(TESTDATA)]
 
 
 def untorn(jpeg):
