@@ -138,7 +138,7 @@ func (m *MJPEG) Stop(ctx context.Context) error { return m.http.Shutdown(ctx) }
 func (m *MJPEG) SetCameras(cameras []string) error {
 	m.setMu.Lock()
 	defer m.setMu.Unlock()
-	old := *m.feeds.Load()
+	old := m.feedMap()
 	feeds := make(map[string]*feed, len(cameras))
 	for _, cam := range cameras {
 		if fd, ok := old[cam]; ok {
@@ -156,8 +156,17 @@ func (m *MJPEG) SetCameras(cameras []string) error {
 	return nil
 }
 
+// feedMap returns the cameras' feeds, never to be modified: SetCameras
+// replaces the map. Nil before Configure.
+func (m *MJPEG) feedMap() map[string]*feed {
+	if p := m.feeds.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 func (m *MJPEG) feed(camera string) (*feed, bool) {
-	fd, ok := (*m.feeds.Load())[camera]
+	fd, ok := m.feedMap()[camera]
 	return fd, ok
 }
 
@@ -310,7 +319,7 @@ func (m *MJPEG) serveIndex(w http.ResponseWriter, r *http.Request) {
 	_ = indexTmpl.Execute(w, m.cameraNames())
 }
 
-func (m *MJPEG) cameraNames() []string { return slices.Sorted(maps.Keys(*m.feeds.Load())) }
+func (m *MJPEG) cameraNames() []string { return slices.Sorted(maps.Keys(m.feedMap())) }
 
 // cameraStatus is one camera's counters in Status.
 type cameraStatus struct {
@@ -323,7 +332,7 @@ type cameraStatus struct {
 // Status implements sdk.StatusReporter.
 func (m *MJPEG) Status() any {
 	cams := map[string]cameraStatus{}
-	for name, fd := range *m.feeds.Load() {
+	for name, fd := range m.feedMap() {
 		cams[name] = cameraStatus{Frames: fd.frames.Load(), Viewers: fd.viewers.Load(), Sent: fd.sent.Load(), Skipped: fd.skipped.Load()}
 	}
 	st := map[string]any{"stalled_dropped": m.stalled.Load(), "cameras": cams}

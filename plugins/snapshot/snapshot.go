@@ -204,7 +204,7 @@ func (s *Snapshot) Start(ctx context.Context) ([]string, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.cfg.Dir != "" {
-		for _, c := range *s.cams.Load() {
+		for _, c := range s.cameras() {
 			if err := s.startTimelapse(c); err != nil {
 				s.cancel()
 				s.wg.Wait()
@@ -269,7 +269,7 @@ func (s *Snapshot) Stop(ctx context.Context) error {
 func (s *Snapshot) SetCameras(names []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := *s.cams.Load()
+	old := s.cameras()
 	cams := make(map[string]*camera, len(names))
 	var errs []error
 	for _, name := range names {
@@ -295,8 +295,17 @@ func (s *Snapshot) SetCameras(names []string) error {
 	return errors.Join(errs...)
 }
 
+// cameras returns the cameras, never to be modified: SetCameras replaces
+// the map. Nil before Configure.
+func (s *Snapshot) cameras() map[string]*camera {
+	if p := s.cams.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 func (s *Snapshot) camera(name string) (*camera, bool) {
-	c, ok := (*s.cams.Load())[name]
+	c, ok := s.cameras()[name]
 	return c, ok
 }
 
@@ -315,7 +324,7 @@ func (s *Snapshot) HandleFrame(f sdk.Frame) {
 	c.real.Set(f)
 }
 
-func (s *Snapshot) names() []string { return slices.Sorted(maps.Keys(*s.cams.Load())) }
+func (s *Snapshot) names() []string { return slices.Sorted(maps.Keys(s.cameras())) }
 
 // cameraStatus is one camera's counters in Status.
 type cameraStatus struct {
@@ -331,7 +340,7 @@ type cameraStatus struct {
 // Status implements sdk.StatusReporter.
 func (s *Snapshot) Status() any {
 	out := map[string]cameraStatus{}
-	for name, c := range *s.cams.Load() {
+	for name, c := range s.cameras() {
 		f, _ := c.real.Get()
 		out[name] = cameraStatus{
 			Served: c.served.Load(), Written: c.written.Load(), SkippedLowDsk: c.skippedLow.Load(),
