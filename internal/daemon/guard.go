@@ -3,6 +3,7 @@ package daemon
 import (
 	"net"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 
@@ -51,6 +52,12 @@ func (d *Daemon) secure(next http.Handler) http.Handler {
 			http.Error(w, "unknown host name "+r.Host+": add it to http.allowed_hosts in camd's config", http.StatusMisdirectedRequest)
 			return
 		}
+		if proxied(r) {
+			// An output's own pages, streams and WHEP: the proxy checks
+			// credentials as the output does (view scope, its cameras).
+			next.ServeHTTP(w, r)
+			return
+		}
 		if !g.auth.Enabled() && r.Method == http.MethodPost && !fromLoopback(r) {
 			// Without auth, only this machine may change anything.
 			http.Error(w, "allowed from this machine only (or configure auth)", http.StatusForbidden)
@@ -58,4 +65,10 @@ func (d *Daemon) secure(next http.Handler) http.Handler {
 		}
 		g.auth.Guard(next, public, true).ServeHTTP(w, r)
 	})
+}
+
+// proxied reports whether r is for an output under /outputs/ (after
+// cleaning: /outputs/x/../../api/status is the API, not an output).
+func proxied(r *http.Request) bool {
+	return strings.HasPrefix(path.Clean("/"+r.URL.Path), proxyPrefix)
 }

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"html/template"
 	"net"
 	"net/http"
 	"runtime"
@@ -111,32 +110,15 @@ func (d *Daemon) handler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(st)
 	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if err := indexPage.Execute(w, d.Status(r.Context())); err != nil {
-			d.log.Debug("index page", "err", err)
-		}
+	d.dashboard(mux)
+	// Every output's HTTP, on this one port. secure lets these through to
+	// the proxy, which checks credentials as the output does.
+	mux.Handle(proxyPrefix+"{name}/{rest...}", newOutputProxy(d))
+	mux.HandleFunc(proxyPrefix+"{name}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.PathValue("name")+"/", http.StatusMovedPermanently)
 	})
 	return mux
 }
-
-var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>camd</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}td,th{padding:.3em .8em;text-align:left;border-bottom:1px solid #ddd}</style>
-</head><body>
-<h1>camd</h1>
-<h2>Cameras</h2>
-<table><tr><th>name</th><th>source</th><th>state</th><th>fps</th><th>size</th><th>frames</th><th>dropped</th></tr>
-{{range .Cameras}}<tr><td>{{.Name}}</td><td>{{.Source}}</td><td>{{.State}}</td><td>{{.FPS}}</td><td>{{.Width}}x{{.Height}}</td><td>{{.Frames}}</td><td>{{.Dropped}}</td></tr>
-{{end}}</table>
-<h2>Outputs</h2>
-<table><tr><th>name</th><th>plugin</th><th>state</th><th>restarts</th><th>open</th></tr>
-{{range .Outputs}}<tr><td>{{.Name}}</td><td>{{.Plugin}}</td><td>{{.State}}</td><td>{{.Restarts}}</td><td>{{range .URLs}}<a href="{{.}}">{{.}}</a><br>{{end}}</td></tr>
-{{end}}</table>
-<p><a href="/api/status">/api/status</a> · <a href="/healthz">/healthz</a></p>
-</body></html>
-`))
 
 // fromLoopback reports whether r came from this machine.
 func fromLoopback(r *http.Request) bool {

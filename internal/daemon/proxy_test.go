@@ -1,0 +1,206 @@
+package daemon
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestProxyRewriteLocation(t *testing.T) {
+	const plugin = "127.0.0.1:8082"
+	for _, tc := range []struct{ in, want string }{
+		{"/cameras/a/whep/0f3a", "/outputs/rtc/cameras/a/whep/0f3a"},
+		{"/cameras/a/", "/outputs/rtc/cameras/a/"},
+		{"/cameras/a/x?y=1", "/outputs/rtc/cameras/a/x?y=1"},
+		{"http://127.0.0.1:8082/cameras/a/whep/1", "/outputs/rtc/cameras/a/whep/1"},
+		{"https://127.0.0.1:8082/", "/outputs/rtc/"},
+		{"whep/1", "whep/1"}, // relative: already under the prefix
+		{"../b/", "../b/"},   // relative
+		{"http://example.com/x", "http://example.com/x"}, // elsewhere
+		{"//example.com/x", "//example.com/x"},
+		{"/cameras/a%2Fb/", "/outputs/rtc/cameras/a%2Fb/"},
+	} {
+		if got := rewriteLocation(tc.in, "/outputs/rtc", plugin); got != tc.want {
+			t.Errorf("rewriteLocation(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestProxyViewerSource(t *testing.T) {
+	seen := map[string]string{}
+	for _, remote := range []string{"127.0.0.1:5000", "192.168.1.20:1", "192.168.1.21:1", "[2001:db8::1]:443", "10.0.0.1:2", "bogus"} {
+		ip := viewerSource(remote)
+		if ip.To4() == nil || !ip.IsLoopback() {
+			t.Fatalf("viewerSource(%q) = %v, not an IPv4 loopback address", remote, ip)
+		}
+		for _, b := range ip[1:] {
+			if b == 0 && ip[3] == 0 || ip[3] == 255 || ip[1] == 0 {
+				t.Errorf("viewerSource(%q) = %v: a network or broadcast-like address", remote, ip)
+			}
+		}
+		if other, dup := seen[ip.String()]; dup {
+			t.Errorf("%q and %q share %v", remote, other, ip)
+		}
+		seen[ip.String()] = remote
+	}
+	// The port does not matter: one client, one address.
+	if a, b := viewerSource("192.168.1.20:1"), viewerSource("192.168.1.20:60000"); !a.Equal(b) {
+		t.Errorf("one client, two addresses: %v, %v", a, b)
+	}
+}
+
+// The plugin sees each client of the proxy at its own loopback address,
+// whether it listens on loopback or on every address.
+func TestProxyDialsFromClientAddress(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
+		t.Run(listen, func(t *testing.T) {
+			ln, err := net.Listen("tcp4", listen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			from := make(chan string, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					from <- err.Error()
+					return
+				}
+				from <- c.RemoteAddr().String()
+				c.Close()
+			}()
+			src := viewerSource("192.168.7.7:1234")
+			ctx := context.WithValue(context.Background(), proxyTargetKey{}, &proxyTarget{source: src})
+			c, err := dialPlugin(ctx, "tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			host, _, _ := net.SplitHostPort(<-from)
+			if host != src.String() {
+				t.Errorf("plugin saw %s, want %s", host, src)
+			}
+		})
+	}
+}
+
+// A plugin serving TLS is accepted with the certificate of the output's
+// config, though it names no IP address; any other certificate is not.
+func TestProxyVerifiesPluginCertificate(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are the point
+	srv.StartTLS()
+	defer srv.Close()
+	dir := t.TempDir()
+	right := filepath.Join(dir, "right.pem")
+	if err := os.WriteFile(right, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.TLS.Certificates[0].Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrong := filepath.Join(dir, "wrong.pem")
+	if err := os.WriteFile(wrong, selfSigned(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(srv.URL)
+	for _, tc := range []struct {
+		name, pin string
+		ok        bool
+	}{
+		{"pinned", right, true},
+		{"another certificate pinned", wrong, false},
+		{"no pin, not in the system's roots", "", false},
+		{"pinned file missing", filepath.Join(dir, "nope.pem"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.WithValue(context.Background(), proxyTargetKey{}, &proxyTarget{pin: tc.pin, source: viewerSource("10.1.1.1:1")})
+			c, err := dialPluginTLS(ctx, "tcp", u.Host)
+			if (err == nil) != tc.ok {
+				t.Fatalf("dial: %v, want ok=%v", err, tc.ok)
+			}
+			if c != nil {
+				if _, ok := c.(*tls.Conn); !ok {
+					t.Errorf("got %T, want a TLS connection", c)
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+// selfSigned returns a PEM certificate for 127.0.0.1 that no server uses.
+func selfSigned(t *testing.T) []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "not the plugin"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func TestProxyClassify(t *testing.T) {
+	for _, tc := range []struct{ path, kind, cam string }{
+		{"/cameras/front/stream.mjpg", "mjpeg", "front"},
+		{"/cameras/front/snapshot.jpg", "still", "front"},
+		{"/cameras/front/", "player", "front"},
+		{"/cameras/front/whep", "whep", "front"},
+		{"/cameras/front/timelapse/", "", "front"},
+		{"/", "", ""},
+		{"/cameras/", "", ""},
+		{"/cameras/front", "", ""},
+		{"/other/front/stream.mjpg", "", ""},
+	} {
+		if kind, cam := classify(tc.path); kind != tc.kind || cam != tc.cam {
+			t.Errorf("classify(%q) = %q, %q; want %q, %q", tc.path, kind, cam, tc.kind, tc.cam)
+		}
+	}
+}
+
+func TestProxyPathsAreGuarded(t *testing.T) {
+	for _, tc := range []struct {
+		path    string
+		proxied bool
+	}{
+		{"/outputs/web/cameras/a/stream.mjpg", true},
+		{"/outputs/web/", true},
+		{"/outputs/web", true},
+		{"/outputs/", false},
+		{"/outputs", false},
+		{"/outputs/web/../../api/status", false},
+		{"/outputs/../api/reload", false},
+		{"/api/status", false},
+		{"//outputs/web/", true}, // cleaned the same way ServeMux does
+	} {
+		r := httptest.NewRequest("GET", "http://camd/", nil)
+		r.URL.Path = tc.path
+		if got := proxied(r); got != tc.proxied {
+			t.Errorf("proxied(%q) = %v, want %v", tc.path, got, tc.proxied)
+		}
+	}
+	if !strings.HasSuffix(proxyPrefix, "/") {
+		t.Fatal("proxyPrefix must end in /")
+	}
+}
