@@ -147,8 +147,8 @@ func TestBrowserPlaysWebRTC(t *testing.T) {
 			if st["encoders_running"] != 1.0 || st["users"] != 1.0 {
 				t.Fatalf("one viewer: plugin status %v", st)
 			}
-			t.Logf("%s: decoded %d of %d frames encoded in 6 s, offer→first frame %v ms, glass-to-glass %v ms, encode %v ms, decode %v ms",
-				codec, decoded, encoded, deref(p.OfferToFirstFrameMs), deref(p.LatencyMs), st["encode_ms_avg"], st["decode_ms_avg"])
+			t.Logf("%s: decoded %d of %d frames encoded in 6 s, %v encoder(s) started, offer→first frame %v ms, glass-to-glass %v ms, encode %v ms, decode %v ms",
+				codec, decoded, encoded, st["encoders_started"], deref(p.OfferToFirstFrameMs), deref(p.LatencyMs), st["encode_ms_avg"], st["decode_ms_avg"])
 
 			// A second tab: a second viewer on the same encoder.
 			tab, cancel := chromedp.NewContext(ctx)
