@@ -490,9 +490,12 @@ func TestPlaceholderNeverSeen(t *testing.T) {
 		offlineAfter time.Duration
 		from, to     time.Duration // when the first placeholder may come
 	}{
-		{"refused", refused, 5 * time.Second, 0, time.Second},
-		{"silent, offline_after 300ms", silent, 300 * time.Millisecond, 300 * time.Millisecond, 1300 * time.Millisecond},
-		{"silent, offline_after 5s", silent, 5 * time.Second, time.Second, 2 * time.Second},
+		// Upper bounds have seconds of slack for a loaded machine; the
+		// lower ones, and "refused" well before offline_after, are the
+		// behaviour.
+		{"refused", refused, 5 * time.Second, 0, 2500 * time.Millisecond},
+		{"silent, offline_after 300ms", silent, 300 * time.Millisecond, 300 * time.Millisecond, 2500 * time.Millisecond},
+		{"silent, offline_after 5s", silent, 5 * time.Second, time.Second, 3 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -517,7 +520,7 @@ func TestPlaceholderNeverSeen(t *testing.T) {
 					t.Fatalf("placeholder %d is %v (says %dx%d), want 640x480", i, b, f.Width, f.Height)
 				}
 				if i > 0 {
-					if g := f.at.Sub(frames[i-1].at); g < 500*time.Millisecond || g > 3*time.Second {
+					if g := f.at.Sub(frames[i-1].at); g < 500*time.Millisecond || g > 5*time.Second {
 						t.Errorf("placeholders %d and %d came %v apart, want about a second", i-1, i, g)
 					}
 				}
