@@ -132,8 +132,11 @@ class Camera:
                 # finalises it; without this the retry finds them "in use".
                 gc.collect()
         if self.cam is None:
-            self.error = "camera did not start on %s (%s): %s; check the wiring and the CAMSERVER_PIN_* settings, then reset" % (
-                self.board_id, self.pin_names, _why(first))
+            if isinstance(first, MemoryError):  # espidf.MemoryError: no PSRAM for the frame buffers
+                hint = "try a smaller CAMSERVER_FRAME_SIZE or CAMSERVER_FB_COUNT = 1"
+            else:
+                hint = "check the wiring and the CAMSERVER_PIN_* settings, then reset"
+            self.error = "camera did not start on %s (%s): %s; %s" % (self.board_id, self.pin_names, _why(first), hint)
             if not names.get("i2c"):
                 i2c.deinit()  # our own bus: give its pins back
             return

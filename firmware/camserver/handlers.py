@@ -165,7 +165,7 @@ async def status(srv, conn, req):
         ("stalled_dropped", srv.stalled), ("refused", srv.refused), ("evicted", srv.evicted),
         ("shed", srv.shed), ("mem_errors", srv.mem_errors + src.mem_errors),
         ("frame_buffers", len(src.buffers)),
-        ("uptime_s", srv.uptime_ms() // 1000), ("mem_free", mem_free()),
+        ("uptime_s", srv.uptime_s()), ("mem_free", mem_free()),
         ("width", _dim(cam, "width")), ("height", _dim(cam, "height")),
         ("camera", "ok" if cam.ok else "error"), ("error", cam.error),
         ("board", cam.board_id), ("pins", cam.pin_names),

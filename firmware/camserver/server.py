@@ -50,6 +50,7 @@ class Server:
         self.evicted = 0   # connections closed to make room for another
         self.shed = 0      # stream viewers closed because memory ran short
         self.mem_errors = 0
+        self._up_s = 0
         self._up_ms = 0
         self._up_t = ticks_ms()
         self._stop = False
@@ -67,15 +68,19 @@ class Server:
                 n += 1
         return n
 
-    def uptime_ms(self):
-        """Milliseconds since start, by adding up small tick differences:
+    def uptime_s(self):
+        """Seconds since start, by adding up small tick differences:
         ticks_ms() wraps every 2**29 ms (6.2 days) and a single difference
         is only right up to half that, so uptime cannot be one difference
-        from the start. The accept loop calls this every few ms."""
+        from the start. The accept loop calls this every few ms. (Whole
+        seconds and a remainder: both stay small ints, which on
+        CircuitPython need no allocation.)"""
         now = ticks_ms()
-        self._up_ms += ticks_diff(now, self._up_t)
+        ms = self._up_ms + ticks_diff(now, self._up_t)
         self._up_t = now
-        return self._up_ms
+        self._up_s += ms // 1000
+        self._up_ms = ms % 1000
+        return self._up_s
 
     def listen(self):
         p = self.pool
@@ -90,30 +95,33 @@ class Server:
         if self.sock is None:
             self.listen()
         while not self._stop:
-            self.uptime_ms()
             try:
-                c, _ = self.sock.accept()
-            except OSError as e:
-                # EAGAIN: nobody is connecting (or lwIP had no socket for
-                # them). Never spin: sleep a little.
-                await sleep_ms(5 if would_block(e) else 50)
-                continue
-            except RuntimeError:  # "Out of sockets"
-                await sleep_ms(100)
-                continue
+                await self._accept()
             except MemoryError:
                 self._memory_short()
                 await sleep_ms(20)
-                continue
-            try:
-                self._admit(c)
-            except Exception as e:  # a bug: lose this connection, not the server
-                print("camserver: accept:", repr(e))
-                self._refuse(c)
-            # Straight on to the next one: the listen backlog is tiny, and a
-            # client whose SYN finds it full waits a second to retry.
-            await sleep_ms(0)
         self.sock.close()
+
+    async def _accept(self):
+        self.uptime_s()
+        try:
+            c, _ = self.sock.accept()
+        except OSError as e:
+            # EAGAIN: nobody is connecting (or lwIP had no socket for
+            # them). Never spin: sleep a little.
+            await sleep_ms(5 if would_block(e) else 50)
+            return
+        except RuntimeError:  # "Out of sockets"
+            await sleep_ms(100)
+            return
+        try:
+            self._admit(c)
+        except Exception as e:  # a bug: lose this connection, not the server
+            print("camserver: accept:", repr(e))
+            self._refuse(c)
+        # Straight on to the next one: the listen backlog is tiny, and a
+        # client whose SYN finds it full waits a second to retry.
+        await sleep_ms(0)
 
     def _admit(self, sock):
         if len(self.conns) >= self.settings.max_clients:
