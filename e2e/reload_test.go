@@ -180,7 +180,7 @@ func TestReloadCommand(t *testing.T) {
 	// name the port it really listens on.
 	body := strings.Replace(simConfig, "fps: 15", "fps: 10", 1)
 	c.writeConfig(body)
-	cfg := strings.Replace(readText(t, c.path), "listen: 127.0.0.1:0\n", "listen: "+strings.TrimPrefix(c.api, "http://")+"\n", 1)
+	cfg := strings.Replace(readFile(t, c.path), "listen: 127.0.0.1:0\n", "listen: "+strings.TrimPrefix(c.api, "http://")+"\n", 1)
 	writeFile(t, c.path, cfg)
 
 	out, err := exec.Command(filepath.Join(binDir, "camd"), "reload", "-config", c.path).CombinedOutput()
@@ -222,7 +222,7 @@ func TestReloadWatchesTheFile(t *testing.T) {
 	}
 }
 
-func readText(t *testing.T, path string) string {
+func readFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
