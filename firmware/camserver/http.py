@@ -1,6 +1,6 @@
 """HTTP/1.1 request parsing and responses, with hard limits on everything."""
 
-from .compat import ticks_ms, ticks_add, ticks_diff
+from .compat import ticks_ms, ticks_add
 from .conn import BUSY, HEAD, IDLE, Closed, Timeout
 
 REASONS = {

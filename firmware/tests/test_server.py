@@ -4,12 +4,10 @@ real sockets on 127.0.0.1."""
 import os
 import socket
 import struct
-import threading
 import time
 import unittest
 
 from harness import Firmware, MJPEGReader, get, read_response, TESTDATA
-import espcamera  # shim
 import socketpool  # shim
 
 

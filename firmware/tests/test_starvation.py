@@ -7,7 +7,6 @@ idle machine) so that they hold on a loaded 2-core machine; the measured
 figures are printed."""
 
 import json
-import socket
 import time
 import unittest
 
