@@ -262,23 +262,30 @@ func (r *refusals) note(log *slog.Logger, msg string, client clientAddr) {
 }
 
 // The reclaimer gives memory back to the system after a flood of
-// connections: net/http's per-connection goroutines and buffers are
-// garbage once the connections close, but the Go runtime keeps the pages
-// for reuse and returns them only slowly, so a plugin would stay at its
-// flood-time size for minutes.
+// connections: net/http's per-connection goroutines and buffers, and the
+// garbage of connections refused at accept, are freed once the flood
+// ends, but the Go runtime keeps the pages for reuse and returns them only
+// slowly, so a plugin would stay at its flood-time size for minutes.
 const (
-	reclaimCheck    = time.Second      // how often it looks
-	reclaimMinConns = 256              // a flood: this many more connections at the peak than now
-	reclaimGap      = 10 * time.Second // at most one forced collection this often
+	reclaimCheck      = time.Second      // how often it looks
+	reclaimMinConns   = 256              // a flood let in: this many more connections at the peak than now
+	reclaimMinRefused = 1000             // a flood kept out: this many connections refused
+	reclaimGap        = 10 * time.Second // at most one forced collection this often
 )
 
-// reclaim runs until ctx ends. When open connections have fallen to half
-// their peak or less, and by at least reclaimMinConns, it collects garbage
-// and returns the free pages (debug.FreeOSMemory).
+// reclaim runs until ctx ends. It collects garbage and returns the free
+// pages (debug.FreeOSMemory) when a flood is over: open connections have
+// fallen to half their peak or less, and by at least reclaimMinConns; or
+// at least reclaimMinRefused connections were refused since the last
+// time, and none in the last second.
 func (h *HTTP) reclaim(ctx context.Context) {
 	t := time.NewTicker(reclaimCheck)
 	defer t.Stop()
-	var last time.Time
+	var (
+		last        time.Time
+		refusedBase uint64 // refusals counted up to the last reclaim
+		refusedPrev uint64 // refusals a check ago
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -286,10 +293,15 @@ func (h *HTTP) reclaim(ctx context.Context) {
 		case <-t.C:
 		}
 		n, peak := h.conns.takePeak(false)
-		if peak-n < reclaimMinConns || n > peak/2 || time.Since(last) < reclaimGap {
+		refused := h.refused.conns.Load()
+		letIn := peak-n >= reclaimMinConns && n <= peak/2
+		keptOut := refused-refusedBase >= reclaimMinRefused && refused == refusedPrev
+		refusedPrev = refused
+		if !(letIn || keptOut) || time.Since(last) < reclaimGap {
 			continue
 		}
 		h.conns.takePeak(true)
+		refusedBase = refused
 		start := time.Now()
 		// net/http keeps closed connections' buffers in sync.Pools, which
 		// survive one collection: the first frees them, the second (with
@@ -299,6 +311,7 @@ func (h *HTTP) reclaim(ctx context.Context) {
 		last = time.Now()
 		h.conns.reclaims.Add(1)
 		h.Log.Info("connection flood over: memory returned to the system",
-			"peak_connections", peak, "open", n, "took", last.Sub(start).Round(time.Millisecond))
+			"peak_connections", peak, "open", n, "refused", refused,
+			"took", last.Sub(start).Round(time.Millisecond))
 	}
 }

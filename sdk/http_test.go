@@ -248,6 +248,29 @@ func TestHTTPConnectionsInAll(t *testing.T) {
 	}
 }
 
+// When a flood of connections ends, whether the server let them in or
+// kept them out, it gives the memory back: the counter shows it.
+// (plugins/mjpeg's TestFlood measures the memory itself.)
+func TestHTTPReclaimAfterFlood(t *testing.T) {
+	tests := []struct {
+		name      string
+		perClient int // max_viewers_per_client
+		flood     int
+	}{
+		{"let in", 1000, 300},      // under every cap
+		{"kept out", 1, 65 + 1000}, // 1,000 over the per-client cap
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &sdk.HTTP{Config: sdk.HTTPConfig{MaxViewersPerClient: tt.perClient}}
+			base := serve(t, h)
+			f := sdktest.NewFlood(t, strings.TrimPrefix(base, "http://"), "127.0.0.1", tt.flood)
+			f.Close()
+			waitFor(t, "memory returned after the flood", func() bool { return h.Stats().MemoryReclaims >= 1 })
+		})
+	}
+}
+
 // A connection that never finishes its request headers is closed after the
 // header timeout (5s).
 func TestHTTPHeaderTimeout(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,4 +105,41 @@ func benchViewers(b *testing.B, viewers int) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(len(jpg))/1024, "KiB/frame")
+}
+
+// BenchmarkFlood floods the plugin, in a process of its own, with 10,000
+// half-open connections from one address and reports its resident memory
+// before, during, and 5 s after the flood, for the default config (the
+// per-client connection cap takes the flood) and with the per-client caps
+// raised (the server's cap takes it, and the memory of what it let in is
+// returned when the flood ends).
+//
+//	go test -run '^$' -bench Flood -benchtime 1x ./plugins/mjpeg
+func BenchmarkFlood(b *testing.B) {
+	const flood = 10000
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < flood+1000 {
+		b.Skipf("needs %d file descriptors (ulimit -n)", flood+1000)
+	}
+	for _, bc := range []struct{ name, config string }{
+		{"defaults", ""},
+		{"per-client-caps-raised", "max_viewers_per_client: 20000\n"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				child := sdktest.StartChild(b, "TestFloodServer", floodConfigEnv+"="+bc.config)
+				time.Sleep(time.Second)
+				before := child.RSS()
+				f := sdktest.NewFlood(b, strings.TrimPrefix(child.Ready, "http://"), "127.0.0.1", flood)
+				time.Sleep(time.Second)
+				during := child.RSS()
+				f.Close()
+				time.Sleep(5 * time.Second)
+				after := child.RSS()
+				b.ReportMetric(float64(before)/(1<<20), "MB-before")
+				b.ReportMetric(float64(during)/(1<<20), "MB-during")
+				b.ReportMetric(float64(after)/(1<<20), "MB-after")
+			}
+		})
+	}
 }
