@@ -164,7 +164,7 @@ async def status(srv, conn, req):
         ("clients", srv.clients), ("stream_clients", srv.stream_clients), ("requests", srv.requests),
         ("stalled_dropped", srv.stalled), ("refused", srv.refused), ("evicted", srv.evicted),
         ("shed", srv.shed), ("mem_errors", srv.mem_errors + src.mem_errors),
-        ("frame_buffers", len(src.buffers)),
+        ("frame_buffers", len(src.buffers)), ("capture_errors", src.errors), ("capture_error", src.last_error),
         ("uptime_s", srv.uptime_s()), ("mem_free", mem_free()),
         ("width", _dim(cam, "width")), ("height", _dim(cam, "height")),
         ("camera", "ok" if cam.ok else "error"), ("error", cam.error),

@@ -409,6 +409,15 @@ class TestCameraFaults(ServerTest):
         self.fw.app.camera.cam.fail_takes = 0
         self.assertEqual(get(self.fw, "/capture")[0], 200)
 
+    def test_driver_errors_do_not_end_the_capture_task(self):
+        import json
+        self.fw.app.camera.cam.deinit()  # every driver call now raises
+        self.assertEqual(get(self.fw, "/capture")[0], 503)
+        st = json.loads(get(self.fw, "/status")[2])
+        self.assertGreater(st["capture_errors"], 0)
+        self.assertIn("deinitialized", st["capture_error"])
+        self.assertEqual(get(self.fw, "/health")[0], 200)
+
 
 class TestCameraInitFails(unittest.TestCase):
     def test_server_runs_without_camera(self):
