@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
+	pb "github.com/camd/camd/proto/outputv1"
 	"github.com/camd/camd/sdk"
 	"github.com/camd/camd/sdk/sdktest"
 )
@@ -29,6 +31,23 @@ func start(t *testing.T, cameras []string, extra string) (*sdktest.Harness, stri
 		t.Fatal(err)
 	}
 	return h, strings.TrimSuffix(urls[0], "/")
+}
+
+// startWith is start with camd's Security (auth, CORS origins), as camd
+// sends it in Configure.
+func startWith(t *testing.T, cameras []string, extra string, sec sdk.Security) (*sdktest.Harness, string) {
+	t.Helper()
+	h := sdktest.New(t, &WebRTC{})
+	resp, err := h.Client.Configure(context.Background(), &pb.ConfigureRequest{
+		Output: "rtc", Cameras: cameras, ConfigYaml: []byte("listen: 127.0.0.1:0\n" + extra), Security: sdk.SecurityToProto(sec),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Errors) > 0 || resp.StartError != "" || len(resp.Urls) == 0 {
+		t.Fatalf("configure: %v %s", resp.Errors, resp.StartError)
+	}
+	return h, strings.TrimSuffix(resp.Urls[0], "/")
 }
 
 // feed sends sim frames of one camera to the plugin at 30 fps until the
@@ -129,6 +148,13 @@ type viewer struct {
 // defaults when none).
 func dialWHEP(t *testing.T, whepURL string, mimes ...string) (*viewer, *http.Response, error) {
 	t.Helper()
+	return dialWHEPWith(t, whepURL, nil, mimes...)
+}
+
+// dialWHEPWith is dialWHEP with extra request headers (Authorization,
+// Origin).
+func dialWHEPWith(t *testing.T, whepURL string, hdr http.Header, mimes ...string) (*viewer, *http.Response, error) {
+	t.Helper()
 	m := &webrtc.MediaEngine{}
 	if len(mimes) == 0 {
 		if err := m.RegisterDefaultCodecs(); err != nil {
@@ -169,7 +195,13 @@ func dialWHEP(t *testing.T, whepURL string, mimes ...string) (*viewer, *http.Res
 		t.Fatal(err)
 	}
 	<-gathered
-	resp, err := http.Post(whepURL, "application/sdp", strings.NewReader(pc.LocalDescription().SDP))
+	req, err := http.NewRequest(http.MethodPost, whepURL, strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps.Copy(req.Header, hdr)
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"log/slog"
@@ -185,28 +186,22 @@ func TestWHEPErrors(t *testing.T) {
 		t.Fatalf("VP8-only offer: %v", err)
 	}
 
-	// CORS preflight, and WHEP's Accept-Post.
+	// WHEP's OPTIONS: what the endpoint accepts.
 	req, _ := http.NewRequest(http.MethodOptions, whep, nil)
-	req.Header.Set("Origin", "http://127.0.0.1:8080")
-	req.Header.Set("Access-Control-Request-Method", "POST")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.Header.Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "POST") ||
-		resp.Header.Get("Accept-Post") != "application/sdp" {
-		t.Fatalf("OPTIONS headers: %v", resp.Header)
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Accept-Post") != "application/sdp" {
+		t.Fatalf("OPTIONS: %s %v", resp.Status, resp.Header)
 	}
 
 	// Failed negotiations gave their slot back: one viewer fits, a second
 	// is refused with 503.
-	v, resp, err := dialWHEP(t, whep)
+	v, _, err := dialWHEP(t, whep)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Location") {
-		t.Fatal("Location not exposed to other origins")
 	}
 	v.waitFrames(t, 1, 15*time.Second)
 	if _, resp, err := dialWHEP(t, whep); err == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
@@ -232,6 +227,90 @@ func TestWHEPErrors(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("second DELETE: %v %v", resp.Status, err)
 	}
+}
+
+// TestWHEPSecurity: camd's Security, enforced by the SDK's server, holds
+// on every WebRTC route: CORS answers only the allowed origins (WHEP's
+// preflight and exposed Location included), and with auth a viewer needs a
+// token for the camera, sent as WHEP says in the Authorization header.
+func TestWHEPSecurity(t *testing.T) {
+	const token = "s3cret-view-token"
+	sec := sdk.Security{
+		AuthRequired: true,
+		AllowOrigins: []string{"http://dash.example"},
+		Tokens: []sdk.Token{
+			{Name: "cam-viewer", SHA256: sha256.Sum256([]byte(token)), Scope: sdk.ScopeView, Cameras: []string{"cam"}},
+			{Name: "other-viewer", SHA256: sha256.Sum256([]byte("other-token")), Scope: sdk.ScopeView, Cameras: []string{"other"}},
+		},
+	}
+	h, base := startWith(t, []string{"cam", "other"}, "", sec)
+	feed(t, h, "cam", simFrames(t, 160, 120, 5))
+	whep := base + "/cameras/cam/whep"
+
+	tests := []struct {
+		name, method, origin, auth string
+		want                       int
+		allowOrigin                string // "": no CORS headers
+	}{
+		{"preflight from an allowed origin", http.MethodOptions, "http://dash.example", "", http.StatusNoContent, "http://dash.example"},
+		{"preflight from another origin", http.MethodOptions, "http://evil.example", "", http.StatusNoContent, ""},
+		{"offer without a token", http.MethodPost, "", "", http.StatusUnauthorized, ""},
+		{"offer with a wrong token", http.MethodPost, "", "Bearer nope", http.StatusUnauthorized, ""},
+		{"offer with another camera's token", http.MethodPost, "", "Bearer other-token", http.StatusForbidden, ""},
+		{"the player page without a token", http.MethodGet, "", "", http.StatusUnauthorized, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := whep
+			if tt.method == http.MethodGet {
+				url = base + "/cameras/cam/"
+			}
+			req, _ := http.NewRequest(tt.method, url, strings.NewReader("v=0"))
+			req.Header.Set("Content-Type", "application/sdp")
+			if tt.origin != "" {
+				req.Header.Set("Origin", tt.origin)
+			}
+			if tt.method == http.MethodOptions {
+				req.Header.Set("Access-Control-Request-Method", "POST")
+				req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+			}
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want || resp.Header.Get("Access-Control-Allow-Origin") != tt.allowOrigin {
+				t.Fatalf("%s, Access-Control-Allow-Origin %q; want %d, %q", resp.Status, resp.Header.Get("Access-Control-Allow-Origin"), tt.want, tt.allowOrigin)
+			}
+			if tt.allowOrigin != "" && (!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "POST") ||
+				!strings.Contains(strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "authorization")) {
+				t.Fatalf("preflight headers %v", resp.Header)
+			}
+		})
+	}
+
+	t.Run("a viewer with the camera's token plays and hangs up", func(t *testing.T) {
+		hdr := http.Header{"Authorization": {"Bearer " + token}, "Origin": {"http://dash.example"}}
+		v, resp, err := dialWHEPWith(t, whep, hdr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Location") {
+			t.Fatalf("Location not exposed to the allowed origin: %v", resp.Header)
+		}
+		v.waitFrames(t, 5, 15*time.Second)
+		req, _ := http.NewRequest(http.MethodDelete, base+v.session, nil)
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("DELETE without the token: %v %v", resp.Status, err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("DELETE with the token: %v %v", resp.Status, err)
+		}
+	})
 }
 
 // TestViewersPerClient: one client address holds at most

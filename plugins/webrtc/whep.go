@@ -86,26 +86,24 @@ const (
 	requestWriteTimeout = 30 * time.Second
 )
 
-// signalling wraps the routes in what each of them needs: deadlines, as
-// every request here is short (the SDK's server sets none, for streams),
-// and the WHEP headers pages on other origins (camd's own page on another
-// port, a dashboard) must be able to read.
+// signalling sets deadlines on every route: each request here is short,
+// and the SDK's server sets none (it also serves streams). CORS is the
+// SDK's too: it answers, for the allowed origins only, with the methods
+// and exposed headers (Location, Link, ETag, Accept-Post) WHEP needs.
 func signalling(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		now := time.Now()
 		_ = rc.SetReadDeadline(now.Add(requestReadTimeout))
 		_ = rc.SetWriteDeadline(now.Add(requestWriteTimeout))
-		w.Header().Set("Access-Control-Expose-Headers", "Location, Link, ETag, Accept-Post")
 		h.ServeHTTP(w, r)
 	})
 }
 
+// serveOptions answers OPTIONS, a CORS preflight or a WHEP client asking
+// what the endpoint accepts.
 func (p *WebRTC) serveOptions(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
-	hd.Set("Access-Control-Allow-Methods", "POST, DELETE, PATCH, OPTIONS")
-	hd.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, If-Match")
-	hd.Set("Access-Control-Max-Age", "86400")
 	if r.PathValue("id") == "" {
 		hd.Set("Accept-Post", "application/sdp")
 		p.setICELinks(hd)
