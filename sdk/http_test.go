@@ -256,15 +256,17 @@ func TestHTTPReclaimAfterFlood(t *testing.T) {
 		name      string
 		perClient int // max_viewers_per_client
 		flood     int
+		arrived   func(sdk.HTTPStats) bool // the server has seen the whole flood
 	}{
-		{"let in", 1000, 300},      // under every cap
-		{"kept out", 1, 65 + 1000}, // 1,000 over the per-client cap
+		{"let in", 1000, 300, func(st sdk.HTTPStats) bool { return st.Connections == 300 }},              // under every cap
+		{"kept out", 1, 65 + 1000, func(st sdk.HTTPStats) bool { return st.ConnectionsRefused == 1000 }}, // 1,000 over the per-client cap
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := &sdk.HTTP{Config: sdk.HTTPConfig{MaxViewersPerClient: tt.perClient}}
 			base := serve(t, h)
 			f := sdktest.NewFlood(t, strings.TrimPrefix(base, "http://"), "127.0.0.1", tt.flood)
+			waitFor(t, "the server to take the flood in", func() bool { return tt.arrived(h.Stats()) })
 			f.Close()
 			waitFor(t, "memory returned after the flood", func() bool { return h.Stats().MemoryReclaims >= 1 })
 		})

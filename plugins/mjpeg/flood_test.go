@@ -68,7 +68,8 @@ func TestFlood(t *testing.T) {
 	tests := []struct {
 		name, config string
 		// newViewer is the status a new viewer from another address gets
-		// during the flood.
+		// during the flood; 503 also admits a connection closed unanswered
+		// (the server answers refusals only while it has time to).
 		newViewer int
 	}{
 		// The flood hits the per-client connection cap: the rest of the
@@ -126,8 +127,17 @@ func TestFlood(t *testing.T) {
 				<-frames
 			}
 			nextFrame("during the flood")
-			if code := getStatus(t, clientFrom("127.0.0.3"), stream); code != tt.newViewer {
-				t.Fatalf("a new viewer during the flood: %d, want %d", code, tt.newViewer)
+			resp3, err := clientFrom("127.0.0.3").Get(stream)
+			switch {
+			case err != nil && tt.newViewer == http.StatusServiceUnavailable:
+				t.Logf("a new viewer during the flood: %v", err)
+			case err != nil:
+				t.Fatalf("a new viewer during the flood: %v", err)
+			default:
+				resp3.Body.Close()
+				if resp3.StatusCode != tt.newViewer {
+					t.Fatalf("a new viewer during the flood: %d, want %d", resp3.StatusCode, tt.newViewer)
+				}
 			}
 
 			f.Close()
