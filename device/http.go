@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -262,11 +263,35 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
 		idle = deviceTimeout(0)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: defers run last first
 	defer cancel(nil)
 	// The watchdog ends the request if nothing arrives for idle, from the
-	// connect on; each part rearms it.
-	watchdog := time.AfterFunc(idle, func() { cancel(fmt.Errorf("%w: nothing for %v", errStalled, idle)) })
-	defer watchdog.Stop()
+	// connect on; the headers and each part rearm it.
+	alive := make(chan struct{}, 1)
+	rearm := func() {
+		select {
+		case alive <- struct{}{}:
+		default:
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTimer(idle)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-alive:
+				t.Reset(idle)
+			case <-t.C:
+				cancel(fmt.Errorf("%w: nothing for %v", errStalled, idle))
+				return
+			}
+		}
+	}()
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url, nil)
 	if err != nil {
@@ -288,7 +313,7 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
 	if err != nil || !strings.HasPrefix(mt, "multipart/") || params["boundary"] == "" {
 		return answered(fmt.Errorf("GET %s: %w (Content-Type %q)", m.safeURL, errNotMJPEG, resp.Header.Get("Content-Type")))
 	}
-	watchdog.Reset(idle)
+	rearm()
 
 	r := NewMultipartReader(resp.Body, params["boundary"], MaxFrameBytes)
 	for {
@@ -305,7 +330,7 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
 			}
 			return answered(fmt.Errorf("GET %s: %w", m.safeURL, err))
 		}
-		watchdog.Reset(idle)
+		rearm()
 		emit(RawFrame{JPEG: body, Captured: time.Now()})
 	}
 }
