@@ -94,14 +94,13 @@ def plan(board_id, overrides):
             names.pop("scl", None)
             names.pop("sda", None)
         names[role] = None if value in _NONE else value
-    missing = [r for r in _REQUIRED if not names.get(r)]
+    missing = [setting_key(r) for r in _REQUIRED if not names.get(r)]
     if not names.get("i2c") and not (names.get("scl") and names.get("sda")):
-        missing.append("scl+sda or i2c")
+        missing.append("%s and %s (or %s)" % (setting_key("scl"), setting_key("sda"), setting_key("i2c")))
     if missing:
         if known is None and not overrides:
             raise PinError("board %r has no built-in camera pins: %s" % (board_id, HOW_TO))
-        raise PinError("camera pins not set: %s; %s" % (
-            ", ".join(setting_key(r.split("+")[0]) for r in missing), HOW_TO))
+        raise PinError("camera pins not set: %s; %s" % (", ".join(missing), HOW_TO))
     return names
 
 

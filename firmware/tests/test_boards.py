@@ -103,6 +103,11 @@ class TestHandWiredRobot(BootTest):
         b = self.boot(ROBOT_BOARD, settings(**toml))
         self.assertIn("CAMSERVER_PIN_HREF", self.status(b)["error"])
 
+    def test_half_an_i2c_bus(self):
+        """SCL by hand replaces the board's bus singleton, so SDA is needed too."""
+        b = self.boot("espressif_esp32s3_eye", settings(CAMSERVER_PIN_SCL="IO3"))
+        self.assertIn("CAMSERVER_PIN_SDA", self.status(b)["error"])
+
     def test_override_one_pin_of_a_known_board(self):
         # A reworked ESP32-S3-EYE: XCLK moved to IO3.
         b = self.boot("espressif_esp32s3_eye", settings(CAMSERVER_PIN_XCLK="IO3"))
