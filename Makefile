@@ -36,3 +36,31 @@ generate:
 
 clean:
 	rm -rf $(BIN)
+
+# install puts camd in PREFIX (default /usr/local): the daemon in bin, the
+# plugins in lib/camd, config.yaml in etc/camd (a sample, with plugin_dir
+# pointing at the plugins; an existing one is kept) and the systemd unit
+# (deploy/camd.service) with these paths. DESTDIR stages it for a package:
+#   make install PREFIX=/usr SYSCONFDIR=/etc DESTDIR=debian/camd
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+PLUGINDIR  ?= $(PREFIX)/lib/camd
+SYSCONFDIR ?= $(PREFIX)/etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+# deploy/ is written for the default paths; install rewrites them.
+INSTALL_PATHS := -e 's|/usr/local/bin/camd|$(BINDIR)/camd|g' \
+	-e 's|/usr/local/lib/camd|$(PLUGINDIR)|g' \
+	-e 's|/usr/local/etc/camd|$(SYSCONFDIR)/camd|g'
+
+.PHONY: install
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(SYSCONFDIR)/camd $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BIN)/camd $(DESTDIR)$(BINDIR)/camd
+	install -m 0755 $(addprefix $(BIN)/camd-plugin-,$(PLUGINS)) $(DESTDIR)$(PLUGINDIR)/
+	sed $(INSTALL_PATHS) deploy/camd.service > $(DESTDIR)$(UNITDIR)/camd.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/camd/config.yaml ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/camd/config.yaml"; \
+	else \
+		echo "sed ... deploy/config.yaml > $(DESTDIR)$(SYSCONFDIR)/camd/config.yaml"; \
+		sed $(INSTALL_PATHS) deploy/config.yaml > $(DESTDIR)$(SYSCONFDIR)/camd/config.yaml; \
+	fi

@@ -8,6 +8,8 @@ set -euo pipefail
 pkgs=(gcc make pkg-config libvpx-dev libturbojpeg0-dev)
 if [ "${1:-build}" = "test" ]; then
   pkgs+=(ffmpeg chromium python3 fonts-dejavu-core prometheus)
+  # The Python example plugin (examples/python) and the install test.
+  pkgs+=(python3-grpcio python3-protobuf python3-yaml python3-bcrypt python3-cryptography systemd)
 fi
 
 need=()

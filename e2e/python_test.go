@@ -1,0 +1,503 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	pb "github.com/camd/camd/proto/outputv1"
+)
+
+// The Python example plugin (examples/python/latest.py) is a plugin in
+// another language held to the same contract as the Go ones: camd starts it
+// through command:, it passes go-plugin's handshake, takes frames and acks
+// them, and serves the newest JPEG of each camera.
+
+// pythonPlugin returns the example's path, after checking that Debian's
+// python3 has the packages it imports.
+func pythonPlugin(t *testing.T) string {
+	t.Helper()
+	path, err := filepath.Abs("../examples/python/latest.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("/usr/bin/python3", "-c", "import grpc, google.protobuf, yaml, bcrypt, cryptography").CombinedOutput()
+	if err != nil {
+		t.Fatalf("Debian's python3 lacks the plugin's packages (bash scripts/setup.sh test installs them): %v\n%s", err, out)
+	}
+	return path
+}
+
+// It runs, over a plain unix socket and with AutoMTLS: every camera's
+// newest frame is served and keeps changing (so the plugin acks: camd sends
+// a camera's next frame only after the ack), its counters appear in
+// /api/status, its log lines arrive as structured logs, a camera added by
+// a reload is served after a restart (it answers SetCameras UNIMPLEMENTED),
+// and camd stops it gracefully.
+func TestPythonPluginServesFrames(t *testing.T) {
+	plugin := pythonPlugin(t)
+	for _, mtls := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plugin_auto_mtls=%v", mtls), func(t *testing.T) {
+			cameras := `cameras:
+  - {name: a, source: {type: sim, size: 160x120, fps: 10}}
+  - {name: b, source: {type: sim, size: 320x240, fps: 10}}
+`
+			outputs := fmt.Sprintf(`outputs:
+  - name: py
+    command: %s
+    config: {listen: "127.0.0.1:0"}
+`, plugin)
+			head := fmt.Sprintf("plugin_auto_mtls: %v\n", mtls)
+			c := startCamd(t, head+cameras+outputs)
+			s := c.waitOutputs(nil)
+			sizes := map[string]image.Point{"a": {160, 120}, "b": {320, 240}}
+			for cam, size := range sizes {
+				url := outputURL(s, "py", "/cameras/"+cam+"/latest.jpg")
+				if url == "" {
+					t.Fatalf("no URL for camera %s in %+v", cam, s.Outputs)
+				}
+				first := waitJPEG(t, http.DefaultClient, url, size, 0)
+				next := waitJPEG(t, http.DefaultClient, url, size, first.seq)
+				if bytes.Equal(next.body, first.body) {
+					t.Errorf("camera %s: frames %d and %d are the same picture", cam, first.seq, next.seq)
+				}
+			}
+
+			st := pyStatus(t, c)
+			if st.Plugin != "latest.py" || st.Version != "1.0.0" || st.State != "running" {
+				t.Errorf("status shows plugin %q version %q state %q; want latest.py 1.0.0 running", st.Plugin, st.Version, st.State)
+			}
+			for cam := range sizes {
+				if pc := st.PluginStatus.Cameras[cam]; pc.Frames < 2 || pc.Served < 2 {
+					t.Errorf("plugin counters for %s: %+v; want at least 2 frames taken and 2 served", cam, pc)
+				}
+			}
+
+			// Its hclog JSON lines are parsed, not passed on as raw text.
+			logs := c.logs.String()
+			if !strings.Contains(logs, "msg=serving output=py") || strings.Contains(logs, "@message") {
+				t.Errorf("the plugin's log lines did not arrive as structured logs:\n%s", logs)
+			}
+
+			// A new camera changes the output's camera list: the plugin
+			// cannot change it in place, so camd restarts it.
+			c.writeConfig(head + cameras + "  - {name: c, source: {type: sim, size: 160x120, fps: 10}}\n" + outputs)
+			if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			after := c.waitReload(t, func(s status) bool {
+				return outputState(s, "py") == "running" && pids(s)["py"] != st.PID &&
+					outputURL(s, "py", "/cameras/c/latest.jpg") != ""
+			})
+			waitJPEG(t, http.DefaultClient, outputURL(after, "py", "/cameras/c/latest.jpg"), image.Point{160, 120}, 0)
+
+			// camd's stop asks the plugin to shut down (GRPCController),
+			// instead of killing it after 2 s.
+			c.stop()
+			logs = c.logs.String()
+			if !strings.Contains(logs, "msg=stopped output=py") || strings.Contains(logs, "plugin failed to exit gracefully") {
+				t.Errorf("the plugin did not stop gracefully:\n%s", logs)
+			}
+		})
+	}
+}
+
+// Its config errors come back per key, so camd reports them at file:line,
+// from camd validate and camd run alike; the listen address it reports
+// lets camd refuse a port that is taken before starting anything.
+func TestPythonPluginConfigErrors(t *testing.T) {
+	plugin := pythonPlugin(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+
+	for _, tc := range []struct {
+		name string
+		body string // after the cameras
+		want []string
+	}{{
+		name: "its own keys",
+		body: `outputs:
+  - name: py
+    command: ` + plugin + `
+    config:
+      listen: nonsense
+      placeholders: maybe
+      colour: red
+`,
+		want: []string{
+			`c.yaml:8: outputs[0].config.listen: want host:port, e.g. 127.0.0.1:8090 (got "nonsense")`,
+			`c.yaml:9: outputs[0].config.placeholders: want serve or refuse (got "maybe")`,
+			`c.yaml:10: outputs[0].config.colour: unknown key`,
+		},
+	}, {
+		name: "port in use by another program",
+		body: `outputs:
+  - name: py
+    command: ` + plugin + `
+    config:
+      listen: ` + busy.Addr().String() + `
+`,
+		want: []string{`c.yaml:8: outputs[0].config.listen: cannot listen on ` + busy.Addr().String() + `: bind: address already in use`},
+	}, {
+		name: "port of another output",
+		body: `outputs:
+  - name: web
+    plugin: mjpeg
+    config: {listen: 127.0.0.1:18491}
+  - name: py
+    command: ` + plugin + `
+    config:
+      listen: 127.0.0.1:18491
+`,
+		want: []string{`c.yaml:11: outputs[1].config.listen: 127.0.0.1:18491 is already taken by output "web"`},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			cfg := "plugin_dir: " + binDir + "\ncameras:\n  - {name: sim, source: {type: sim}}\n" + tc.body
+			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, cmd := range []string{"validate", "run"} {
+				out, code, _ := camdCmd(t, cmd, path, 30*time.Second)
+				if code == 0 {
+					t.Fatalf("camd %s accepted it:\n%s", cmd, out)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(out, w) {
+						t.Errorf("camd %s output lacks %q:\n%s", cmd, w, out)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Who may look is camd's to say (auth, tls and cors in config.yaml) and
+// the plugin's to enforce, over HTTP and HTTPS: users with their bcrypt
+// hashed passwords, tokens by their SHA-256 digest with their camera
+// scope, CORS only for the allowed origin.
+func TestPythonPluginEnforcesSecurity(t *testing.T) {
+	plugin := pythonPlugin(t)
+	const (
+		admin    = "py-admin-token-0123456789abcdef"
+		viewA    = "py-view-token-a-0123456789abcdef"
+		password = "py-password-123"
+		origin   = "http://dashboard.example"
+	)
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, scheme := range []string{"http", "https"} {
+		t.Run(scheme, func(t *testing.T) {
+			client, tlsBlock := http.DefaultClient, ""
+			if scheme == "https" {
+				client, tlsBlock = selfSigned(t)
+			}
+			c := startCamd(t, fmt.Sprintf(`%s
+auth:
+  users:
+    - {name: alice, password_hash: %q}
+  tokens:
+    - {name: ops, token: %s, scope: admin}
+    - {name: ha, token: %s, cameras: [a]}
+cors:
+  allow_origins: [%q]
+cameras:
+  - {name: a, source: {type: sim, size: 160x120, fps: 10}}
+  - {name: b, source: {type: sim, size: 160x120, fps: 10}}
+outputs:
+  - name: py
+    command: %s
+    config: {listen: "127.0.0.1:0"}
+`, tlsBlock, hash, admin, viewA, origin, plugin))
+			c.client, c.token = client, admin
+			s := c.waitOutputs(nil)
+			urlA := outputURL(s, "py", "/cameras/a/latest.jpg")
+			urlB := outputURL(s, "py", "/cameras/b/latest.jpg")
+			if !strings.HasPrefix(urlA, scheme+"://") {
+				t.Fatalf("plugin URL %q is not %s", urlA, scheme)
+			}
+			bearer := func(tok string) func(*http.Request) {
+				return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
+			}
+			basic := func(user, pw string) func(*http.Request) {
+				return func(r *http.Request) { r.SetBasicAuth(user, pw) }
+			}
+			// Until both cameras have a frame, an allowed request gets 503.
+			for _, u := range []string{urlA, urlB} {
+				waitFor(t, 20*time.Second, func() bool { return pyGet(t, client, u, bearer(admin)).code == 200 })
+			}
+
+			denied := 0
+			for _, tc := range []struct {
+				name string
+				url  string
+				cred func(*http.Request)
+				want int
+			}{
+				{"no credential", urlA, func(*http.Request) {}, 401},
+				{"user", urlB, basic("alice", password), 200},
+				{"wrong password", urlA, basic("alice", "nope"), 401},
+				{"unknown user", urlA, basic("bob", password), 401},
+				{"view token, its camera", urlA, bearer(viewA), 200},
+				{"view token, another camera", urlB, bearer(viewA), 403},
+				{"view token in ?token=", urlA + "?token=" + viewA, func(*http.Request) {}, 200},
+				{"admin token", urlB, bearer(admin), 200},
+				{"unknown token", urlA, bearer("py-nobody-0123456789abcdef"), 401},
+			} {
+				r := pyGet(t, client, tc.url, tc.cred)
+				if r.code != tc.want {
+					t.Errorf("%s: got %d, want %d (%s)", tc.name, r.code, tc.want, r.body)
+				}
+				switch {
+				case r.code == 200:
+					if _, err := jpeg.Decode(bytes.NewReader(r.body)); err != nil {
+						t.Errorf("%s: not a JPEG: %v", tc.name, err)
+					}
+				case r.code == 401 && r.header.Get("WWW-Authenticate") == "":
+					t.Errorf("%s: 401 without a WWW-Authenticate challenge", tc.name)
+				}
+				if r.code != 200 {
+					denied++
+				}
+			}
+
+			// CORS: the allowed origin's pages may read, others' may not.
+			withOrigin := func(o string) func(*http.Request) {
+				return func(r *http.Request) { r.Header.Set("Origin", o); bearer(viewA)(r) }
+			}
+			if got := pyGet(t, client, urlA, withOrigin(origin)).header.Get("Access-Control-Allow-Origin"); got != origin {
+				t.Errorf("allowed origin got Access-Control-Allow-Origin %q", got)
+			}
+			if got := pyGet(t, client, urlA, withOrigin("http://evil.example")).header.Get("Access-Control-Allow-Origin"); got != "" {
+				t.Errorf("another origin got Access-Control-Allow-Origin %q", got)
+			}
+			// A preflight carries no credential and is answered anyway.
+			pre := pyDo(t, client, "OPTIONS", urlA, func(r *http.Request) { r.Header.Set("Origin", origin) })
+			if pre.code != 204 || pre.header.Get("Access-Control-Allow-Headers") != "Authorization" {
+				t.Errorf("preflight: %d %v", pre.code, pre.header)
+			}
+
+			if got := pyStatus(t, c).PluginStatus.Denied; got != denied {
+				t.Errorf("plugin counted %d denied requests, want %d", got, denied)
+			}
+		})
+	}
+}
+
+// The committed Python stubs are generated from the current output.proto:
+// a new RPC or field in the contract must reach them too.
+func TestPythonStubsMatchProto(t *testing.T) {
+	pythonPlugin(t)
+	cmd := exec.Command("/usr/bin/python3", "-c", "import sys, output_pb2; sys.stdout.buffer.write(output_pb2.DESCRIPTOR.serialized_pb)")
+	cmd.Dir = "../examples/python"
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got descriptorpb.FileDescriptorProto
+	if err := proto.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := protodesc.ToFileDescriptorProto(pb.File_output_proto)
+	// json_name is derived from the field name; protoc leaves it out of
+	// the descriptor it embeds in Python.
+	var dropJSONNames func([]*descriptorpb.DescriptorProto)
+	dropJSONNames = func(ms []*descriptorpb.DescriptorProto) {
+		for _, m := range ms {
+			for _, f := range m.Field {
+				f.JsonName = nil
+			}
+			dropJSONNames(m.NestedType)
+		}
+	}
+	dropJSONNames(want.MessageType)
+	if !proto.Equal(&got, want) {
+		t.Fatal("examples/python/output_pb2.py is older than proto/outputv1/output.proto: run make -C examples/python generate")
+	}
+}
+
+// pyOutput is the Python output's entry in /api/status.
+type pyOutput struct {
+	Name         string `json:"name"`
+	Plugin       string `json:"plugin"`
+	Version      string `json:"version"`
+	State        string `json:"state"`
+	PID          int    `json:"pid"`
+	PluginStatus struct {
+		Denied  int `json:"denied"`
+		Cameras map[string]struct {
+			Frames       int `json:"frames"`
+			Placeholders int `json:"placeholders"`
+			Served       int `json:"served"`
+		} `json:"cameras"`
+	} `json:"plugin_status"`
+}
+
+func pyStatus(t *testing.T, c *camd) pyOutput {
+	t.Helper()
+	req, _ := http.NewRequest("GET", c.api+"/api/status", nil)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Outputs []pyOutput `json:"outputs"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range st.Outputs {
+		if o.Name == "py" {
+			return o
+		}
+	}
+	t.Fatalf("no output py in /api/status: %+v", st)
+	return pyOutput{}
+}
+
+type pyResponse struct {
+	code   int
+	header http.Header
+	body   []byte
+}
+
+func pyGet(t *testing.T, client *http.Client, url string, cred func(*http.Request)) pyResponse {
+	t.Helper()
+	return pyDo(t, client, "GET", url, cred)
+}
+
+func pyDo(t *testing.T, client *http.Client, method, url string, cred func(*http.Request)) pyResponse {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred(req)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pyResponse{resp.StatusCode, resp.Header, body}
+}
+
+type latestFrame struct {
+	seq  uint64
+	body []byte
+}
+
+// waitJPEG polls url until it serves a frame newer than after, and checks
+// that it is a JPEG of the camera's size.
+func waitJPEG(t *testing.T, client *http.Client, url string, size image.Point, after uint64) latestFrame {
+	t.Helper()
+	var f latestFrame
+	waitFor(t, 20*time.Second, func() bool {
+		r := pyGet(t, client, url, func(*http.Request) {})
+		if r.code != 200 {
+			return false
+		}
+		f.seq, _ = strconv.ParseUint(r.header.Get("X-Frame-Seq"), 10, 64)
+		f.body = r.body
+		return f.seq > after
+	})
+	img, err := jpeg.Decode(bytes.NewReader(f.body))
+	if err != nil {
+		t.Fatalf("%s: frame %d is not a JPEG: %v", url, f.seq, err)
+	}
+	if got := img.Bounds().Size(); got != size {
+		t.Fatalf("%s: frame is %v, want %v", url, got, size)
+	}
+	return f
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still not so after %v", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and returns camd's tls
+// block naming it and a client that trusts it.
+func selfSigned(t *testing.T) (*http.Client, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	return client, fmt.Sprintf("tls: {cert: %s, key: %s}", certFile, keyFile)
+}
