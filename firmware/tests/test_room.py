@@ -82,11 +82,11 @@ class TestMakingRoom(ServerTest):
         time.sleep(1.2)
         self.assertEqual(get(self.fw, "/status")[0], 200)
         self.assertTrue(closed_by_server(stuck.sock, 1.0))
-        since = time.time()
+        counts = [len(r.parts) for r in readers]
         time.sleep(0.5)
-        for r in readers:
+        for r, n in zip(readers, counts):
             self.assertIsNone(r.error)
-            self.assertGreater(r.fps(since), 10)
+            self.assertGreater(len(r.parts), n + 3, "a viewer that keeps up stopped getting frames")
             r.close()
             r.join(2)
         stuck.close()

@@ -160,20 +160,27 @@ class TestBadClients(ServerTest):
     fw_args = {"header_timeout_ms": 800, "write_timeout_ms": 600, "fps": 30, "size": "VGA"}
 
     def test_stalled_viewer_dropped_others_keep_fps(self):
+        """A viewer that stops reading is dropped at the write deadline, and
+        meanwhile the other one gets (nearly) every frame captured. Counted
+        against the frames the camera delivered, so that it holds however
+        busy the machine is."""
+        src = self.fw.app.source
         stalled = MJPEGReader(self.fw, read=False, rcvbuf=4096)
         good = MJPEGReader(self.fw)
+        time.sleep(0.2)
+        captured0, got0 = src.frames, len(good.parts)
         deadline = time.time() + 10
         while self.fw.server.stalled == 0 and time.time() < deadline:
             time.sleep(0.05)
         self.assertEqual(self.fw.server.stalled, 1, "stalled viewer not dropped")
-        since = time.time()
-        time.sleep(1.5)
-        fps = good.fps(since)
+        time.sleep(1)
+        captured, got = src.frames - captured0, len(good.parts) - got0
         self.assertIsNone(good.error)
         good.close()
         stalled.close()
         good.join(2)
-        self.assertGreater(fps, 20, "good viewer slowed to %.1f fps" % fps)
+        self.assertGreater(captured, 10, "the camera hardly ran")
+        self.assertGreaterEqual(got, 0.8 * captured - 2, "good viewer got %d of %d frames" % (got, captured))
 
     def test_slowloris_dropped(self):
         c = self.fw.connect()
