@@ -18,6 +18,10 @@ var (
 </head><body><h1>camd WebRTC</h1>
 <ul>{{range .}}<li><a href="cameras/{{.}}/">{{.}}</a> · WHEP: <code>cameras/{{.}}/whep</code></li>
 {{else}}<li>No cameras.</li>{{end}}</ul>
+<script>
+// Opened with ?token=… (camd's auth): the players need it too.
+if (location.search) for (const a of document.querySelectorAll("a")) a.search = location.search;
+</script>
 </body></html>
 `))
 )
