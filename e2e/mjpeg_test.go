@@ -90,7 +90,7 @@ func TestStreamRateAndStatus(t *testing.T) {
 		t.Fatalf("viewer got %.1f fps, configured 15", fps)
 	}
 	s := c.status()
-	if cam := s.Cameras[0]; cam.State != "streaming" || cam.FPS < 11 || cam.LastFrameAgeMS < 0 || cam.LastFrameAgeMS > 1000 {
+	if cam := s.Cameras[0]; cam.State != "live" || cam.FPS < 11 || cam.LastFrameAgeMS < 0 || cam.LastFrameAgeMS > 1000 {
 		t.Fatalf("camera status %+v", cam)
 	}
 	if o := s.Outputs[0]; o.Plugin != "mjpeg" || o.PID == 0 {
