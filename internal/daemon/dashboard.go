@@ -53,7 +53,8 @@ func (d *Daemon) dashboard(mux *http.ServeMux) {
 		if r.URL.RawQuery != "" {
 			u += "?" + r.URL.RawQuery
 		}
-		http.Redirect(w, r, u, http.StatusMovedPermanently)
+		w.Header().Set("Location", u) // relative: see the output proxy's
+		w.WriteHeader(http.StatusMovedPermanently)
 	})
 }
 

@@ -108,8 +108,7 @@ func TestDashboardPages(t *testing.T) {
 		{
 			name: "dashboard", page: dashboardPage, model: newDashModel(testStatus(), "", "", false),
 			want: []string{
-				`data-camera="a" href="cameras/a/"`, `data-kind="mjpeg" src="outputs/web/cameras/a/stream.mjpg?fps=2"`,
-				`data-kind="still" src="outputs/stills/cameras/c/snapshot.jpg?placeholder=1"`,
+				`data-camera="a" href="cameras/a/"`, `<img class="thumb" alt="a">`, `<img class="thumb" alt="c">`,
 				`No MJPEG or snapshot output serves this camera.`, `class="badge offline"`,
 				`<tr data-output="rtc">`, `href="outputs/rtc/"`, `href="api/status"`,
 				`window.camd = {"base":""`, `setInterval(poll, 1500)`,
@@ -118,7 +117,7 @@ func TestDashboardPages(t *testing.T) {
 		{
 			name: "dashboard with a token", page: dashboardPage, model: newDashModel(testStatus(), "", "t&k<n>", true),
 			want: []string{
-				`href="cameras/a/?token=t%26k%3cn%3e"`, `stream.mjpg?fps=2&token=t%26k%3cn%3e"`,
+				`href="cameras/a/?token=t%26k%3cn%3e"`, `"token":"t\u0026k\u003cn\u003e"`,
 				`href="api/status?token=t%26k%3cn%3e"`, `href="outputs/rtc/?token=t%26k%3cn%3e"`,
 			},
 			not: []string{`t&k<n>`},

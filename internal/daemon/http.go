@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"slices"
 	"sync"
@@ -115,7 +116,9 @@ func (d *Daemon) handler() http.Handler {
 	// the proxy, which checks credentials as the output does.
 	mux.Handle(proxyPrefix+"{name}/{rest...}", newOutputProxy(d))
 	mux.HandleFunc(proxyPrefix+"{name}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, r.PathValue("name")+"/", http.StatusMovedPermanently)
+		// Relative, so it holds under a reverse proxy's path prefix too.
+		w.Header().Set("Location", url.PathEscape(r.PathValue("name"))+"/")
+		w.WriteHeader(http.StatusMovedPermanently)
 	})
 	return mux
 }

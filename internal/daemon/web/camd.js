@@ -96,9 +96,16 @@
     }
   }
 
-  // Pictures. An MJPEG tile reconnects when its image fails or its
-  // output's plugin restarted; a still tile loads a new still every
-  // second and a half, the next only once the last one arrived.
+  // Pictures. A browser opens at most six connections to one host and
+  // port, and an MJPEG picture holds one for as long as it shows: the
+  // dashboard streams at most `budget` tiles (?streams=N, default 4),
+  // keeping connections free for its numbers and for opening pages. The
+  // other tiles show a still every 1.5 s: from a snapshot output, or else
+  // the first frame of a short visit to the MJPEG stream. A stream
+  // reconnects when it fails or its output's plugin restarted, and stops
+  // while the page is hidden.
+  const params = new URLSearchParams(location.search);
+  const budget = params.has("streams") ? Math.max(0, parseInt(params.get("streams"), 10) || 0) : 4;
   const pids = {};
   function restartedOutputs(st) {
     const changed = new Set();
@@ -110,32 +117,94 @@
   }
   function keepStreaming(img, url) {
     let retry = 0;
-    const start = () => { img.src = withToken(url, "r=" + Date.now()); };
-    img.addEventListener("error", () => { clearTimeout(retry); retry = setTimeout(start, 2000); });
-    return start;
+    const start = () => { clearTimeout(retry); img.src = withToken(url, "r=" + Date.now()); };
+    const stop = () => { clearTimeout(retry); img.removeAttribute("src"); };
+    img.addEventListener("error", () => {
+      if (!img.getAttribute("src")) return;
+      clearTimeout(retry);
+      retry = setTimeout(start, 2000);
+    });
+    return {start, stop};
   }
-  function keepRefreshing(img, url, every) {
-    let busy = false;
-    const next = () => {
+  // keepRefreshing shows what load() gives every `every` ms, loading the
+  // next only once the last arrived.
+  function keepRefreshing(img, load, every) {
+    let busy = false, last = "";
+    const next = async () => {
       if (busy || document.hidden) return;
       busy = true;
-      const pic = new Image();
-      pic.onload = () => { img.src = pic.src; busy = false; };
-      pic.onerror = () => { busy = false; };
-      pic.src = withToken(url, "placeholder=1&r=" + Date.now());
+      try {
+        const src = await load();
+        img.src = src;
+        if (last) URL.revokeObjectURL(last);
+        last = src;
+      } catch (e) {
+        // the next round tries again
+      } finally {
+        busy = false;
+      }
     };
     next();
     return setInterval(next, every);
   }
-  const streams = []; // [output, restart]; the page's own src attributes start them
-  for (const img of $$("img.thumb")) {
-    const view = m.cameras.find(v => v.name === img.closest("[data-camera]").dataset.camera);
-    if (img.dataset.kind === "mjpeg") {
-      streams.push([view.mjpeg.output, keepStreaming(img, view.mjpeg.via + "?fps=2")]);
-    } else {
-      keepRefreshing(img, view.still.via, 1500);
+  // A still from a snapshot output; its offline picture when the camera is.
+  async function fetchStill(url) {
+    const r = await fetch(withToken(url, "placeholder=1"), {cache: "no-store"});
+    if (!r.ok) throw new Error("status " + r.status);
+    return URL.createObjectURL(await r.blob());
+  }
+  // The first frame of an MJPEG stream: read its first part, then hang up.
+  async function grabFrame(url) {
+    const ctl = new AbortController(), timer = setTimeout(() => ctl.abort(), 10000);
+    try {
+      const r = await fetch(withToken(url), {cache: "no-store", signal: ctl.signal});
+      if (!r.ok) throw new Error("status " + r.status);
+      const reader = r.body.getReader();
+      let buf = new Uint8Array(0);
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) throw new Error("the stream ended");
+        const b = new Uint8Array(buf.length + value.length);
+        b.set(buf);
+        b.set(value, buf.length);
+        buf = b;
+        const end = indexOf(buf, [13, 10, 13, 10]); // the end of the first part's headers
+        if (end < 0) continue;
+        const len = /content-length:\s*(\d+)/i.exec(new TextDecoder().decode(buf.subarray(0, end)));
+        if (!len) throw new Error("a part without Content-Length");
+        const from = end + 4, to = from + Number(len[1]);
+        if (buf.length >= to) return URL.createObjectURL(new Blob([buf.subarray(from, to)], {type: "image/jpeg"}));
+      }
+    } finally {
+      clearTimeout(timer);
+      ctl.abort();
     }
   }
+  function indexOf(buf, pat) {
+    next: for (let i = 0; i + pat.length <= buf.length; i++) {
+      for (let j = 0; j < pat.length; j++) if (buf[i + j] !== pat[j]) continue next;
+      return i;
+    }
+    return -1;
+  }
+  const streams = []; // {output, start, stop}
+  for (const img of $$("img.thumb")) {
+    const view = m.cameras.find(v => v.name === img.closest("[data-camera]").dataset.camera);
+    if (view.mjpeg && streams.length < budget) {
+      img.dataset.kind = "mjpeg";
+      streams.push({output: view.mjpeg.output, ...keepStreaming(img, view.mjpeg.via + "?fps=2")});
+    } else if (view.still) {
+      img.dataset.kind = "still";
+      keepRefreshing(img, () => fetchStill(view.still.via), 1500);
+    } else {
+      img.dataset.kind = "frame";
+      keepRefreshing(img, () => grabFrame(view.mjpeg.via), 1500);
+    }
+  }
+  for (const s of streams) s.start();
+  addEventListener("visibilitychange", () => {
+    for (const s of streams) document.hidden ? s.stop() : s.start();
+  });
 
   // The camera page: a choice of player, and URLs for other software.
   if (m.camera) {
@@ -155,15 +224,16 @@
         const img = document.createElement("img");
         img.alt = m.camera + ", MJPEG";
         box.replaceChildren(img);
-        streams.push([view.mjpeg.output, keepStreaming(img, view.mjpeg.via)]);
-        streams[streams.length - 1][1]();
+        const s = {output: view.mjpeg.output, ...keepStreaming(img, view.mjpeg.via)};
+        streams.push(s);
+        s.start();
         note.textContent = "MJPEG at the camera's full rate from output " + view.mjpeg.output + ".";
       }),
       still: view.still && (() => {
         const img = document.createElement("img");
         img.alt = m.camera + ", still";
         box.replaceChildren(img);
-        stillTimer = keepRefreshing(img, view.still.via, 1000);
+        stillTimer = keepRefreshing(img, () => fetchStill(view.still.via), 1000);
         note.textContent = "A still every second from output " + view.still.output + ".";
       }),
     };
@@ -172,6 +242,7 @@
       if (!choices[want]) want = ["webrtc", "mjpeg", "still"].find(k => choices[k]);
       if (!want || probe.player === want) return;
       clearInterval(stillTimer);
+      for (const s of streams) s.stop();
       streams.length = 0;
       box.replaceChildren();
       probe.player = want;
@@ -215,7 +286,7 @@
       const st = await r.json();
       if (sig(st) !== m.sig) { location.reload(); return; }
       const restarted = restartedOutputs(st);
-      for (const [output, restart] of streams) if (restarted.has(output)) restart();
+      for (const s of streams) if (restarted.has(s.output) && !document.hidden) s.start();
       render(st);
       probe.polls++;
       probe.status = st;
