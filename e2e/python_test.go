@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -97,6 +98,12 @@ func TestPythonPluginServesFrames(t *testing.T) {
 				if pc := st.PluginStatus.Cameras[cam]; pc.Frames < 2 || pc.Served < 2 {
 					t.Errorf("plugin counters for %s: %+v; want at least 2 frames taken and 2 served", cam, pc)
 				}
+			}
+
+			// The same counters reach camd's /metrics, labelled with the output.
+			metrics := pyDo(t, c.client, "GET", c.api+"/metrics", func(*http.Request) {})
+			if !regexp.MustCompile(`(?m)^camd_plugin_latest_frames_total\{camera="a",output="py"\} [1-9]`).Match(metrics.body) {
+				t.Errorf("/metrics lacks the plugin's frame counter for camera a:\n%s", metrics.body)
 			}
 
 			// Its hclog JSON lines are parsed, not passed on as raw text.

@@ -252,9 +252,9 @@ def camera_counters():
 
 
 class Output(output_pb2_grpc.OutputServicer):
-    """camd's Output service. RPCs it does not define (SetCameras, Metrics)
-    answer UNIMPLEMENTED, which camd handles: it restarts the plugin to
-    change its cameras, and shows no plugin metrics."""
+    """camd's Output service. An RPC it does not define answers
+    UNIMPLEMENTED, which camd handles: for SetCameras it restarts the plugin
+    to change its cameras."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -315,6 +315,24 @@ class Output(output_pb2_grpc.OutputServicer):
     def Status(self, request, context):
         with self.lock:
             return pb.StatusResponse(json=json.dumps(self.counters).encode())
+
+    def Metrics(self, request, context):
+        """The same counters in Prometheus' text format. camd serves them in
+        its /metrics renamed camd_plugin_<name>, labelled with the output."""
+        with self.lock:
+            cams = sorted((cam, dict(c)) for cam, c in self.counters["cameras"].items())
+            denied = self.counters["denied"]
+        text = ""
+        for name, key, about in (
+            ("latest_frames_total", "frames", "Frames camd sent, by camera."),
+            ("latest_placeholder_frames_total", "placeholders", "Offline placeholders camd sent, by camera."),
+            ("latest_served_total", "served", "JPEGs served, by camera."),
+        ):
+            text += f"# HELP {name} {about}\n# TYPE {name} counter\n"
+            text += "".join(f'{name}{{camera="{cam}"}} {c[key]}\n' for cam, c in cams)
+        text += "# HELP latest_denied_total Requests refused for a missing or wrong credential.\n"
+        text += f"# TYPE latest_denied_total counter\nlatest_denied_total {denied}\n"
+        return pb.MetricsResponse(text=text.encode())
 
     def latest(self, camera):
         with self.lock:
