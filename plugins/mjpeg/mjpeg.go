@@ -83,10 +83,10 @@ type part struct {
 
 // Configure implements sdk.Output.
 func (m *MJPEG) Configure(c sdk.Config) error {
-	m.cfg = Config{
-		HTTPConfig:   sdk.DefaultHTTPConfig("127.0.0.1:8081"),
-		MaxViewers:   100,
-		WriteTimeout: sdk.Duration(5 * time.Second),
+	// The embedded sample is the defaults (a test checks it decodes).
+	m.cfg = Config{}
+	if err := sdk.DecodeConfig([]byte(sampleConfig), &m.cfg); err != nil {
+		return err
 	}
 	errs := sdk.AsConfigErrors(sdk.DecodeConfig(c.Raw, &m.cfg))
 	errs = append(errs, m.cfg.HTTPConfig.Check()...)

@@ -95,11 +95,10 @@ func (c *camera) state(staleAfter time.Duration) string {
 
 // Configure implements sdk.Output.
 func (s *Snapshot) Configure(c sdk.Config) error {
-	s.cfg = Config{
-		HTTPConfig: sdk.DefaultHTTPConfig("127.0.0.1:8083"),
-		StaleAfter: sdk.Duration(5 * time.Second),
-		MinFree:    1 << 30,
-		Wait:       sdk.Duration(5 * time.Second),
+	// The embedded sample is the defaults (a test checks it decodes).
+	s.cfg = Config{}
+	if err := sdk.DecodeConfig([]byte(sampleConfig), &s.cfg); err != nil {
+		return err
 	}
 	errs := sdk.AsConfigErrors(sdk.DecodeConfig(c.Raw, &s.cfg))
 	errs = append(errs, s.cfg.HTTPConfig.Check()...)
