@@ -143,6 +143,10 @@ type HTTP struct {
 	// Log receives the server's warnings: refused clients (at most every
 	// few seconds), net/http's own errors.
 	Log *slog.Logger
+	// Public lists the routes (ServeMux patterns, "GET /cameras/{camera}/{$}")
+	// served without credentials even when auth is required: pages that
+	// show nothing by themselves and explain what to do without a token.
+	Public []string
 
 	auth   *Authenticator // from the Security in Listen's context
 	scheme string         // "http" or "https"
@@ -361,7 +365,14 @@ func (h *HTTP) maxConns() int { return max(h.MaxViewers, 0) + extraConns }
 // share: the CORS policy of allow_origins, then authentication and camera
 // scopes (the Security camd sent), so a plugin writes no auth code.
 func (h *HTTP) middleware(next http.Handler) http.Handler {
-	guarded := h.auth.Guard(next, nil, false)
+	var public *http.ServeMux
+	if len(h.Public) > 0 {
+		public = http.NewServeMux()
+		for _, p := range h.Public {
+			public.HandleFunc(p, func(http.ResponseWriter, *http.Request) {})
+		}
+	}
+	guarded := h.auth.Guard(next, public, false)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		guarded.ServeHTTP(w, r)

@@ -209,7 +209,12 @@ func (p *WebRTC) Start(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	p.api = api
-	p.http = &sdk.HTTP{Config: p.cfg.HTTPConfig, MaxViewers: p.cfg.MaxViewers, Log: p.log}
+	p.http = &sdk.HTTP{
+		Config: p.cfg.HTTPConfig, MaxViewers: p.cfg.MaxViewers, Log: p.log,
+		// The player page holds no video; without a token it says how to
+		// get one. WHEP itself needs the credential.
+		Public: []string{"GET /cameras/{camera}/{$}"},
+	}
 	if err := p.http.Listen(ctx); err != nil {
 		p.closeMux()
 		return nil, err // a *ConfigError for "listen"
