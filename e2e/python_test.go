@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -28,9 +30,13 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	pb "github.com/camd/camd/proto/outputv1"
 )
@@ -53,6 +59,67 @@ func pythonPlugin(t *testing.T) string {
 		t.Fatalf("Debian's python3 lacks the plugin's packages (bash scripts/setup.sh test installs them): %v\n%s", err, out)
 	}
 	return path
+}
+
+// The go-plugin side of the contract, without camd: run by hand the plugin
+// refuses; with camd's cookie it prints the handshake line for a fresh
+// unix socket in PLUGIN_UNIX_SOCKET_DIR, answers the health check for
+// "plugin", and exits when asked to shut down, removing its socket.
+func TestPythonPluginHandshake(t *testing.T) {
+	plugin := pythonPlugin(t)
+	if out, err := exec.Command(plugin).CombinedOutput(); err == nil || !strings.Contains(string(out), "camd starts it") {
+		t.Errorf("run by hand: %v, %q; want a refusal", err, out)
+	}
+
+	dir := t.TempDir()
+	cmd := exec.Command(plugin)
+	cmd.Env = append(os.Environ(), "CAMD_PLUGIN=b2c0a5b4-camd-output", "PLUGIN_UNIX_SOCKET_DIR="+dir, "PLUGIN_PROTOCOL_VERSIONS=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`^1\|1\|unix\|(` + regexp.QuoteMeta(dir) + `/plugin[^|/]+)\|grpc\|\n$`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("handshake line %q; want 1|1|unix|%s/plugin...|grpc|", line, dir)
+	}
+	conn, err := grpc.NewClient("unix://"+m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "plugin"})
+	if err != nil || health.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health of \"plugin\": %v, %v; want SERVING", health, err)
+	}
+	// go-plugin's controller service; its Empty is wire-compatible with
+	// protobuf's.
+	if err := conn.Invoke(ctx, "/plugin.GRPCController/Shutdown", &emptypb.Empty{}, &emptypb.Empty{}); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("plugin exited with %v after Shutdown", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("plugin still running 10 s after Shutdown")
+	}
+	if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+		t.Errorf("socket %s left behind: %v", m[1], err)
+	}
 }
 
 // It runs, over a plain unix socket and with AutoMTLS: every camera's
