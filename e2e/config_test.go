@@ -117,6 +117,22 @@ outputs:
 			"c.yaml:9: outputs[0].config.colour: unknown key",
 		},
 	}, {
+		name: "a plugin open to the network without auth",
+		body: `cameras: [{name: sim, source: {type: sim}}]
+outputs:
+  - name: web
+    plugin: mjpeg
+    config:
+      listen: 0.0.0.0:0
+`,
+		want: []string{"c.yaml:7: outputs[0].config.listen: 0.0.0.0:0 is reachable from other machines, but camd has no auth configured: add an auth block with users or tokens (see README: Exposing camd on your network), or set auth: {allow_anonymous: true} to serve everyone on your network"},
+	}, {
+		name: "camd's API open to the network without auth",
+		body: `http: {listen: "0.0.0.0:0"}
+cameras: [{name: sim, source: {type: sim}}]
+`,
+		want: []string{"c.yaml:2: http.listen: 0.0.0.0:0 is reachable from other machines, but camd has no auth configured"},
+	}, {
 		name: "every camera error, not the first",
 		body: `cameras:
   - name: one

@@ -1,0 +1,346 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
+)
+
+const (
+	adminToken = "ops-admin-token-0123456789abcdef"
+	viewAToken = "ha-view-token-a-0123456789abcdef" // camera a only
+	alicePW    = "alice-password-123"
+)
+
+// securedConfig is camd with auth, all three plugins and two cameras.
+// allowed is the one origin (besides none) whose pages may read responses.
+func securedConfig(t *testing.T, allowed, tlsBlock string) string {
+	hash, err := bcrypt.GenerateFromPassword([]byte(alicePW), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf(`%s
+auth:
+  users:
+    - {name: alice, password_hash: %q}
+  tokens:
+    - {name: ops, token: %s, scope: admin}
+    - {name: ha, token: %s, cameras: [a]}
+cors:
+  allow_origins: [%q]
+cameras:
+  - name: a
+    source: {type: sim, size: 320x240, fps: 10}
+  - name: b
+    source: {type: sim, size: 320x240, fps: 10}
+outputs:
+  - {name: web, plugin: mjpeg, config: {listen: "127.0.0.1:0"}}
+  - {name: stills, plugin: snapshot, config: {listen: "127.0.0.1:0"}}
+  - {name: rtc, plugin: webrtc, config: {listen: "127.0.0.1:0"}}
+`, tlsBlock, hash, adminToken, viewAToken, allowed)
+}
+
+// cred is one way of presenting (or not) a credential.
+type cred struct {
+	name  string
+	apply func(r *http.Request)
+}
+
+var (
+	noCred    = cred{"none", func(*http.Request) {}}
+	basicCred = cred{"basic", func(r *http.Request) { r.SetBasicAuth("alice", alicePW) }}
+	wrongPW   = cred{"wrong password", func(r *http.Request) { r.SetBasicAuth("alice", "nope") }}
+	adminCred = cred{"admin bearer", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+adminToken) }}
+	viewCred  = cred{"view-a bearer", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+viewAToken) }}
+	queryCred = cred{"view-a ?token=", func(r *http.Request) {
+		q := r.URL.Query()
+		q.Set("token", viewAToken)
+		r.URL.RawQuery = q.Encode()
+	}}
+)
+
+// status code of a request, reading at most a little of a stream.
+func code(t *testing.T, client *http.Client, method, url string, c cred, host string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var body io.Reader
+	if method == "POST" {
+		body = strings.NewReader("v=0\r\n")
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/sdp")
+	}
+	if host != "" {
+		req.Host = host
+	}
+	c.apply(req)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s (%s): %v", method, url, c.name, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// The matrix of who gets what, against a real camd with all three
+// plugins, over HTTP and over HTTPS with a test CA.
+func TestAuthMatrix(t *testing.T) {
+	for _, scheme := range []string{"http", "https"} {
+		t.Run(scheme, func(t *testing.T) {
+			client, tlsBlock, caFile := http.DefaultClient, "", ""
+			if scheme == "https" {
+				client, tlsBlock, caFile = testCA(t)
+			}
+			other := httptest.NewServer(http.HandlerFunc(corsPage))
+			defer other.Close()
+			allowed := httptest.NewServer(http.HandlerFunc(corsPage))
+			defer allowed.Close()
+
+			c := startCamd(t, securedConfig(t, allowed.URL, tlsBlock))
+			c.client, c.token = client, adminToken
+			s := c.waitOutputs(nil)
+			if !strings.HasPrefix(c.api, scheme+"://") {
+				t.Fatalf("api at %s, want %s", c.api, scheme)
+			}
+			web, stills, rtc := outputURL(s, "web", "/"), outputURL(s, "stills", "/"), outputURL(s, "rtc", "/")
+			type ep struct{ method, url string }
+			// The WebRTC player page is public: it holds no video, and
+			// without a token it explains how to get one (checked below).
+			camA := []ep{
+				{"GET", web + "cameras/a/stream.mjpg"}, {"GET", stills + "cameras/a/snapshot.jpg"},
+				{"POST", rtc + "cameras/a/whep"},
+			}
+			camB := []ep{
+				{"GET", web + "cameras/b/stream.mjpg"}, {"GET", stills + "cameras/b/snapshot.jpg"},
+				{"POST", rtc + "cameras/b/whep"},
+			}
+			pages := []ep{{"GET", web}, {"GET", stills}, {"GET", rtc}}
+			api := []ep{{"GET", c.api + "/api/status"}, {"GET", c.api + "/"}, {"POST", c.api + "/api/reload"}}
+
+			all := append(append(append(append([]ep{}, camA...), camB...), pages...), api...)
+			for _, e := range all {
+				if got := code(t, client, e.method, e.url, noCred, ""); got != http.StatusUnauthorized {
+					t.Errorf("%s %s without credentials: %d, want 401", e.method, e.url, got)
+				}
+				if got := code(t, client, e.method, e.url, wrongPW, ""); got != http.StatusUnauthorized && got != http.StatusTooManyRequests {
+					t.Errorf("%s %s with a wrong password: %d, want 401", e.method, e.url, got)
+				}
+			}
+			if got := code(t, client, "GET", c.api+"/healthz", noCred, ""); got != http.StatusOK {
+				t.Errorf("/healthz without credentials: %d, want 200", got)
+			}
+			// What each credential may do. WHEP posts a bad offer: 400
+			// means it got past authentication.
+			ok := func(e ep) []int {
+				if e.method == "POST" && strings.HasSuffix(e.url, "/whep") {
+					return []int{http.StatusBadRequest}
+				}
+				return []int{http.StatusOK}
+			}
+			check := func(c cred, eps []ep, want func(ep) []int) {
+				for _, e := range eps {
+					got := code(t, client, e.method, e.url, c, "")
+					if w := want(e); !containsInt(w, got) {
+						t.Errorf("%s %s with %s: %d, want %v", e.method, e.url, c.name, got, w)
+					}
+				}
+			}
+			forbidden := func(ep) []int { return []int{http.StatusForbidden} }
+			reloadOK := func(e ep) []int {
+				if strings.HasSuffix(e.url, "/api/reload") {
+					return []int{http.StatusOK}
+				}
+				return ok(e)
+			}
+			for _, cr := range []cred{basicCred, adminCred} {
+				check(cr, append(append(append(camA, camB...), pages...), api[:2]...), ok)
+			}
+			check(adminCred, api[2:], reloadOK)
+			for _, cr := range []cred{viewCred, queryCred} {
+				check(cr, camA, ok)
+				check(cr, camB, forbidden)
+				check(cr, api, forbidden)
+			}
+
+			// DNS rebinding: the API answers only to names it knows.
+			if got := code(t, client, "GET", c.api+"/api/status", adminCred, "evil.example:80"); got != http.StatusMisdirectedRequest {
+				t.Errorf("API with Host evil.example: %d, want 421", got)
+			}
+
+			// ffmpeg reads the stream with the token in the URL.
+			ffmpegReads(t, web+"cameras/a/stream.mjpg?token="+viewAToken, caFile)
+
+			// Chromium: <img> with ?token=, the player page with and
+			// without a token, and CORS by origin.
+			browser(t, scheme, web, stills, rtc, other.URL, allowed.URL)
+		})
+	}
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// corsPage is a page on another origin that tries to read a still.
+func corsPage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html")
+	io.WriteString(w, `<!doctype html><title>elsewhere</title>`)
+}
+
+func ffmpegReads(t *testing.T, url, caFile string) {
+	t.Helper()
+	args := []string{"-v", "error"}
+	if caFile != "" {
+		args = append(args, "-tls_verify", "1", "-ca_file", caFile)
+	}
+	args = append(args, "-f", "mjpeg", "-i", url, "-frames:v", "5", "-f", "null", "-")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ffmpeg", args...).CombinedOutput()
+	if err != nil {
+		t.Errorf("ffmpeg with ?token=: %v\n%s", err, out)
+	}
+}
+
+func browser(t *testing.T, scheme, web, stills, rtc, other, allowed string) {
+	t.Helper()
+	ctx := newBrowserWith(t, chromedp.Flag("ignore-certificate-errors", scheme == "https"))
+	tctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	nav := func(url string) {
+		t.Helper()
+		if _, err := chromedp.Run(tctx, chromedp.Navigate(url)); err != nil {
+			t.Fatalf("navigate %s: %v", url, err)
+		}
+	}
+
+	// An <img> with ?token= on some page shows the stream.
+	nav(other)
+	img := fmt.Sprintf(`(() => { const i = document.createElement("img"); i.src = %q; document.body.appendChild(i); return true })()`,
+		web+"cameras/a/stream.mjpg?token="+viewAToken)
+	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](img)); err != nil {
+		t.Fatal(err)
+	}
+	width, err := chromedp.Run(tctx, chromedp.Poll[int](`document.images.length && document.images[0].naturalWidth`, chromedp.WithPollingTimeout(15*time.Second)))
+	if err != nil || width != 320 {
+		t.Errorf("<img> of the stream with ?token=: width %d, %v", width, err)
+	}
+
+	// The player page plays with a token...
+	nav(rtc + "cameras/a/?token=" + viewAToken)
+	waitProbe(t, tctx, 20*time.Second, "playing with a token", func(p probe) bool { return p.FramesDecoded > 0 })
+	// ...and says why not without one.
+	nav(rtc + "cameras/a/")
+	text, err := chromedp.Run(tctx, chromedp.Poll[string](`document.body && /token/i.test(document.body.innerText) && document.body.innerText`, chromedp.WithPollingTimeout(10*time.Second)))
+	if err != nil {
+		t.Errorf("player page without a token: no message about the token (%v)", err)
+	}
+	t.Logf("without a token the player says: %q", text)
+
+	// A page from another origin cannot read a still; the allowed origin can.
+	still := stills + "cameras/a/snapshot.jpg?token=" + viewAToken
+	for _, tc := range []struct{ origin, want string }{{other, "blocked"}, {allowed, "read"}} {
+		nav(tc.origin)
+		got, err := chromedp.Run(tctx, chromedp.Evaluate[string](
+			fmt.Sprintf(`fetch(%q).then(r => r.blob()).then(() => "read", () => "blocked")`, still), chromedp.EvalAwaitPromise))
+		if err != nil || got != tc.want {
+			t.Errorf("fetch of a still from %s: %q (%v), want %q", tc.origin, got, err, tc.want)
+		}
+	}
+}
+
+// testCA makes a CA and a certificate for 127.0.0.1 signed by it, and
+// returns a client trusting the CA, the config's tls block and the CA's
+// file.
+func testCA(t *testing.T) (*http.Client, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "camd test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	write := func(name, typ string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caFile := write("ca.pem", "CERTIFICATE", caDER)
+	cert, keyFile := write("cert.pem", "CERTIFICATE", der), write("key.pem", "EC PRIVATE KEY", keyDER)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	return client, fmt.Sprintf("tls: {cert: %q, key: %q}", cert, keyFile), caFile
+}
+
+// newBrowserWith is newBrowser with extra Chromium flags.
+func newBrowserWith(t testing.TB, opts ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
+	all := append(chromedp.DefaultExecAllocatorOptions[:0:0],
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), append(all, opts...)...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelA() })
+	if _, err := chromedp.Run(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	return ctx
+}
