@@ -129,7 +129,7 @@ class Guard:
         found = self.find_token(token)
         if found is None:
             return 401, "unknown token"
-        if found.scope == "view" and found.cameras and camera not in found.cameras:
+        if found.scope != "admin" and found.cameras and camera not in found.cameras:
             return 403, f"{found.name} may not view camera {quote(camera)}"
         return 200, ""
 
