@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -75,6 +76,7 @@ func newOutputProxy(d *Daemon) *outputProxy {
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.failed,
 		FlushInterval:  -1, // streams: every part reaches the viewer at once
+		BufferPool:     &proxyBuffers{},
 		Transport: &http.Transport{
 			DialContext:            dialPlugin,
 			DialTLSContext:         dialPluginTLS,
@@ -86,6 +88,23 @@ func newOutputProxy(d *Daemon) *outputProxy {
 	}
 	return p
 }
+
+// proxyBuffers are the proxy's copy buffers, one per request while it
+// copies: 64 KiB holds a VGA camera frame, so a frame the plugin flushed
+// at once is mostly read, written and flushed in one go (net/http's
+// default, 32 KiB, splits it), and 500 streams hold 32 MiB.
+type proxyBuffers struct{ pool sync.Pool }
+
+const proxyBufferSize = 64 << 10
+
+func (b *proxyBuffers) Get() []byte {
+	if p, ok := b.pool.Get().(*[]byte); ok {
+		return *p
+	}
+	return make([]byte, proxyBufferSize)
+}
+
+func (b *proxyBuffers) Put(p []byte) { b.pool.Put(&p) }
 
 // ServeHTTP proxies /outputs/{name}/{rest...}.
 func (p *outputProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
