@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/wire"
 )
 
 // State is a camera's state as shown in /api/status.
@@ -115,7 +115,7 @@ type Stats struct {
 // while there are none, placeholders, all numbered in one sequence. emit is
 // never called concurrently and must not block for long. Run returns after
 // every goroutine it started has ended.
-func (c *Camera) Run(ctx context.Context, emit func(sdk.Frame)) {
+func (c *Camera) Run(ctx context.Context, emit func(wire.Frame)) {
 	r := &run{c: c, emit: emit, log: c.Log, wake: make(chan struct{}, 1),
 		minRetry: c.MinRetry, maxRetry: c.MaxRetry, offlineAfter: c.OfflineAfter, maxBytes: c.MaxBytes}
 	if r.log == nil {
@@ -156,7 +156,7 @@ func (c *Camera) Run(ctx context.Context, emit func(sdk.Frame)) {
 // sequence shared by real frames and placeholders.
 type run struct {
 	c                                *Camera
-	emit                             func(sdk.Frame)
+	emit                             func(wire.Frame)
 	log                              *slog.Logger
 	minRetry, maxRetry, offlineAfter time.Duration
 	maxBytes                         int
@@ -171,7 +171,7 @@ type run struct {
 }
 
 // emitLocked numbers f and emits it; r.emitMu is held.
-func (r *run) emitLocked(f sdk.Frame) {
+func (r *run) emitLocked(f wire.Frame) {
 	r.seq++
 	f.Seq = r.seq
 	r.emit(f)
@@ -180,7 +180,7 @@ func (r *run) emitLocked(f sdk.Frame) {
 // sendPlaceholder emits a placeholder drawn when the newest good frame had
 // arrived at lastGood, unless a good frame came since: one rendered just
 // before the camera came back is not sent after its first live frame.
-func (r *run) sendPlaceholder(f sdk.Frame, lastGood time.Time) {
+func (r *run) sendPlaceholder(f wire.Frame, lastGood time.Time) {
 	r.emitMu.Lock()
 	defer r.emitMu.Unlock()
 	r.c.mu.Lock()
@@ -214,7 +214,7 @@ func (r *run) connect(ctx context.Context) {
 				return
 			}
 			good = true
-			r.deliver(sdk.Frame{Camera: r.c.Name, Captured: rf.Captured, Width: w, Height: h, JPEG: rf.JPEG[:n]})
+			r.deliver(wire.Frame{Camera: r.c.Name, Captured: rf.Captured, Width: w, Height: h, JPEG: rf.JPEG[:n]})
 		})
 		if ctx.Err() != nil {
 			return
@@ -297,7 +297,7 @@ func stateOf(f failure) State {
 }
 
 // deliver records a good frame and emits it.
-func (r *run) deliver(f sdk.Frame) {
+func (r *run) deliver(f wire.Frame) {
 	c := r.c
 	r.emitMu.Lock()
 	defer r.emitMu.Unlock()
@@ -516,7 +516,7 @@ func (r *run) tick(ph *placeholder, now time.Time) time.Duration {
 	if err != nil {
 		r.log.Error("placeholder", "err", err)
 	} else {
-		r.sendPlaceholder(sdk.Frame{Camera: c.Name, Captured: now, Width: w, Height: h, JPEG: img, Placeholder: true}, lastGood)
+		r.sendPlaceholder(wire.Frame{Camera: c.Name, Captured: now, Width: w, Height: h, JPEG: img, Placeholder: true}, lastGood)
 	}
 	return min(next, placeholderEvery-time.Since(now))
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/wire"
 )
 
 // fakeESP32 speaks the firmware's HTTP API: /capture (keep-alive, with
@@ -116,13 +116,13 @@ func (e *fakeESP32) stream(w http.ResponseWriter, r *http.Request) {
 }
 
 // collect runs a Camera on src until it delivered n frames or timeout.
-func collect(t *testing.T, src Source, n int, timeout time.Duration) (*Camera, []sdk.Frame) {
+func collect(t *testing.T, src Source, n int, timeout time.Duration) (*Camera, []wire.Frame) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cam := &Camera{Name: "esp", Source: src, MinRetry: 20 * time.Millisecond, MaxRetry: 100 * time.Millisecond}
-	var frames []sdk.Frame
-	cam.Run(ctx, func(f sdk.Frame) {
+	var frames []wire.Frame
+	cam.Run(ctx, func(f wire.Frame) {
 		frames = append(frames, f)
 		if len(frames) == n {
 			cancel()
@@ -237,7 +237,7 @@ func TestDeviceGoneAndBack(t *testing.T) {
 	cam := &Camera{Name: "esp", Source: NewCapture("http://"+addr+"/capture", 50), MinRetry: 20 * time.Millisecond, MaxRetry: 200 * time.Millisecond}
 	got := make(chan uint64, 1000)
 	done := make(chan struct{})
-	go func() { defer close(done); cam.Run(ctx, func(f sdk.Frame) { got <- f.Seq }) }()
+	go func() { defer close(done); cam.Run(ctx, func(f wire.Frame) { got <- f.Seq }) }()
 
 	waitState := func(want State) {
 		t.Helper()

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/wire"
 )
 
 // flakyDevice is a fake ESP32 (the firmware's /capture and /stream) that
@@ -236,11 +236,11 @@ type recorder struct {
 }
 
 type recorded struct {
-	sdk.Frame
+	wire.Frame
 	at time.Time
 }
 
-func (r *recorder) emit(f sdk.Frame) {
+func (r *recorder) emit(f wire.Frame) {
 	if r.inflight.Add(1) != 1 {
 		r.t.Errorf("emit called concurrently (frame %d)", f.Seq)
 	}

@@ -9,36 +9,16 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"time"
 
-	"github.com/hashicorp/go-plugin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/common/expfmt"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/camd/camd/proto/outputv1"
+	"github.com/camd/camd/sdk/wire"
 )
-
-// GRPCPlugin is the go-plugin glue for an Output. The plugin side registers
-// Impl; the daemon side gets a pb.OutputClient from GRPCClient.
-type GRPCPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	Impl *Server // nil on the daemon side
-}
-
-// GRPCServer implements plugin.GRPCPlugin.
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterOutputServer(s, p.Impl)
-	return nil
-}
-
-// GRPCClient implements plugin.GRPCPlugin.
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return pb.NewOutputClient(c), nil
-}
 
 // Server adapts an Output to the gRPC service. It is exported for the test
 // harness and for tools that want to host an Output in-process.
@@ -187,7 +167,7 @@ func (s *Server) Frames(stream pb.Output_FramesServer) error {
 			go func() {
 				defer wg.Done()
 				for f := range ch {
-					s.out.HandleFrame(FrameFromProto(f))
+					s.out.HandleFrame(wire.FrameFromProto(f))
 					sendMu.Lock()
 					err := stream.Send(&pb.FramesResponse{AckCamera: f.Camera, AckSeq: f.Seq})
 					sendMu.Unlock()
@@ -228,32 +208,6 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.started = false
 	s.cancel()
 	return s.out.Stop(ctx)
-}
-
-// FrameFromProto converts a wire frame. The JPEG bytes are not copied.
-func FrameFromProto(f *pb.Frame) Frame {
-	return Frame{
-		Camera:      f.Camera,
-		Seq:         f.Seq,
-		Captured:    time.Unix(0, f.CapturedUnixNano),
-		Width:       int(f.Width),
-		Height:      int(f.Height),
-		JPEG:        f.Jpeg,
-		Placeholder: f.Placeholder,
-	}
-}
-
-// FrameToProto converts a frame for the wire. The JPEG bytes are not copied.
-func FrameToProto(f Frame) *pb.Frame {
-	return &pb.Frame{
-		Camera:           f.Camera,
-		Seq:              f.Seq,
-		CapturedUnixNano: f.Captured.UnixNano(),
-		Width:            uint32(f.Width),
-		Height:           uint32(f.Height),
-		Jpeg:             f.JPEG,
-		Placeholder:      f.Placeholder,
-	}
 }
 
 type securityKey struct{}

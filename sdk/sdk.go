@@ -15,30 +15,14 @@ package sdk
 import (
 	"context"
 	"log/slog"
-	"time"
 
-	"github.com/hashicorp/go-plugin"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/camd/camd/sdk/wire"
 )
 
-// APIVersion is the version of the Output contract (proto/outputv1) that
-// this SDK implements. camd refuses plugins that report another one.
-const APIVersion = 1
-
-// PluginName is the name under which the output is dispensed by go-plugin.
-const PluginName = "output"
-
-// MaxFrameBytes is the largest JPEG a plugin accepts over gRPC. camd drops
-// larger frames at the source, so this is a safety margin, not a tuning knob.
-const MaxFrameBytes = 32 << 20
-
-// Handshake is shared by camd and every plugin. The cookie only stops a
-// plugin being run by hand by mistake; it is not a security measure.
-var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  APIVersion,
-	MagicCookieKey:   "CAMD_PLUGIN",
-	MagicCookieValue: "b2c0a5b4-camd-output",
-}
+// APIVersion is the version of the plugin contract this SDK implements.
+const APIVersion = wire.APIVersion
 
 // Info identifies a plugin to camd and to a person running it by hand.
 type Info struct {
@@ -50,21 +34,11 @@ type Info struct {
 	SampleConfig string
 }
 
-// Frame is one JPEG image from one camera. JPEG is shared, read-only memory:
-// a plugin may keep a reference (e.g. as the latest frame) but must never
-// modify it.
-type Frame struct {
-	Camera   string
-	Seq      uint64    // per camera, increasing; gaps mean frames were dropped
-	Captured time.Time // when the source captured (or received) the frame
-	Width    int
-	Height   int
-	JPEG     []byte
-	// Placeholder is set on the frames camd draws itself while the camera
-	// is offline: a picture saying so, at 1 fps. A live view shows it; a
-	// still or a recording should not pass it off as the camera's.
-	Placeholder bool
-}
+// Frame is one JPEG image from one camera. JPEG is shared, read-only
+// memory: a plugin may keep a reference (e.g. as the latest frame) but must
+// never modify it. Placeholder marks the pictures camd draws while the
+// camera is offline.
+type Frame = wire.Frame
 
 // Config is what camd hands a plugin when it configures it.
 type Config struct {

@@ -9,24 +9,24 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
+
+	"github.com/camd/camd/sdk/wire"
 )
 
 // Serve runs out as a camd output plugin and returns when camd stops it.
 // Call it from main. Run by hand (not by camd) it answers -version and
 // -sample-config, and otherwise says how it is meant to be used.
 func Serve(info Info, out Output) {
-	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
+	if os.Getenv(wire.Handshake.MagicCookieKey) != wire.Handshake.MagicCookieValue {
 		os.Exit(byHand(info, os.Args[1:], os.Stdout, os.Stderr))
 	}
 	// Capture the real stderr before go-plugin swaps os.Stderr: camd reads
 	// it line by line and re-emits these JSON lines under the output's name.
-	log := NewLogger(os.Stderr, slog.LevelDebug)
+	log := wire.NewLogger(os.Stderr, slog.LevelDebug)
 	srv := NewServer(info, out, log)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -35,10 +35,10 @@ func Serve(info Info, out Output) {
 	go onTerm(ctx, srv, log)
 
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         map[string]plugin.Plugin{PluginName: &GRPCPlugin{Impl: srv}},
+		HandshakeConfig: wire.Handshake,
+		Plugins:         map[string]plugin.Plugin{wire.PluginName: &wire.GRPCPlugin{Impl: srv}},
 		// opts carry AutoMTLS credentials when enabled: keep them.
-		GRPCServer: NewGRPCServer,
+		GRPCServer: wire.NewGRPCServer,
 	})
 
 	stopCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
@@ -46,12 +46,6 @@ func Serve(info Info, out Output) {
 	if err := srv.Stop(stopCtx); err != nil {
 		log.Error("stop", "err", err)
 	}
-}
-
-// NewGRPCServer returns the gRPC server a plugin serves on: gRPC's default
-// 4 MiB receive limit is raised so large frames pass.
-func NewGRPCServer(opts []grpc.ServerOption) *grpc.Server {
-	return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxFrameBytes+1<<20))...)
 }
 
 // watchParent exits the plugin when the process that started it (camd) is
@@ -99,32 +93,6 @@ func onTerm(ctx context.Context, srv *Server, log *slog.Logger) {
 	defer cancel()
 	_ = srv.Stop(stopCtx)
 	os.Exit(0)
-}
-
-// NewLogger returns a logger that writes hclog-style JSON lines, which
-// go-plugin on the camd side parses and re-emits with their level and
-// attributes.
-func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
-		Level: level,
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) > 0 {
-				return a
-			}
-			switch a.Key {
-			case slog.TimeKey:
-				// go-plugin insists on exactly six fractional digits.
-				return slog.String("@timestamp", a.Value.Time().Format("2006-01-02T15:04:05.000000Z07:00"))
-			case slog.LevelKey:
-				return slog.String("@level", strings.ToLower(a.Value.String()))
-			case slog.MessageKey:
-				return slog.String("@message", a.Value.String())
-			case "err":
-				return slog.String("err", fmt.Sprint(a.Value.Any()))
-			}
-			return a
-		},
-	}))
 }
 
 // byHand is what a plugin does when a person runs it: camd did not start

@@ -27,7 +27,7 @@ import (
 	"github.com/camd/camd/internal/config"
 	"github.com/camd/camd/internal/daemon"
 	"github.com/camd/camd/internal/redact"
-	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/wire"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -118,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // printVersion prints camd's version and, when the config file can be
 // read (plugins: also for `camd version`), each configured plugin's.
 func printVersion(path string, plugins bool, stdout, stderr io.Writer) int {
-	fmt.Fprintf(stdout, "camd %s (plugin contract v%d)\n", version, sdk.APIVersion)
+	fmt.Fprintf(stdout, "camd %s (plugin contract v%d)\n", version, wire.APIVersion)
 	if !plugins {
 		return 0
 	}

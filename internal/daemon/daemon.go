@@ -28,6 +28,7 @@ import (
 	"github.com/camd/camd/internal/redact"
 	"github.com/camd/camd/internal/router"
 	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/wire"
 )
 
 // Daemon is a running camd.
@@ -224,7 +225,7 @@ func (d *Daemon) startCamera(c config.Camera) *cameraRun {
 	}
 	go func() {
 		defer close(r.done)
-		r.cam.Run(ctx, func(f sdk.Frame) {
+		r.cam.Run(ctx, func(f wire.Frame) {
 			if !f.Placeholder {
 				r.bytes.Add(uint64(len(f.JPEG)))
 			}

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/camd/camd/internal/pluginhost"
 	"github.com/camd/camd/sdk"
 )
@@ -129,7 +131,7 @@ func (p *outputProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := &proxyTarget{
 		base: &url.URL{Scheme: base.Scheme, Host: base.Host}, prefix: prefix,
 		path: strings.TrimPrefix(r.URL.Path, prefix), source: viewerSource(r.RemoteAddr),
-		pin: out.Spec().Security.TLSCert,
+		pin: certOf(out.Spec()),
 	}
 	if esc := r.URL.EscapedPath(); strings.HasPrefix(esc, prefix+"/") {
 		t.raw = strings.TrimPrefix(esc, prefix)
@@ -138,6 +140,21 @@ func (p *outputProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxyTargetKey{}, t)))
+}
+
+// certOf returns the certificate file an output serves HTTPS with: its
+// config block's own tls.cert (a path the plugin, which runs in camd's
+// directory, reads as written), else the one of config.yaml's tls block.
+func certOf(spec pluginhost.Spec) string {
+	var own struct {
+		TLS *struct {
+			Cert string `yaml:"cert"`
+		} `yaml:"tls"`
+	}
+	if yaml.Unmarshal(spec.ConfigYAML, &own) == nil && own.TLS != nil && own.TLS.Cert != "" {
+		return own.TLS.Cert
+	}
+	return spec.Security.TLSCert
 }
 
 // output returns the running output called name, or nil.

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/camd/camd/internal/pluginhost"
 )
 
 func TestProxyRewriteLocation(t *testing.T) {
@@ -202,5 +204,20 @@ func TestProxyPathsAreGuarded(t *testing.T) {
 	}
 	if !strings.HasSuffix(proxyPrefix, "/") {
 		t.Fatal("proxyPrefix must end in /")
+	}
+}
+
+func TestProxyCertOf(t *testing.T) {
+	for _, tc := range []struct{ block, top, want string }{
+		{"listen: 127.0.0.1:0\n", "", ""},
+		{"listen: 127.0.0.1:0\n", "/etc/camd/cert.pem", "/etc/camd/cert.pem"},
+		{"listen: 127.0.0.1:0\ntls: {cert: own.pem, key: own.key}\n", "/etc/camd/cert.pem", "own.pem"},
+		{"not: [yaml", "/etc/camd/cert.pem", "/etc/camd/cert.pem"},
+	} {
+		spec := pluginhost.Spec{ConfigYAML: []byte(tc.block)}
+		spec.Security.TLSCert = tc.top
+		if got := certOf(spec); got != tc.want {
+			t.Errorf("certOf(%q, top %q) = %q, want %q", tc.block, tc.top, got, tc.want)
+		}
 	}
 }

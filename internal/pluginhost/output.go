@@ -27,6 +27,7 @@ import (
 	"github.com/camd/camd/internal/router"
 	pb "github.com/camd/camd/proto/outputv1"
 	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/wire"
 )
 
 // Spec describes one output: which plugin binary to run and how.
@@ -318,7 +319,7 @@ func (o *Output) stream(ctx context.Context, out pb.OutputClient) error {
 			if err != nil {
 				return
 			}
-			if err := stream.Send(&pb.FramesRequest{Frame: sdk.FrameToProto(f)}); err != nil {
+			if err := stream.Send(&pb.FramesRequest{Frame: wire.FrameToProto(f)}); err != nil {
 				// The real status comes from Recv.
 				return
 			}
@@ -391,8 +392,8 @@ func start(spec Spec, log *slog.Logger) (*proc, error) {
 
 	p := &proc{stdout: newLineWriter(log, slog.LevelInfo, "stdout"), stderr: newLineWriter(log, slog.LevelWarn, "stderr")}
 	cfg := &plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		Plugins:          map[string]plugin.Plugin{sdk.PluginName: &sdk.GRPCPlugin{}},
+		HandshakeConfig:  wire.Handshake,
+		Plugins:          map[string]plugin.Plugin{wire.PluginName: &wire.GRPCPlugin{}},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           hclogFor(log),
@@ -418,7 +419,7 @@ func start(spec Spec, log *slog.Logger) (*proc, error) {
 		}
 		return nil, fmt.Errorf("start plugin %s: %w", spec.Path, err)
 	}
-	raw, err := rpc.Dispense(sdk.PluginName)
+	raw, err := rpc.Dispense(wire.PluginName)
 	if err != nil {
 		p.kill()
 		return nil, fmt.Errorf("plugin %s: %w", spec.Path, err)
@@ -468,8 +469,8 @@ func configure(ctx context.Context, out pb.OutputClient, spec Spec, validateOnly
 	if err != nil {
 		return nil, nil, fmt.Errorf("plugin info: %w", plain(err))
 	}
-	if info.ApiVersion != sdk.APIVersion {
-		return nil, nil, fmt.Errorf("plugin %q speaks API version %d, camd speaks %d", info.Name, info.ApiVersion, sdk.APIVersion)
+	if info.ApiVersion != wire.APIVersion {
+		return nil, nil, fmt.Errorf("plugin %q speaks API version %d, camd speaks %d", info.Name, info.ApiVersion, wire.APIVersion)
 	}
 	cctx, cancel2 := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel2()

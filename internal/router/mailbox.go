@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/wire"
 )
 
 // Mailbox holds, per camera, the newest frame not yet taken, and whether a
@@ -22,7 +22,7 @@ type Mailbox struct {
 }
 
 type slot struct {
-	pending  *sdk.Frame
+	pending  *wire.Frame
 	inFlight time.Time // zero when nothing is in flight
 	sent     uint64
 	dropped  uint64
@@ -58,7 +58,7 @@ func (m *Mailbox) signal() {
 
 // Offer implements Sink: f replaces any frame of its camera still waiting,
 // which is counted as dropped.
-func (m *Mailbox) Offer(f sdk.Frame) {
+func (m *Mailbox) Offer(f wire.Frame) {
 	m.mu.Lock()
 	s := m.slot(f.Camera)
 	if s.pending != nil {
@@ -72,7 +72,7 @@ func (m *Mailbox) Offer(f sdk.Frame) {
 // Next waits for a frame of a camera that has nothing in flight, marks it
 // in flight and returns it. Cameras take turns, so a busy camera cannot
 // starve another.
-func (m *Mailbox) Next(ctx context.Context) (sdk.Frame, error) {
+func (m *Mailbox) Next(ctx context.Context) (wire.Frame, error) {
 	for {
 		m.mu.Lock()
 		for i := range m.order {
@@ -91,7 +91,7 @@ func (m *Mailbox) Next(ctx context.Context) (sdk.Frame, error) {
 		m.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			return sdk.Frame{}, ctx.Err()
+			return wire.Frame{}, ctx.Err()
 		case <-m.ready:
 		}
 	}

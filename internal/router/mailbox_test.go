@@ -5,12 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/wire"
 )
 
-func frame(cam string, seq uint64) sdk.Frame { return sdk.Frame{Camera: cam, Seq: seq} }
+func frame(cam string, seq uint64) wire.Frame { return wire.Frame{Camera: cam, Seq: seq} }
 
-func next(t *testing.T, m *Mailbox) (sdk.Frame, bool) {
+func next(t *testing.T, m *Mailbox) (wire.Frame, bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()

@@ -7,12 +7,12 @@ package router
 import (
 	"sync"
 
-	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/wire"
 )
 
 // Sink receives frames. Offer must not block.
 type Sink interface {
-	Offer(f sdk.Frame)
+	Offer(f wire.Frame)
 }
 
 // Router maps camera names to the sinks subscribed to them.
@@ -46,7 +46,7 @@ func (r *Router) Unsubscribe(camera string, s Sink) {
 
 // Publish hands f to every sink subscribed to its camera. The JPEG bytes
 // are shared, not copied.
-func (r *Router) Publish(f sdk.Frame) {
+func (r *Router) Publish(f wire.Frame) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, s := range r.subs[f.Camera] {

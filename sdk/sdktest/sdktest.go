@@ -26,6 +26,7 @@ import (
 
 	pb "github.com/camd/camd/proto/outputv1"
 	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/wire"
 )
 
 // Harness is a configured connection to an Output under test.
@@ -43,7 +44,7 @@ type Harness struct {
 // as sdk.Serve. The output is stopped when the test ends.
 func New(t testing.TB, out sdk.Output) *Harness {
 	t.Helper()
-	log := sdk.NewLogger(os.Stderr, slog.LevelWarn)
+	log := wire.NewLogger(os.Stderr, slog.LevelWarn)
 	srv := sdk.NewServer(sdk.Info{Name: "test", Version: "0"}, out, log)
 
 	// A short path: unix socket paths are limited to ~100 bytes and
@@ -57,7 +58,7 @@ func New(t testing.TB, out sdk.Output) *Harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := sdk.NewGRPCServer(nil)
+	gs := wire.NewGRPCServer(nil)
 	pb.RegisterOutputServer(gs, srv)
 	go func() { _ = gs.Serve(ln) }()
 	conn, err := grpc.NewClient("unix://"+sock,
@@ -145,7 +146,7 @@ func (h *Harness) Send(f sdk.Frame) error {
 	}
 	s := h.stream
 	h.mu.Unlock()
-	if err := s.Send(&pb.FramesRequest{Frame: sdk.FrameToProto(f)}); err != nil {
+	if err := s.Send(&pb.FramesRequest{Frame: wire.FrameToProto(f)}); err != nil {
 		return err
 	}
 	select {

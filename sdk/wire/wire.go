@@ -1,0 +1,105 @@
+// Package wire is the plumbing under the plugin SDK: the go-plugin
+// handshake, the gRPC glue, the frame both sides hold and its conversion to
+// the contract's messages (proto/outputv1). camd's internals (device,
+// router, pluginhost) use it directly; plugin authors use package sdk,
+// which re-exports Frame, so what the daemon needs does not widen what an
+// author has to learn.
+package wire
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	pb "github.com/camd/camd/proto/outputv1"
+)
+
+// APIVersion is the version of the contract (proto/outputv1) camd and the
+// SDK speak. camd refuses a plugin that reports another one.
+const APIVersion = 1
+
+// PluginName is the name under which go-plugin dispenses an output.
+const PluginName = "output"
+
+// MaxFrameBytes is the largest message a plugin accepts over gRPC. camd
+// drops larger frames at the source, so this is a safety margin, not a
+// tuning knob.
+const MaxFrameBytes = 32 << 20
+
+// Handshake is shared by camd and every plugin. The cookie only stops a
+// plugin being run by hand by mistake; it is not a security measure.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  APIVersion,
+	MagicCookieKey:   "CAMD_PLUGIN",
+	MagicCookieValue: "b2c0a5b4-camd-output",
+}
+
+// Frame is one JPEG image from one camera. JPEG is shared, read-only memory:
+// a holder may keep a reference (e.g. as the latest frame) but must never
+// modify it.
+type Frame struct {
+	Camera   string
+	Seq      uint64    // per camera, increasing; gaps mean frames were dropped
+	Captured time.Time // when the source captured (or received) the frame
+	Width    int
+	Height   int
+	JPEG     []byte
+	// Placeholder is set on the frames camd draws itself while the camera
+	// is offline: a picture saying so, at 1 fps. A live view shows it; a
+	// still or a recording should not pass it off as the camera's.
+	Placeholder bool
+}
+
+// GRPCPlugin is the go-plugin glue for the Output service. The plugin side
+// registers Impl; the daemon side gets a pb.OutputClient from GRPCClient.
+type GRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl pb.OutputServer // nil on the daemon side
+}
+
+// GRPCServer implements plugin.GRPCPlugin.
+func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pb.RegisterOutputServer(s, p.Impl)
+	return nil
+}
+
+// GRPCClient implements plugin.GRPCPlugin.
+func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return pb.NewOutputClient(c), nil
+}
+
+// NewGRPCServer returns the gRPC server a plugin serves on: gRPC's default
+// 4 MiB receive limit is raised so large frames pass. opts carry go-plugin's
+// AutoMTLS credentials when enabled.
+func NewGRPCServer(opts []grpc.ServerOption) *grpc.Server {
+	return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxFrameBytes+1<<20))...)
+}
+
+// FrameFromProto converts a contract frame. The JPEG bytes are not copied.
+func FrameFromProto(f *pb.Frame) Frame {
+	return Frame{
+		Camera:      f.Camera,
+		Seq:         f.Seq,
+		Captured:    time.Unix(0, f.CapturedUnixNano),
+		Width:       int(f.Width),
+		Height:      int(f.Height),
+		JPEG:        f.Jpeg,
+		Placeholder: f.Placeholder,
+	}
+}
+
+// FrameToProto converts a frame for the contract. The JPEG bytes are not
+// copied.
+func FrameToProto(f Frame) *pb.Frame {
+	return &pb.Frame{
+		Camera:           f.Camera,
+		Seq:              f.Seq,
+		CapturedUnixNano: f.Captured.UnixNano(),
+		Width:            uint32(f.Width),
+		Height:           uint32(f.Height),
+		Jpeg:             f.JPEG,
+		Placeholder:      f.Placeholder,
+	}
+}
