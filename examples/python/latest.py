@@ -7,8 +7,8 @@ gRPC, as it does with its Go plugins. docs/plugins.md is the contract this
 file implements; README.md next to it says how to run it.
 
 It runs on Debian's packages (python3-grpcio, python3-protobuf, python3-yaml,
-python3-bcrypt), hence /usr/bin/python3 rather than whatever python3 comes
-first in PATH.
+python3-bcrypt, and python3-cryptography for AutoMTLS), hence /usr/bin/python3
+rather than whatever python3 comes first in PATH.
 """
 
 import base64
@@ -24,7 +24,6 @@ import ssl
 import sys
 import tempfile
 import threading
-import time
 from concurrent import futures
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -248,7 +247,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def camera_counters():
     return {"frames": 0, "placeholders": 0, "served": 0}
-
 
 
 class Output(output_pb2_grpc.OutputServicer):
