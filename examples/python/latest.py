@@ -39,8 +39,8 @@ import output_pb2 as pb
 import output_pb2_grpc
 
 NAME, VERSION = "latest-py", "1.0.0"
-API_VERSION = 1  # the contract version camd speaks (sdk.APIVersion)
-COOKIE_KEY, COOKIE_VALUE = "CAMD_PLUGIN", "b2c0a5b4-camd-output"  # sdk.Handshake
+API_VERSION = 1  # the version of camd's contract (output.proto) this implements
+COOKIE_KEY, COOKIE_VALUE = "CAMD_PLUGIN", "b2c0a5b4-camd-output"  # camd's go-plugin handshake
 # gRPC's default 4 MiB receive limit is too small for big frames; camd's Go
 # plugins take 32 MiB frames plus room for the rest of the message.
 MAX_MESSAGE = 33 << 20
