@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 	"github.com/pion/webrtc/v4"
 	"golang.org/x/crypto/bcrypt"
@@ -338,11 +340,16 @@ outputs:
 `
 }
 
-// proxyClient is an HTTP client whose connections come from the given
-// loopback address, as a second machine's would come from its own.
-func proxyClient(from string) *http.Client {
+// proxyClient is client with connections from the given loopback
+// address, as a second machine's would come from its own.
+func proxyClient(client *http.Client, from string) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if t, ok := client.Transport.(*http.Transport); ok {
+		tr = t.Clone()
+	}
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
-	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	tr.DialContext = d.DialContext
+	return &http.Client{Transport: tr}
 }
 
 // proxyReq does method url with the credential in header (an
@@ -380,28 +387,38 @@ func proxyReq(t *testing.T, client *http.Client, method, url, auth string, body 
 // real WebRTC client (offer, answer, media, session deleted through the
 // rewritten Location); each client's viewers count against its own
 // max_viewers_per_client; with auth, credentials are checked per camera
-// and passed on, and the dashboard opened with ?token= shows its tiles.
+// and passed on, and the dashboard opened with ?token= or a password
+// shows its tiles; with TLS, camd and the plugins speak HTTPS.
 func TestProxy(t *testing.T) {
-	for _, auth := range []bool{false, true} {
-		t.Run(fmt.Sprintf("auth=%v", auth), func(t *testing.T) {
-			c := startCamd(t, proxyConfig(t, auth))
-			if auth {
+	for _, tc := range []struct {
+		name      string
+		auth, tls bool
+	}{{"open", false, false}, {"auth", true, false}, {"auth+https", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, tlsBlock := http.DefaultClient, ""
+			if tc.tls {
+				client, tlsBlock, _ = testCA(t)
+			}
+			c := startCamd(t, tlsBlock+"\n"+proxyConfig(t, tc.auth))
+			c.client = client
+			if tc.auth {
 				c.token = "proxy-admin-token-0123456789"
 			}
 			c.waitOutputs(nil)
 			// With auth, the user's password goes in every URL below, as
 			// VLC or Home Assistant would send it (HTTP Basic).
+			scheme, host, _ := strings.Cut(c.api, "://")
 			base := c.api + "/outputs/"
-			if auth {
-				base = "http://pat:proxy-pw-1234@" + strings.TrimPrefix(c.api, "http://") + "/outputs/"
+			if tc.auth {
+				base = scheme + "://pat:proxy-pw-1234@" + host + "/outputs/"
 			}
 
 			// MJPEG: frames arrive one by one, as on the plugin's own port.
-			v := watchFrom(t, http.DefaultClient, base+"web/cameras/a/stream.mjpg")
+			v := watchFrom(t, client, base+"web/cameras/a/stream.mjpg")
 			v.waitFrames(t, 5, 30*time.Second)
 
 			// A still, the plugins' index pages, and the plugin's 404.
-			for _, tc := range []struct {
+			for _, e := range []struct {
 				path, ctype string
 				code        int
 			}{
@@ -412,46 +429,49 @@ func TestProxy(t *testing.T) {
 				{"web/cameras/nope/stream.mjpg", "text/plain", 404},
 				{"nope/", "text/plain", 404},
 			} {
-				resp, body := proxyReq(t, http.DefaultClient, "GET", base+tc.path, "", "")
-				if resp.StatusCode != tc.code || !strings.HasPrefix(resp.Header.Get("Content-Type"), tc.ctype) {
-					t.Errorf("GET %s: %d %s, want %d %s: %.200s", tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), tc.code, tc.ctype, body)
+				resp, body := proxyReq(t, client, "GET", base+e.path, "", "")
+				if resp.StatusCode != e.code || !strings.HasPrefix(resp.Header.Get("Content-Type"), e.ctype) {
+					t.Errorf("GET %s: %d %s, want %d %s: %.200s", e.path, resp.StatusCode, resp.Header.Get("Content-Type"), e.code, e.ctype, body)
 				}
 			}
-			resp, _ := proxyReq(t, &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, "GET", base+"web", "", "")
+			noFollow := *client
+			noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			resp, _ := proxyReq(t, &noFollow, "GET", base+"web", "", "")
 			if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusMovedPermanently || loc != "web/" {
 				t.Errorf("GET /outputs/web: %d to %q, want a relative redirect to web/", resp.StatusCode, loc)
 			}
 
 			// WHEP with pion: the session's Location stays under /outputs/rtc/.
-			w := whepThrough(t, base+"rtc/cameras/a/whep")
+			w := whepThrough(t, client, base+"rtc/cameras/a/whep")
 			if !strings.HasPrefix(w.location, "/outputs/rtc/cameras/a/whep/") {
 				t.Errorf("WHEP Location %q, want it under /outputs/rtc/cameras/a/whep/", w.location)
 			}
 			w.waitPackets(t, 20, 60*time.Second)
-			resp, body := proxyReq(t, http.DefaultClient, "DELETE", strings.TrimSuffix(base, "/outputs/")+w.location, "", "")
+			resp, body := proxyReq(t, client, "DELETE", strings.TrimSuffix(base, "/outputs/")+w.location, "", "")
 			if resp.StatusCode/100 != 2 {
 				t.Errorf("DELETE %s: %d %s", w.location, resp.StatusCode, body)
 			}
 
 			// Each client's own max_viewers_per_client (2): a third stream
 			// from this client is refused, one from another is not.
-			vb := watchFrom(t, http.DefaultClient, base+"web/cameras/b/stream.mjpg")
+			vb := watchFrom(t, client, base+"web/cameras/b/stream.mjpg")
 			vb.waitFrames(t, 1, 30*time.Second)
-			if resp, body := proxyReq(t, http.DefaultClient, "GET", base+"web/cameras/b/stream.mjpg", "", ""); resp.StatusCode != http.StatusTooManyRequests {
+			if resp, body := proxyReq(t, client, "GET", base+"web/cameras/b/stream.mjpg", "", ""); resp.StatusCode != http.StatusTooManyRequests {
 				t.Errorf("third stream from one client: %d %.200s, want 429", resp.StatusCode, body)
 			}
-			watchFrom(t, proxyClient("127.0.0.2"), base+"web/cameras/b/stream.mjpg").waitFrames(t, 1, 30*time.Second)
+			watchFrom(t, proxyClient(client, "127.0.0.2"), base+"web/cameras/b/stream.mjpg").waitFrames(t, 1, 30*time.Second)
 			// This client's streams end: its slots are free again.
 			for _, v := range []*viewer{v, vb} {
 				v.cancel()
 				<-v.done
 			}
 
-			if !auth {
+			if !tc.auth {
 				return
 			}
 			base = c.api + "/outputs/"
-			for _, tc := range []struct {
+			other := proxyClient(client, "127.0.0.3") // its failed logins must not lock out the others
+			for _, e := range []struct {
 				name, method, path, auth string
 				code                     int
 			}{
@@ -466,21 +486,23 @@ func TestProxy(t *testing.T) {
 				{"admin token", "GET", "stills/cameras/b/snapshot.jpg", "Bearer proxy-admin-token-0123456789", 200},
 			} {
 				offer := ""
-				if tc.method == "POST" {
+				if e.method == "POST" {
 					offer = "v=0\r\n"
 				}
-				resp, body := proxyReq(t, proxyClient("127.0.0.3"), tc.method, base+tc.path, tc.auth, offer)
-				if resp.StatusCode != tc.code {
-					t.Errorf("%s: %s %s: %d %.200s, want %d", tc.name, tc.method, tc.path, resp.StatusCode, body, tc.code)
+				resp, body := proxyReq(t, other, e.method, base+e.path, e.auth, offer)
+				if resp.StatusCode != e.code {
+					t.Errorf("%s: %s %s: %d %.200s, want %d", e.name, e.method, e.path, resp.StatusCode, body, e.code)
 				}
 			}
 			// The API itself still wants the admin scope.
-			if resp, _ := proxyReq(t, http.DefaultClient, "GET", c.api+"/api/status", "Bearer proxy-view-a-token-0123456789", ""); resp.StatusCode != http.StatusForbidden {
+			if resp, _ := proxyReq(t, client, "GET", c.api+"/api/status", "Bearer proxy-view-a-token-0123456789", ""); resp.StatusCode != http.StatusForbidden {
 				t.Errorf("/api/status with a view token: %d, want 403", resp.StatusCode)
 			}
+			if tc.tls {
+				return
+			}
 
-			// A browser opening the dashboard with ?token= sees every tile,
-			// without being asked again for the outputs.
+			// A browser opening the dashboard with ?token= sees every tile.
 			ctx := newBrowser(t)
 			if _, err := chromedp.Run(ctx, desktop); err != nil {
 				t.Fatal(err)
@@ -489,8 +511,90 @@ func TestProxy(t *testing.T) {
 			waitPage(t, ctx, 60*time.Second, "decoded tiles with a token", func(p pageState) bool {
 				return len(p.Tiles) == 2 && p.Tiles["a"].Width > 0 && p.Tiles["b"].Width > 0 && p.Polls > 0
 			})
+
+			navigate(t, ctx, "about:blank") // its two streams end: max_viewers_per_client is 2
+
+			// A person logs in once, in the browser's own prompt: the
+			// dashboard's tiles, its numbers and a camera page's player
+			// (all through /outputs/) never ask again.
+			ctx = newBrowser(t)
+			if _, err := chromedp.Run(ctx, desktop); err != nil {
+				t.Fatal(err)
+			}
+			prompts := answerLogins(t, ctx, "pat", "proxy-pw-1234")
+			navigate(t, ctx, c.api+"/")
+			waitPage(t, ctx, 60*time.Second, "decoded tiles after logging in", func(p pageState) bool {
+				return len(p.Tiles) == 2 && p.Tiles["a"].Width > 0 && p.Tiles["b"].Width > 0 && p.Polls >= 3
+			})
+			navigate(t, ctx, c.api+"/cameras/b/#mjpeg")
+			waitPlayerImage(t, ctx, 0)
+			if n := prompts.Load(); n != 1 {
+				t.Errorf("the browser asked for a password %d times, want once", n)
+			}
 		})
 	}
+}
+
+// answerLogins answers the browser's login prompts (HTTP Basic
+// challenges) in the tab of ctx with user and pw, as a person would once,
+// and counts them. Every request of the tab passes through DevTools'
+// Fetch domain for that.
+func answerLogins(t *testing.T, ctx context.Context, user, pw string) *atomic.Int32 {
+	t.Helper()
+	var prompts atomic.Int32
+	events := make(chan any, 4096)
+	hctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	if err := chromedp.Listen(hctx, func(ev any) {
+		switch ev.(type) {
+		case *fetch.EventRequestPaused, *fetch.EventAuthRequired:
+			select {
+			case events <- ev: // handled below: a listener must not call the browser
+			default:
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	answer := func(f func(ctx context.Context, tg *chromedp.Target) error) {
+		if _, err := chromedp.Run(hctx, chromedp.Func(f)); err != nil && hctx.Err() == nil {
+			t.Logf("answering the browser: %v", err)
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case ev := <-events:
+				switch e := ev.(type) {
+				case *fetch.EventRequestPaused:
+					answer(func(ctx context.Context, tg *chromedp.Target) error {
+						_, err := cdp.Call(ctx, tg, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: e.RequestID})
+						return err
+					})
+				case *fetch.EventAuthRequired:
+					prompts.Add(1)
+					answer(func(ctx context.Context, tg *chromedp.Target) error {
+						_, err := cdp.Call(ctx, tg, fetch.ContinueWithAuth, fetch.ContinueWithAuthParams{RequestID: e.RequestID,
+							AuthChallengeResponse: &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseProvideCredentials, Username: user, Password: pw}})
+						return err
+					})
+				}
+			}
+		}
+	}()
+	handle := true
+	if _, err := chromedp.Run(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, fetch.Enable, fetch.EnableParams{HandleAuthRequests: &handle})
+		return err
+	})); err != nil {
+		t.Fatal(err)
+	}
+	return &prompts
 }
 
 func basicAuth(user, pw string) string {
@@ -550,7 +654,7 @@ type whepSession struct {
 
 // whepThrough offers to receive video at url and counts the RTP packets
 // that arrive.
-func whepThrough(t *testing.T, url string) *whepSession {
+func whepThrough(t *testing.T, client *http.Client, url string) *whepSession {
 	t.Helper()
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
@@ -586,7 +690,7 @@ func whepThrough(t *testing.T, url string) *whepSession {
 		t.Fatal(err)
 	}
 	<-gathered
-	resp, body := proxyReq(t, http.DefaultClient, "POST", url, "", pc.LocalDescription().SDP)
+	resp, body := proxyReq(t, client, "POST", url, "", pc.LocalDescription().SDP)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("WHEP POST %s: %d %s", url, resp.StatusCode, body)
 	}
