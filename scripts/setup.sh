@@ -10,6 +10,8 @@ if [ "${1:-build}" = "test" ]; then
   pkgs+=(ffmpeg chromium python3 fonts-dejavu-core prometheus)
   # The Python example plugin (examples/python) and the install test.
   pkgs+=(python3-grpcio python3-protobuf python3-yaml python3-bcrypt python3-cryptography systemd)
+  # The README's recipes, read as Home Assistant (aiohttp) and VLC do.
+  pkgs+=(python3-aiohttp vlc-bin vlc-plugin-base)
 fi
 
 need=()
