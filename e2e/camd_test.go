@@ -199,7 +199,15 @@ type status struct {
 
 func (c *camd) status() status {
 	c.t.Helper()
-	req, _ := http.NewRequest("GET", c.api+"/api/status", nil)
+	var s status
+	c.apiJSON("/api/status", &s)
+	return s
+}
+
+// apiGet returns the body of GET path on camd's API, as its admin.
+func (c *camd) apiGet(path string) []byte {
+	c.t.Helper()
+	req, _ := http.NewRequest("GET", c.api+path, nil)
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -208,11 +216,19 @@ func (c *camd) status() status {
 		c.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var s status
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		c.t.Fatal(err)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatalf("GET %s: %v", path, err)
 	}
-	return s
+	return body
+}
+
+// apiJSON decodes the JSON of GET path on camd's API into v.
+func (c *camd) apiJSON(path string, v any) {
+	c.t.Helper()
+	if err := json.Unmarshal(c.apiGet(path), v); err != nil {
+		c.t.Fatalf("GET %s: %v", path, err)
+	}
 }
 
 // waitOutputs waits until every output runs and returns the status.

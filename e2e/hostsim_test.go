@@ -112,22 +112,6 @@ func boardGet(t *testing.T, port int, path, token string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// camdStatusBody is camd's /api/status as it is served, unparsed.
-func camdStatusBody(t *testing.T, c *camd) string {
-	t.Helper()
-	req, _ := http.NewRequest("GET", c.api+"/api/status", nil)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return string(body)
-}
-
 // A board protected by CAMSERVER_TOKEN: camd's esp32 source sends the
 // token: key as a bearer header and reads frames, in both modes; with the
 // wrong token it gets none. The token never shows in camd's /api/status
@@ -145,7 +129,7 @@ func TestHostsimTokenThroughCamd(t *testing.T) {
 	}
 	noLeak := func(t *testing.T, c *camd, secrets ...string) {
 		t.Helper()
-		st, logs := camdStatusBody(t, c), c.logs.String()
+		st, logs := string(c.apiGet("/api/status")), c.logs.String()
 		for _, s := range secrets {
 			if strings.Contains(st, s) {
 				t.Errorf("camd's /api/status shows the token: %s", st)
@@ -191,7 +175,7 @@ outputs:
 				t.Errorf("camd read %d frames with the wrong token", cam.Frames)
 			}
 		}
-		if st := camdStatusBody(t, c); !strings.Contains(st, "401") {
+		if st := string(c.apiGet("/api/status")); !strings.Contains(st, "401") {
 			t.Errorf("camd's status does not say the board refused it: %s", st)
 		}
 		noLeak(t, c, wrong, token)

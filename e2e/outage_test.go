@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"image"
 	"image/jpeg"
@@ -139,7 +138,7 @@ outputs:
 			checkNoGrowth(t, samples, warmup)
 
 			var st outageStatus
-			apiJSON(t, c, "/api/status", &st)
+			c.apiJSON("/api/status", &st)
 			if cam := st.Cameras[0]; cam.State != "live" || cam.Reconnects < uint64(len(done)) || cam.Placeholders < uint64(len(done)) {
 				t.Errorf("camera status after the loop: %+v", cam)
 			}
@@ -176,7 +175,7 @@ outputs:
 		t.Errorf("first part: state %q, size %v; want a decodable 640x480 placeholder", first.state, first.size)
 	}
 	var st outageStatus
-	apiJSON(t, c, "/api/status", &st)
+	c.apiJSON("/api/status", &st)
 	if cam := st.Cameras[0]; cam.State != "offline" || cam.Since.IsZero() || !strings.Contains(cam.Reason, "nothing accepts connections") {
 		t.Errorf("camera status: %+v", cam)
 	}
@@ -580,22 +579,6 @@ type outageStatus struct {
 	} `json:"cameras"`
 }
 
-func apiJSON(t *testing.T, c *camd, path string, v any) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", c.api+path, nil)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-}
-
 // resources is what camd holds at one moment.
 type resources struct {
 	rssKB, fds, goroutines int
@@ -620,7 +603,7 @@ func sample(t *testing.T, c *camd) resources {
 	}
 	r.fds = len(fds)
 	var st outageStatus
-	apiJSON(t, c, "/api/status", &st)
+	c.apiJSON("/api/status", &st)
 	r.goroutines = st.Goroutines
 	return r
 }

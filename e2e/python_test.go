@@ -10,7 +10,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"image"
@@ -440,21 +439,10 @@ type pyOutput struct {
 
 func pyStatus(t *testing.T, c *camd) pyOutput {
 	t.Helper()
-	req, _ := http.NewRequest("GET", c.api+"/api/status", nil)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var st struct {
 		Outputs []pyOutput `json:"outputs"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
+	c.apiJSON("/api/status", &st)
 	for _, o := range st.Outputs {
 		if o.Name == "py" {
 			return o
