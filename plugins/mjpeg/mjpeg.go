@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"maps"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/look"
 )
 
 // Boundary separates the parts of every stream. It is the one ESP32
@@ -304,15 +304,21 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-var indexTmpl = template.Must(template.New("index").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>camd MJPEG</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font-family:system-ui,sans-serif;margin:1em;background:#111;color:#eee}figure{display:inline-block;margin:.5em}img{max-width:100%;background:#333;min-width:160px;min-height:120px}a{color:#9cf}</style>
-</head><body>
-{{range .}}<figure><img src="cameras/{{.}}/stream.mjpg" alt="{{.}}"><figcaption>{{.}} · <a href="cameras/{{.}}/stream.mjpg">stream.mjpg</a></figcaption></figure>
-{{else}}<p>No cameras.</p>{{end}}
-</body></html>
-`))
+// indexTmpl is the output's page: every camera's stream, in camd's look.
+// Links are relative, so the page works under camd's /outputs/<name>/ too.
+var indexTmpl = look.MustPage("index", `
+{{define "title"}}MJPEG · camd{{end}}
+{{define "nav"}}<span class="here">MJPEG</span>{{end}}
+{{define "main"}}
+<div class="grid">
+{{range .}}<div class="tile" data-camera="{{.}}">
+  <div class="view"><img src="cameras/{{.}}/stream.mjpg" alt="{{.}}"></div>
+  <div class="body"><div class="title"><b>{{.}}</b><a class="small" href="cameras/{{.}}/stream.mjpg">stream.mjpg</a></div></div>
+</div>
+{{else}}<p class="muted">No cameras.</p>{{end}}
+</div>
+{{end}}
+`, nil)
 
 func (m *MJPEG) serveIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
