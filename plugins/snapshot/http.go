@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"math"
 	"net/http"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/look"
 )
 
 // Handler returns the plugin's HTTP routes.
@@ -290,14 +290,40 @@ func (s *Snapshot) serveFile(w http.ResponseWriter, r *http.Request) {
 	http.ServeFile(w, r, filepath.Join(c.dir, name))
 }
 
-var indexTmpl = template.Must(template.New("index").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>camd snapshots</title>
-<style>body{font-family:system-ui,sans-serif;margin:1em}figure{display:inline-block;margin:.5em}img{max-width:320px}</style>
-</head><body>
-{{range .Names}}<figure><a href="cameras/{{.}}/snapshot.jpg"><img src="cameras/{{.}}/snapshot.jpg" alt="{{.}}"></a>
-<figcaption>{{.}}{{if $.Timelapse}} · <a href="cameras/{{.}}/timelapse/">timelapse</a>{{end}}</figcaption></figure>
-{{end}}</body></html>
-`))
+// indexTmpl is the output's page: every camera's newest still (camd's
+// offline picture while the camera is offline), refreshed every two
+// seconds, in camd's look. Links are relative, so the page works under
+// camd's /outputs/<name>/ too.
+var indexTmpl = look.MustPage("index", `
+{{define "title"}}Stills · camd{{end}}
+{{define "nav"}}<span class="here">Stills</span>{{end}}
+{{define "main"}}
+<div class="grid">
+{{range .Names}}<div class="tile" data-camera="{{.}}">
+  <a class="view" href="cameras/{{.}}/snapshot.jpg"><img src="cameras/{{.}}/snapshot.jpg?placeholder=1" alt="{{.}}"></a>
+  <div class="body"><div class="title"><b>{{.}}</b><span class="small"><a href="cameras/{{.}}/snapshot.jpg">snapshot.jpg</a>{{if $.Timelapse}} · <a href="cameras/{{.}}/timelapse/">timelapse</a>{{end}}</span></div></div>
+</div>
+{{else}}<p class="muted">No cameras.</p>{{end}}
+</div>
+<script>
+// A new still every two seconds, the next only once the last arrived; a
+// ?token=… this page was opened with goes along.
+for (let img of document.querySelectorAll(".tile img")) {
+  const url = "cameras/" + encodeURIComponent(img.closest(".tile").dataset.camera) + "/snapshot.jpg?placeholder=1" + location.search.replace("?", "&");
+  let busy = false;
+  setInterval(() => {
+    if (busy || document.hidden) return;
+    busy = true;
+    const next = new Image();
+    next.alt = img.alt;
+    next.onload = () => { img.replaceWith(next); img = next; busy = false; };
+    next.onerror = () => { busy = false; };
+    next.src = url + "&t=" + Date.now();
+  }, 2000);
+}
+</script>
+{{end}}
+`, nil)
 
 func (s *Snapshot) serveIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
