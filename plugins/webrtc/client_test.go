@@ -155,6 +155,14 @@ func dialWHEP(t *testing.T, whepURL string, mimes ...string) (*viewer, *http.Res
 // Origin).
 func dialWHEPWith(t *testing.T, whepURL string, hdr http.Header, mimes ...string) (*viewer, *http.Response, error) {
 	t.Helper()
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	return dialWHEPSettings(t, whepURL, hdr, se, mimes...)
+}
+
+// dialWHEPSettings is dialWHEPWith with the viewer's own ICE settings.
+func dialWHEPSettings(t *testing.T, whepURL string, hdr http.Header, se webrtc.SettingEngine, mimes ...string) (*viewer, *http.Response, error) {
+	t.Helper()
 	m := &webrtc.MediaEngine{}
 	if len(mimes) == 0 {
 		if err := m.RegisterDefaultCodecs(); err != nil {
@@ -170,8 +178,6 @@ func dialWHEPWith(t *testing.T, whepURL string, hdr http.Header, mimes ...string
 			t.Fatal(err)
 		}
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {

@@ -43,10 +43,23 @@ type Config struct {
 
 // ICEConfig is how viewers reach this host.
 type ICEConfig struct {
-	Servers             []ICEServer  `yaml:"servers"`
-	UDPPorts            string       `yaml:"udp_ports"`
-	NAT1To1IPs          []string     `yaml:"nat_1to1_ips"`
-	Interfaces          []string     `yaml:"interfaces"`
+	// Servers are STUN and TURN servers, also offered to WHEP clients.
+	Servers []ICEServer `yaml:"servers"`
+	// UDPPorts is "8189" (one port for every viewer) or "50000-50100"; ""
+	// is any port.
+	UDPPorts string `yaml:"udp_ports"`
+	// NAT1To1IPs are public addresses advertised beside the local ones.
+	NAT1To1IPs []string `yaml:"nat_1to1_ips"`
+	// Interfaces, when set, are where viewers' candidates are gathered
+	// (and loopback); by default it is listen's address.
+	Interfaces []string `yaml:"interfaces"`
+	// MDNS resolves the ".local" names browsers put in their candidates
+	// instead of their addresses, with a socket on UDP port 5353 of every
+	// interface. Off, such viewers still connect: their checks arrive
+	// from their real address.
+	MDNS bool `yaml:"mdns"`
+	// DisconnectedTimeout and FailedTimeout drop a viewer that stopped
+	// answering.
 	DisconnectedTimeout sdk.Duration `yaml:"disconnected_timeout"`
 	FailedTimeout       sdk.Duration `yaml:"failed_timeout"`
 }
@@ -71,8 +84,8 @@ type WebRTC struct {
 	cfg Config
 	log *slog.Logger
 
-	api     *webrtc.API
-	udpMux  ice.UDPMux      // when ice.udp_ports is a single port
+	api     *webrtc.API     // viewers'; each WHIP session builds its own
+	udpMux  ice.UDPMux      // viewers' one port, when ice.udp_ports is a single port
 	http    *sdk.HTTP       // WHEP and the pages; caps viewers in all and per client
 	ctx     context.Context // from Start to Stop; the WHIP publishers' parent
 	cancel  context.CancelFunc
@@ -90,10 +103,10 @@ type WebRTC struct {
 
 // Configure implements sdk.Output.
 func (p *WebRTC) Configure(c sdk.Config) error {
-	p.cfg = Config{
-		HTTPConfig: sdk.DefaultHTTPConfig("127.0.0.1:8082"), Codec: "h264", BitrateKbps: 1500,
-		KeyframeInterval: sdk.Duration(2 * time.Second), MaxViewers: 20,
-		ICE: ICEConfig{DisconnectedTimeout: sdk.Duration(5 * time.Second), FailedTimeout: sdk.Duration(10 * time.Second)},
+	// The embedded sample is the defaults (a test checks it decodes).
+	p.cfg = Config{}
+	if err := sdk.DecodeConfig([]byte(sampleConfig), &p.cfg); err != nil {
+		return err
 	}
 	errs := sdk.AsConfigErrors(sdk.DecodeConfig(c.Raw, &p.cfg))
 	cfg := &p.cfg
@@ -204,11 +217,6 @@ func (p *WebRTC) ListenAddrs() []string { return []string{p.cfg.Listen} }
 
 // Start implements sdk.Output.
 func (p *WebRTC) Start(ctx context.Context) ([]string, error) {
-	api, err := p.newAPI()
-	if err != nil {
-		return nil, err
-	}
-	p.api = api
 	p.http = &sdk.HTTP{
 		Config: p.cfg.HTTPConfig, MaxViewers: p.cfg.MaxViewers, Log: p.log,
 		// The player page holds no video; without a token it says how to
@@ -216,9 +224,17 @@ func (p *WebRTC) Start(ctx context.Context) ([]string, error) {
 		Public: []string{"GET /cameras/{camera}/{$}"},
 	}
 	if err := p.http.Listen(ctx); err != nil {
-		p.closeMux()
 		return nil, err // a *ConfigError for "listen"
 	}
+	// Viewers' media goes where their signalling does: ICE gathers on
+	// the address the HTTP server got, unless ice.interfaces says where.
+	scope := listenScope(p.http.Addr(), p.cfg.ICE.Interfaces)
+	api, err := p.viewerAPI(scope)
+	if err != nil {
+		_ = p.http.Shutdown(ctx) // nothing served yet
+		return nil, err
+	}
+	p.api = api
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.http.Serve(p.Handler())
 	p.mu.Lock()
@@ -230,7 +246,7 @@ func (p *WebRTC) Start(ctx context.Context) ([]string, error) {
 		}
 	}
 	p.mu.Unlock()
-	p.log.Info("serving WebRTC", "addr", p.http.Addr().String(), "codec", p.cfg.Codec)
+	p.log.Info("serving WebRTC", "addr", p.http.Addr().String(), "codec", p.cfg.Codec, "ice", scope.desc, "mdns", p.cfg.ICE.MDNS)
 	return p.URLs(), nil
 }
 
@@ -360,42 +376,20 @@ func (p *WebRTC) cameras() []string {
 	return slices.Sorted(maps.Keys(p.pipes))
 }
 
-// newAPI builds the pion API every peer connection shares: the one codec
-// this output encodes, the default interceptors (NACK responses, RTCP
-// reports, TWCC) and the ICE settings.
-func (p *WebRTC) newAPI() (*webrtc.API, error) {
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codecs[p.cfg.Codec].capability, PayloadType: 96}, webrtc.RTPCodecTypeVideo); err != nil {
-		return nil, err
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		return nil, err
-	}
+// viewerAPI builds the pion API every viewer's peer connection shares,
+// gathering in scope: on one UDP port (a mux opened here, closed by
+// Stop) when ice.udp_ports is one port, with the NAT addresses appended.
+func (p *WebRTC) viewerAPI(scope iceScope) (*webrtc.API, error) {
 	ic := p.cfg.ICE
-	se := webrtc.SettingEngine{}
-	// Viewers on this host (a kiosk browser, a local recorder) connect over
-	// loopback, which pion leaves out by default.
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICETimeouts(time.Duration(ic.DisconnectedTimeout), time.Duration(ic.FailedTimeout), time.Second)
-	keep := func(string) bool { return true }
-	if len(ic.Interfaces) > 0 {
-		keep = func(name string) bool { return slices.Contains(ic.Interfaces, name) || name == "lo" }
-		se.SetInterfaceFilter(keep)
-	}
-	if ic.UDPPorts != "" {
-		lo, hi, _ := parsePorts(ic.UDPPorts)
-		if lo == hi {
-			// One port for every viewer: what a port forward needs.
-			mux, err := ice.NewMultiUDPMuxFromPort(int(lo), ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithInterfaceFilter(keep))
-			if err != nil {
-				return nil, sdk.Errorf("ice.udp_ports", "cannot listen on UDP port %d: %v", lo, netCause(err))
-			}
-			p.udpMux = mux
-			se.SetICEUDPMux(mux)
-		} else if err := se.SetEphemeralUDPPortRange(lo, hi); err != nil {
-			return nil, fmt.Errorf("ice.udp_ports: %w", err)
+	se := p.settings(scope)
+	if lo, hi, _ := parsePorts(ic.UDPPorts); lo != 0 && lo == hi {
+		// One port for every viewer: what a port forward needs.
+		mux, err := scope.newUDPMux(int(lo))
+		if err != nil {
+			return nil, sdk.Errorf("ice.udp_ports", "cannot listen on UDP port %d: %v", lo, netCause(err))
 		}
+		p.udpMux = mux
+		se.SetICEUDPMux(mux)
 	}
 	if len(ic.NAT1To1IPs) > 0 {
 		// Appended, so viewers on the LAN still get the local addresses.
@@ -405,6 +399,49 @@ func (p *WebRTC) newAPI() (*webrtc.API, error) {
 			p.closeMux()
 			return nil, fmt.Errorf("ice.nat_1to1_ips: %w", err)
 		}
+	}
+	api, err := p.newAPI(se)
+	if err != nil {
+		p.closeMux()
+	}
+	return api, err
+}
+
+// publisherAPI builds the pion API of one WHIP session, gathering in
+// scope (the route to the SFU). It shares no socket with viewers: it uses
+// the ice.udp_ports range if one is set, else any port.
+func (p *WebRTC) publisherAPI(scope iceScope) (*webrtc.API, error) {
+	return p.newAPI(p.settings(scope))
+}
+
+// settings are the ICE settings viewers and publishers share: where to
+// gather, the timeouts, mDNS and a port range.
+func (p *WebRTC) settings(scope iceScope) webrtc.SettingEngine {
+	ic := p.cfg.ICE
+	se := webrtc.SettingEngine{}
+	scope.apply(&se)
+	se.SetICETimeouts(time.Duration(ic.DisconnectedTimeout), time.Duration(ic.FailedTimeout), time.Second)
+	mdns := ice.MulticastDNSModeDisabled // pion's default would open UDP 5353 on every interface
+	if ic.MDNS {
+		mdns = ice.MulticastDNSModeQueryOnly
+	}
+	se.SetICEMulticastDNSMode(mdns)
+	if lo, hi, _ := parsePorts(ic.UDPPorts); lo != 0 && lo < hi {
+		_ = se.SetEphemeralUDPPortRange(lo, hi) // fails only for hi < lo, which parsePorts refuses
+	}
+	return se
+}
+
+// newAPI builds a pion API with se: the one codec this output encodes and
+// the default interceptors (NACK responses, RTCP reports, TWCC).
+func (p *WebRTC) newAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codecs[p.cfg.Codec].capability, PayloadType: 96}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, err
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }

@@ -42,6 +42,8 @@ ice:
   servers: [{urls: ["stun:stun.example.org:3478"]}, {urls: ["turn:turn.example.org"], username: u, credential: p}]
   udp_ports: "50000-50100"
   nat_1to1_ips: [203.0.113.7]
+  interfaces: [eth0]
+  mdns: true
 whip:
   cam: {url: "https://sfu.example.org/whip/cam", token: t0k}
 `, nil},
@@ -53,6 +55,7 @@ whip:
 		{"bad ice", "ice:\n  servers: [{urls: [\"http://x\"]}]\n  udp_ports: 70000\n  nat_1to1_ips: [router]\n", []string{
 			`ice.servers[0].urls: "http://x"`, "ice.udp_ports: want a port", `ice.nat_1to1_ips: "router" is not an IP`}},
 		{"ice unknown key", "ice:\n  stun: x\n", []string{"ice.stun: unknown key"}},
+		{"ice mdns not a bool", "ice: {mdns: sometimes}\n", []string{"ice.mdns: "}},
 		{"whip other camera", "whip:\n  back: {url: \"http://x/whip\"}\n", []string{"whip.back: not one of this output's cameras (cam)"}},
 		{"whip bad entry", "whip:\n  cam: {url: \"ftp://x\", tokn: y}\n", []string{"whip.cam.tokn: unknown key", "whip.cam.url: want an http"}},
 	}
@@ -257,7 +260,8 @@ func TestWHEPSecurity(t *testing.T) {
 		{"offer without a token", http.MethodPost, "", "", http.StatusUnauthorized, ""},
 		{"offer with a wrong token", http.MethodPost, "", "Bearer nope", http.StatusUnauthorized, ""},
 		{"offer with another camera's token", http.MethodPost, "", "Bearer other-token", http.StatusForbidden, ""},
-		{"the player page without a token", http.MethodGet, "", "", http.StatusUnauthorized, ""},
+		// The page holds no video and says how to get a token (sdk.HTTP.Public).
+		{"the player page without a token", http.MethodGet, "", "", http.StatusOK, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

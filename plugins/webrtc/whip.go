@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -95,7 +96,22 @@ func (p *WebRTC) publish(ctx context.Context, pl *pipeline, t WHIPTarget, st *wh
 // connection fails or ctx ends (then the session is deleted at the SFU).
 func (p *WebRTC) publishOnce(ctx context.Context, pl *pipeline, t WHIPTarget, st *whipState) error {
 	st.set("connecting", nil)
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{ICEServers: p.iceServers()})
+	// The publisher dials out, whatever listen says: it gathers where the
+	// route to the SFU starts, looked up afresh for every session (a
+	// laptop changes networks, DNS changes answers).
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return err
+	}
+	scope, err := routeScope(ctx, u.Hostname())
+	if err != nil {
+		return err
+	}
+	api, err := p.publisherAPI(scope)
+	if err != nil {
+		return err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: p.iceServers()})
 	if err != nil {
 		return err
 	}
@@ -118,7 +134,7 @@ func (p *WebRTC) publishOnce(ctx context.Context, pl *pipeline, t WHIPTarget, st
 		switch s {
 		case webrtc.PeerConnectionStateConnected:
 			st.set("connected", nil)
-			p.log.Info("WHIP publishing", "camera", pl.cam, "url", t.URL)
+			p.log.Info("WHIP publishing", "camera", pl.cam, "url", t.URL, "ice", scope.desc)
 			pl.viewerConnected()
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			select {

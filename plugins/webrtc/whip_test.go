@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,15 +25,21 @@ type whipServer struct {
 	deletes  atomic.Int32
 	mu       sync.Mutex
 	auth     string
+	offer    string  // the last offer
 	receiver *viewer // reuses the WHEP test client's depacketizer
 }
 
-func newWHIPServer(t *testing.T) *whipServer {
+// newWHIPServer starts a WHIP server on 127.0.0.1.
+func newWHIPServer(t *testing.T) *whipServer { return newWHIPServerOn(t, "127.0.0.1") }
+
+// newWHIPServerOn starts a WHIP server on host (an IP address); its ICE
+// gathers on every address.
+func newWHIPServerOn(t *testing.T, host string) *whipServer {
 	ws := &whipServer{t: t, receiver: &viewer{gotFrame: make(chan struct{}, 1)}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /whip/cam", ws.post)
 	mux.HandleFunc("DELETE /whip/session", func(w http.ResponseWriter, r *http.Request) { ws.deletes.Add(1) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +59,9 @@ func (ws *whipServer) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	offer, _ := io.ReadAll(r.Body)
+	ws.mu.Lock()
+	ws.offer = string(offer)
+	ws.mu.Unlock()
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		ws.t.Error(err)
@@ -126,5 +136,44 @@ func TestWHIPPublish(t *testing.T) {
 	}
 	if n := ws.deletes.Load(); n != 1 {
 		t.Fatalf("DELETEs at the WHIP server = %d, want 1", n)
+	}
+}
+
+// TestWHIPGathersOnItsRoute: the publisher of a plugin listening on
+// 127.0.0.1 dials out: it offers candidates on the address its route to
+// the WHIP server starts from (loopback for a server on this host's
+// loopback, the LAN address for one on the LAN), not listen's, and
+// publishes.
+func TestWHIPGathersOnItsRoute(t *testing.T) {
+	lan, _ := nonLoopbackIPv4(t)
+	tests := []struct{ name, server string }{
+		{"server on loopback", "127.0.0.1"},
+		{"server on another address", lan},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.server == "" {
+				t.Skip("this machine has no IPv4 address beyond loopback")
+			}
+			ws := newWHIPServerOn(t, tt.server)
+			h, _ := start(t, []string{"cam"}, "whip:\n  cam: {url: \""+ws.srv.URL+"/whip/cam\"}\n")
+			feed(t, h, "cam", simFrames(t, 160, 120, 5))
+			ws.receiver.waitFrames(t, 10, 20*time.Second)
+			ws.mu.Lock()
+			offer := ws.offer
+			ws.mu.Unlock()
+			var cands int
+			for _, line := range strings.Split(offer, "\n") {
+				if f := strings.Fields(line); strings.HasPrefix(line, "a=candidate:") && len(f) > 4 {
+					cands++
+					if f[4] != tt.server {
+						t.Errorf("the publisher offers a candidate on %s, want only %s: %s", f[4], tt.server, line)
+					}
+				}
+			}
+			if cands == 0 {
+				t.Fatalf("no candidate in the offer:\n%s", offer)
+			}
+		})
 	}
 }
