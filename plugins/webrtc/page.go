@@ -2,28 +2,34 @@ package main
 
 import (
 	_ "embed"
-	"html/template"
 	"net/http"
+
+	"github.com/camd/camd/sdk/look"
 )
 
 //go:embed player.html
 var playerHTML string
 
 var (
-	playerTmpl = template.Must(template.New("player").Parse(playerHTML))
-	indexTmpl  = template.Must(template.New("index").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>camd WebRTC</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font-family:system-ui,sans-serif;margin:1em;background:#111;color:#eee}a{color:#9cf}li{margin:.3em 0}</style>
-</head><body><h1>camd WebRTC</h1>
-<ul>{{range .}}<li><a href="cameras/{{.}}/">{{.}}</a> · WHEP: <code>cameras/{{.}}/whep</code></li>
-{{else}}<li>No cameras.</li>{{end}}</ul>
+	// playerTmpl and indexTmpl are the output's pages in camd's look.
+	// Links are relative, so they work under camd's /outputs/<name>/ too.
+	playerTmpl = look.MustPage("player", playerHTML, nil)
+	indexTmpl  = look.MustPage("index", `
+{{define "title"}}WebRTC · camd{{end}}
+{{define "nav"}}<span class="here">WebRTC</span>{{end}}
+{{define "main"}}
+<div class="scroll"><table>
+<thead><tr><th>camera</th><th>WHEP endpoint</th></tr></thead>
+<tbody>
+{{range .}}<tr><td><a href="cameras/{{.}}/"><b>{{.}}</b></a></td><td><code>cameras/{{.}}/whep</code></td></tr>
+{{else}}<tr><td colspan="2" class="muted">No cameras.</td></tr>{{end}}
+</tbody></table></div>
 <script>
 // Opened with ?token=… (camd's auth): the players need it too.
-if (location.search) for (const a of document.querySelectorAll("a")) a.search = location.search;
+if (location.search) for (const a of document.querySelectorAll("main a")) a.search = location.search;
 </script>
-</body></html>
-`))
+{{end}}
+`, nil)
 )
 
 func (p *WebRTC) serveIndex(w http.ResponseWriter, r *http.Request) {
