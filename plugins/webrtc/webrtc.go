@@ -164,6 +164,7 @@ func (p *WebRTC) Configure(c sdk.Config) error {
 			}
 		}
 	}
+	p.registerMetrics(c.Metrics)
 	return errs.Err()
 }
 

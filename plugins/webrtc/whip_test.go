@@ -119,6 +119,10 @@ func TestWHIPPublish(t *testing.T) {
 	if pub["state"] != "connected" || pub["connects"] != 1.0 || pub["last_error"] == "" {
 		t.Fatalf("whip status %v", pub)
 	}
+	checkWants(t, scrape(t, h), []metricWant{
+		{"webrtc_whip_connected", gauge, []string{"camera", "cam"}, eq(1)},
+		{"webrtc_whip_connects_total", counter, []string{"camera", "cam"}, eq(1)},
+	})
 
 	v, _, err := dialWHEP(t, base+"/cameras/cam/whep")
 	if err != nil {
