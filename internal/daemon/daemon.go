@@ -376,10 +376,14 @@ func (d *Daemon) listenAPI(cfg *config.Config) (*apiServer, error) {
 	return a, nil
 }
 
+// close stops the listener, gives requests 2 s to finish, then cuts the
+// rest (streams through /outputs/ never finish by themselves).
 func (a *apiServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = a.srv.Shutdown(ctx)
+	if a.srv.Shutdown(ctx) != nil {
+		_ = a.srv.Close()
+	}
 	<-a.done
 }
 
