@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -311,9 +312,9 @@ var indexTmpl = look.MustPage("index", `
 {{define "nav"}}<span class="here">MJPEG</span>{{end}}
 {{define "main"}}
 <div class="grid">
-{{range .}}<div class="tile" data-camera="{{.}}">
-  <div class="view"><img src="cameras/{{.}}/stream.mjpg" alt="{{.}}"></div>
-  <div class="body"><div class="title"><b>{{.}}</b><a class="small" href="cameras/{{.}}/stream.mjpg">stream.mjpg</a></div></div>
+{{range .Cameras}}<div class="tile" data-camera="{{.}}">
+  <div class="view"><img src="cameras/{{.}}/stream.mjpg{{$.Query}}" alt="{{.}}"></div>
+  <div class="body"><div class="title"><b>{{.}}</b><a class="small" href="cameras/{{.}}/stream.mjpg{{$.Query}}">stream.mjpg</a></div></div>
 </div>
 {{else}}<p class="muted">No cameras.</p>{{end}}
 </div>
@@ -322,7 +323,15 @@ var indexTmpl = look.MustPage("index", `
 
 func (m *MJPEG) serveIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = indexTmpl.Execute(w, m.cameraNames())
+	// A page opened with ?token= passes it on to its pictures.
+	var query string
+	if tok := r.URL.Query().Get("token"); tok != "" {
+		query = "?" + url.Values{"token": {tok}}.Encode()
+	}
+	_ = indexTmpl.Execute(w, struct {
+		Cameras []string
+		Query   string
+	}{m.cameraNames(), query})
 }
 
 func (m *MJPEG) cameraNames() []string { return slices.Sorted(maps.Keys(m.feedMap())) }

@@ -139,6 +139,16 @@ func TestUnknownCameraAndIndex(t *testing.T) {
 			t.Fatalf("index lacks %s:\n%s", want, page)
 		}
 	}
+	// Opened with ?token=, the page hands the token on to its pictures.
+	resp, err = http.Get(base + "/?token=tok%2Fx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `src="cameras/front/stream.mjpg?token=tok%2fx"`; !bytes.Contains(bytes.ToLower(page), []byte(want)) {
+		t.Fatalf("index opened with a token lacks %s:\n%s", want, page)
+	}
 }
 
 // clientFrom returns an HTTP client whose connections come from the
