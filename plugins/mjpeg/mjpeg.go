@@ -103,6 +103,7 @@ func (m *MJPEG) Configure(c sdk.Config) error {
 		feeds[cam] = newFeed()
 	}
 	m.feeds.Store(&feeds)
+	m.registerMetrics(c.Metrics)
 	return errs.Err()
 }
 

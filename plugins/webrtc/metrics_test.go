@@ -70,7 +70,7 @@ const (
 type metricWant struct {
 	name  string
 	typ   dto.MetricType
-	label []string // name, value
+	label []string // name, value; nil: no labels
 	ok    func(float64) bool
 }
 
@@ -138,21 +138,27 @@ func checkWants(t *testing.T, fams map[string]*dto.MetricFamily, wants []metricW
 		if f.GetType() != w.typ {
 			t.Errorf("%s is a %s, want a %s", w.name, f.GetType(), w.typ)
 		}
-		found := false
-		for _, m := range f.Metric {
-			for _, l := range m.Label {
-				if l.GetName() != w.label[0] || l.GetValue() != w.label[1] {
-					continue
-				}
-				found = true
-				v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
-				if !w.ok(v) {
-					t.Errorf("%s{%s=%q} = %v", w.name, w.label[0], w.label[1], v)
-				}
-			}
-		}
-		if !found {
-			t.Errorf("%s has no sample with %s=%q", w.name, w.label[0], w.label[1])
+		v, ok := sample(fams, w.name, w.label)
+		if !ok {
+			t.Errorf("%s has no sample labelled %q", w.name, w.label)
+		} else if !w.ok(v) {
+			t.Errorf("%s%q = %v", w.name, w.label, v)
 		}
 	}
+}
+
+// sample returns the value of the sample of family name that has the
+// label pair (name, value; nil: the sample without labels), and whether
+// there is one.
+func sample(fams map[string]*dto.MetricFamily, name string, label []string) (float64, bool) {
+	for _, m := range fams[name].GetMetric() {
+		match := len(label) == 0 && len(m.Label) == 0
+		for _, l := range m.Label {
+			match = match || len(label) == 2 && l.GetName() == label[0] && l.GetValue() == label[1]
+		}
+		if match {
+			return m.GetGauge().GetValue() + m.GetCounter().GetValue(), true
+		}
+	}
+	return 0, false
 }
