@@ -69,23 +69,30 @@ func StartChild(t testing.TB, test string, env ...string) *Child {
 		t.Fatal(err)
 	}
 	c.Pid = cmd.Process.Pid
-	exited := make(chan error, 1)
+	// exited is closed when the child has exited; waitErr is its error.
+	// Closed, not sent on, so the cleanup and the wait below can both see it.
+	exited := make(chan struct{})
+	var waitErr error
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if line, ok := strings.CutPrefix(sc.Text(), readyPrefix); ok {
-				ready <- line
+				select {
+				case ready <- line:
+				default:
+				}
 			}
 		}
-		exited <- cmd.Wait()
+		waitErr = cmd.Wait()
+		close(exited)
 	}()
 	t.Cleanup(func() {
 		c.stdin.Close() // Ready returns in the child
 		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("child %s: %v\n%s", test, err, c.stderr.String())
+		case <-exited:
+			if waitErr != nil {
+				t.Errorf("child %s: %v\n%s", test, waitErr, c.stderr.String())
 			}
 		case <-time.After(30 * time.Second):
 			cmd.Process.Kill()
@@ -96,9 +103,10 @@ func StartChild(t testing.TB, test string, env ...string) *Child {
 	select {
 	case c.Ready = <-ready:
 		return c
-	case err := <-exited:
-		t.Fatalf("child %s exited before Ready: %v\n%s", test, err, c.stderr.String())
+	case <-exited:
+		t.Fatalf("child %s exited before Ready: %v\n%s", test, waitErr, c.stderr.String())
 	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
 		t.Fatalf("child %s not ready after 60s\n%s", test, c.stderr.String())
 	}
 	return nil
