@@ -141,6 +141,7 @@ func (s *Snapshot) Configure(c sdk.Config) error {
 		cams[name] = s.newCamera(name)
 	}
 	s.cams.Store(&cams)
+	s.registerMetrics(c.Metrics)
 	return errs.Err()
 }
 
