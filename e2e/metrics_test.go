@@ -13,10 +13,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
-// /metrics passes promtool's checks, and a real Prometheus scraping camd
-// answers a PromQL query for the camera's frame rate.
+// /metrics passes promtool's checks and carries each plugin's own metrics
+// (one counter of each), and a real Prometheus scraping camd answers a
+// PromQL query for the camera's frame rate.
 func TestPrometheusScrapesCamd(t *testing.T) {
 	for _, bin := range []string{"promtool", "prometheus"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -29,9 +33,12 @@ cameras:
     source: {type: sim, size: 320x240, fps: 10}
 outputs:
   - {name: web, plugin: mjpeg, config: {listen: "127.0.0.1:0"}}
+  - {name: rtc, plugin: webrtc, config: {listen: "127.0.0.1:0"}}
+  - {name: stills, plugin: snapshot, config: {listen: "127.0.0.1:0"}}
 `)
-	c.waitOutputs(nil)
+	s := c.waitOutputs(nil)
 	time.Sleep(time.Second) // let counters move
+	get(t, outputURL(s, "stills", "/cameras/sim/snapshot.jpg"))
 
 	metrics := get(t, c.api+"/metrics")
 	for _, want := range []string{`camd_camera_frames_total{camera="sim"}`, `camd_camera_state{camera="sim",state="live"} 1`,
@@ -39,6 +46,16 @@ outputs:
 		"go_goroutines ", "process_cpu_seconds_total "} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// Each plugin's own counters, under its output's name.
+	for _, want := range []struct{ name, output string }{
+		{"camd_plugin_mjpeg_frames_received_total", "web"},
+		{"camd_plugin_webrtc_frames_received_total", "rtc"},
+		{"camd_plugin_snapshot_stills_served_total", "stills"},
+	} {
+		if v, ok := pluginSample(t, metrics, want.name, want.output, "sim"); !ok || v <= 0 {
+			t.Errorf("/metrics: %s{output=%q,camera=\"sim\"} = %v (found: %v), want more than 0", want.name, want.output, v, ok)
 		}
 	}
 	check := exec.Command("promtool", "check", "metrics")
@@ -106,4 +123,25 @@ func promQuery(addr, query string) (float64, error) {
 	}
 	s, _ := r.Data.Result[0].Value[1].(string)
 	return strconv.ParseFloat(s, 64)
+}
+
+// pluginSample returns the value of the sample of family name labelled
+// with output and camera in a /metrics text, and whether there is one.
+func pluginSample(t *testing.T, text, name, output, camera string) (float64, bool) {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("/metrics: %v", err)
+	}
+	for _, m := range fams[name].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["output"] == output && labels["camera"] == camera {
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
 }

@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -161,6 +165,18 @@ func TestBrowserPlaysWebRTC(t *testing.T) {
 			if st["encoders_running"] != 1.0 || st["users"] != 2.0 || st["encoders_running_peak"] != 1.0 {
 				t.Fatalf("two viewers: plugin status %v, want both on one encoder", st)
 			}
+
+			// The plugin listens on 127.0.0.1: Chromium plays from ICE
+			// sockets there only, and there is no mDNS socket.
+			socks := udpSockets(t, c.status().Outputs[0].PID)
+			if len(socks) == 0 {
+				t.Fatal("the plugin holds no UDP socket while two tabs play")
+			}
+			for _, a := range socks {
+				if a.Addr() != netip.MustParseAddr("127.0.0.1") || a.Port() == 5353 {
+					t.Errorf("the plugin, listening on 127.0.0.1, holds a UDP socket on %s", a)
+				}
+			}
 		})
 	}
 }
@@ -278,4 +294,59 @@ func median(v []int) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return float64(s[len(s)/2])
+}
+
+// udpSockets returns the local addresses of process pid's UDP sockets: the
+// inodes of its open sockets (/proc/<pid>/fd) looked up in the tables of
+// its network namespace (/proc/<pid>/net/udp and udp6), which list every
+// process's sockets.
+func udpSockets(t *testing.T, pid int) []netip.AddrPort {
+	t.Helper()
+	fds, err := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		if link, err := os.Readlink(fd); err == nil {
+			if ino, ok := strings.CutPrefix(link, "socket:["); ok {
+				inodes[strings.TrimSuffix(ino, "]")] = true
+			}
+		}
+	}
+	var out []netip.AddrPort
+	for _, table := range []string{"udp", "udp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+			f := strings.Fields(line)
+			if len(f) < 10 || !inodes[f[9]] {
+				continue
+			}
+			out = append(out, parseProcAddr(t, f[1]))
+		}
+	}
+	return out
+}
+
+// parseProcAddr parses a local_address of /proc/net/udp[6]: the address
+// as 32-bit words, each printed in hex in the host's byte order, then ":"
+// and the port in hex.
+func parseProcAddr(t *testing.T, s string) netip.AddrPort {
+	t.Helper()
+	hexIP, hexPort, _ := strings.Cut(s, ":")
+	raw, err := hex.DecodeString(hexIP)
+	port, perr := strconv.ParseUint(hexPort, 16, 16)
+	if err != nil || perr != nil || (len(raw) != 4 && len(raw) != 16) {
+		t.Fatalf("/proc/net/udp: bad address %q", s)
+	}
+	ip := make([]byte, len(raw))
+	for i := 0; i < len(raw); i += 4 {
+		binary.NativeEndian.PutUint32(ip[i:], binary.BigEndian.Uint32(raw[i:]))
+	}
+	addr, _ := netip.AddrFromSlice(ip)
+	return netip.AddrPortFrom(addr.Unmap(), uint16(port))
 }
