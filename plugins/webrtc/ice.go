@@ -20,6 +20,7 @@ type iceScope struct {
 	keepIface func(string) bool // nil: every interface
 	v4, v6    bool              // the address families gathered on
 	loopback  bool              // loopback addresses count (pion leaves them out by default)
+	localOnly bool              // loopback addresses only: no peer beyond this host
 	desc      string            // for the log: "127.0.0.1", "every address", …
 }
 
@@ -52,6 +53,7 @@ func onAddresses(ips ...net.IP) iceScope {
 		return false
 	}}
 	var names []string
+	s.localOnly = true
 	for _, ip := range ips {
 		if ip.To4() != nil {
 			s.v4 = true
@@ -59,6 +61,7 @@ func onAddresses(ips ...net.IP) iceScope {
 			s.v6 = true
 		}
 		s.loopback = s.loopback || ip.IsLoopback()
+		s.localOnly = s.localOnly && ip.IsLoopback()
 		names = append(names, ip.String())
 	}
 	s.desc = strings.Join(names, ", ")

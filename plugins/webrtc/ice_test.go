@@ -22,10 +22,11 @@ func TestListenScope(t *testing.T) {
 		keep, drop []string // addresses; "if:name" for interfaces
 		v4, v6     bool
 		loopback   bool
+		localOnly  bool // only loopback: nothing beyond this host reaches it
 	}{
-		{listen: "127.0.0.1:8082", keep: []string{"127.0.0.1"}, drop: []string{"192.0.2.2", "::1", "fd00::2"}, v4: true, loopback: true},
-		{listen: "127.0.0.2:8082", keep: []string{"127.0.0.1"}, drop: []string{"192.0.2.2", "::1"}, v4: true, loopback: true},
-		{listen: "[::1]:8082", keep: []string{"::1"}, drop: []string{"127.0.0.1", "fd00::2"}, v6: true, loopback: true},
+		{listen: "127.0.0.1:8082", keep: []string{"127.0.0.1"}, drop: []string{"192.0.2.2", "::1", "fd00::2"}, v4: true, loopback: true, localOnly: true},
+		{listen: "127.0.0.2:8082", keep: []string{"127.0.0.1"}, drop: []string{"192.0.2.2", "::1"}, v4: true, loopback: true, localOnly: true},
+		{listen: "[::1]:8082", keep: []string{"::1"}, drop: []string{"127.0.0.1", "fd00::2"}, v6: true, loopback: true, localOnly: true},
 		{listen: "192.0.2.2:8082", keep: []string{"192.0.2.2"}, drop: []string{"127.0.0.1", "192.0.2.3", "fd00::2"}, v4: true},
 		{listen: "[fd00::2]:8082", keep: []string{"fd00::2"}, drop: []string{"::1", "192.0.2.2"}, v6: true},
 		{listen: "0.0.0.0:8082", keep: []string{"127.0.0.1", "192.0.2.2", "fd00::2", "if:eth0"}, v4: true, v6: true, loopback: true},
@@ -44,8 +45,9 @@ func TestListenScope(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := listenScope(addr, tt.interfaces)
-			if s.v4 != tt.v4 || s.v6 != tt.v6 || s.loopback != tt.loopback {
-				t.Errorf("v4 %v v6 %v loopback %v, want %v %v %v", s.v4, s.v6, s.loopback, tt.v4, tt.v6, tt.loopback)
+			if s.v4 != tt.v4 || s.v6 != tt.v6 || s.loopback != tt.loopback || s.localOnly != tt.localOnly {
+				t.Errorf("v4 %v v6 %v loopback %v local only %v, want %v %v %v %v",
+					s.v4, s.v6, s.loopback, s.localOnly, tt.v4, tt.v6, tt.loopback, tt.localOnly)
 			}
 			kept := func(a string) bool {
 				if name, ok := strings.CutPrefix(a, "if:"); ok {

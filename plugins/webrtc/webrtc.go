@@ -236,6 +236,10 @@ func (p *WebRTC) Start(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	p.api = api
+	if scope.localOnly && len(p.cfg.ICE.NAT1To1IPs) > 0 {
+		p.log.Warn("ice.nat_1to1_ips is set, but ICE gathers on loopback only, as listen does: a port forward cannot reach it; set ice.interfaces (e.g. behind a reverse proxy)",
+			"listen", p.cfg.Listen)
+	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.http.Serve(p.Handler())
 	p.mu.Lock()
