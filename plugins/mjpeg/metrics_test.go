@@ -30,8 +30,12 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer good.Body.Close()
 	seqs := make(chan uint64, 100)
+	defer func() { // the reader ends with the stream
+		good.Body.Close()
+		for range seqs {
+		}
+	}()
 	go func() {
 		defer close(seqs)
 		r := device.NewMultipartReader(good.Body, Boundary, 8<<20)
