@@ -234,7 +234,7 @@ func ffmpegReads(t *testing.T, url, caFile string) {
 
 func browser(t *testing.T, scheme, web, stills, rtc, other, allowed string) {
 	t.Helper()
-	ctx := newBrowserWith(t, chromedp.Flag("ignore-certificate-errors", scheme == "https"))
+	ctx := newBrowser(t, chromedp.Flag("ignore-certificate-errors", scheme == "https"))
 	tctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	nav := func(url string) {
@@ -321,26 +321,4 @@ func testCA(t *testing.T) (*http.Client, string, string) {
 	pool.AddCert(ca)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	return client, fmt.Sprintf("tls: {cert: %q, key: %q}", cert, keyFile), caFile
-}
-
-// newBrowserWith is newBrowser with extra Chromium flags.
-func newBrowserWith(t testing.TB, opts ...chromedp.ExecAllocatorOption) context.Context {
-	t.Helper()
-	all := append(chromedp.DefaultExecAllocatorOptions[:0:0],
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), append(all, opts...)...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelA() })
-	if _, err := chromedp.Run(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("chromium: %v", err)
-	}
-	return ctx
 }

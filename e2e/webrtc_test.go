@@ -24,13 +24,14 @@ import (
 // Debian's Chromium.
 const chromium = "/usr/bin/chromium"
 
-// newBrowser starts a headless Chromium for the test and returns a tab.
-func newBrowser(t testing.TB) context.Context {
+// newBrowser starts a headless Chromium for the test and returns a tab;
+// opts add flags.
+func newBrowser(t testing.TB, opts ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("%s is missing: run scripts/setup.sh test", chromium)
 	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
+	all := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
@@ -41,7 +42,8 @@ func newBrowser(t testing.TB) context.Context {
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.UserDataDir(t.TempDir()),
-	)
+	}, opts...)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), all...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelA() })
 	if _, err := chromedp.Run(ctx, chromedp.Navigate("about:blank")); err != nil {

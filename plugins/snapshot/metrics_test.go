@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,10 +12,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
-	pb "github.com/camd/camd/proto/outputv1"
 	"github.com/camd/camd/sdk/sdktest"
 )
 
@@ -46,7 +41,7 @@ func TestMetrics(t *testing.T) {
 		waitFor(t, name, func() bool {
 			seq++
 			send(t, h, seq, time.Now())
-			v, _ := sample(scrape(t, h), name, cam)
+			v, _ := sdktest.Sample(h.Metrics(), name, cam)
 			return v >= min
 		})
 	}
@@ -77,12 +72,13 @@ func TestMetrics(t *testing.T) {
 
 	free.Store(100 << 20)
 	until("snapshot_timelapse_skipped_low_disk_total", 1)
-	if v, _ := sample(scrape(t, h), "snapshot_timelapse_low_disk", cam); v != 1 {
+	if v, _ := sdktest.Sample(h.Metrics(), "snapshot_timelapse_low_disk", cam); v != 1 {
 		t.Fatalf("snapshot_timelapse_low_disk = %v below min_free", v)
 	}
 	free.Store(10 << 30)
-	// The camera's folder becomes a file: writes fail.
-	if err := os.RemoveAll(filepath.Join(dir, "cam")); err != nil {
+	// The camera's folder becomes a file: writes fail. Moved aside, not
+	// removed: the timelapse may be writing into it right now.
+	if err := os.Rename(filepath.Join(dir, "cam"), filepath.Join(dir, "cam.gone")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cam"), nil, 0o644); err != nil {
@@ -90,122 +86,22 @@ func TestMetrics(t *testing.T) {
 	}
 	until("snapshot_timelapse_write_errors_total", 1)
 
-	checkMetrics(t, scrape(t, h), "snapshot_", []metricWant{
-		{"snapshot_stills_served_total", counter, cam, eq(3)},
-		{"snapshot_stills_served_total", counter, idle, eq(0)},
-		{"snapshot_timelapse_frames_written_total", counter, cam, atLeast(2)},
-		{"snapshot_timelapse_frames_written_total", counter, idle, eq(0)},
-		{"snapshot_timelapse_skipped_low_disk_total", counter, cam, atLeast(1)},
-		{"snapshot_timelapse_skipped_low_disk_total", counter, idle, eq(0)},
-		{"snapshot_timelapse_write_errors_total", counter, cam, atLeast(1)},
-		{"snapshot_timelapse_write_errors_total", counter, idle, eq(0)},
-		{"snapshot_timelapse_low_disk", gauge, cam, eq(0)}, // space came back
-		{"snapshot_timelapse_low_disk", gauge, idle, eq(0)},
-		{"snapshot_requests_refused_total", counter, nil, eq(1)},
+	sdktest.CheckMetrics(t, h.Metrics(), "snapshot_", []sdktest.MetricWant{
+		want("snapshot_stills_served_total", sdktest.Counter, cam, sdktest.Eq(3)),
+		want("snapshot_stills_served_total", sdktest.Counter, idle, sdktest.Eq(0)),
+		want("snapshot_timelapse_frames_written_total", sdktest.Counter, cam, sdktest.AtLeast(2)),
+		want("snapshot_timelapse_frames_written_total", sdktest.Counter, idle, sdktest.Eq(0)),
+		want("snapshot_timelapse_skipped_low_disk_total", sdktest.Counter, cam, sdktest.AtLeast(1)),
+		want("snapshot_timelapse_skipped_low_disk_total", sdktest.Counter, idle, sdktest.Eq(0)),
+		want("snapshot_timelapse_write_errors_total", sdktest.Counter, cam, sdktest.AtLeast(1)),
+		want("snapshot_timelapse_write_errors_total", sdktest.Counter, idle, sdktest.Eq(0)),
+		want("snapshot_timelapse_low_disk", sdktest.Gauge, cam, sdktest.Eq(0)), // space came back
+		want("snapshot_timelapse_low_disk", sdktest.Gauge, idle, sdktest.Eq(0)),
+		want("snapshot_requests_refused_total", sdktest.Counter, nil, sdktest.Eq(1)),
 	})
 }
 
-// The metric checks below are the same in every plugin's tests.
-
-const (
-	gauge   = dto.MetricType_GAUGE
-	counter = dto.MetricType_COUNTER
-)
-
-// metricWant is a sample a scrape must hold: its family's name and type,
-// one label pair, and a condition on its value.
-type metricWant struct {
-	name  string
-	typ   dto.MetricType
-	label []string // name, value; nil: no labels
-	ok    func(float64) bool
-}
-
-func eq(want float64) func(float64) bool     { return func(v float64) bool { return v == want } }
-func atLeast(min float64) func(float64) bool { return func(v float64) bool { return v >= min } }
-func above(floor float64) func(float64) bool { return func(v float64) bool { return v > floor } }
-
-// scrape returns the plugin's metrics as camd gets them: the text of the
-// SDK's Metrics RPC, parsed as camd parses it.
-func scrape(t *testing.T, h *sdktest.Harness) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := h.Client.Metrics(context.Background(), &pb.MetricsRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(bytes.NewReader(resp.Text))
-	if err != nil {
-		t.Fatalf("metrics: %v\n%s", err, resp.Text)
-	}
-	return fams
-}
-
-// checkMetrics checks every want, and the names: each family of the
-// plugin's own (not the SDK's go_ and process_ ones) starts with prefix,
-// is a counter exactly when it ends in _total, has help, and is wanted.
-func checkMetrics(t *testing.T, fams map[string]*dto.MetricFamily, prefix string, wants []metricWant) {
-	t.Helper()
-	checkWants(t, fams, wants)
-	tested := map[string]bool{}
-	for _, w := range wants {
-		tested[w.name] = true
-	}
-	if fams["go_goroutines"] == nil || fams["process_resident_memory_bytes"] == nil {
-		t.Error("the SDK's Go runtime and process metrics are missing")
-	}
-	for name, f := range fams {
-		if strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") {
-			continue
-		}
-		if !strings.HasPrefix(name, prefix) {
-			t.Errorf("metric %s lacks the plugin's prefix %s", name, prefix)
-		}
-		if (f.GetType() == counter) != strings.HasSuffix(name, "_total") {
-			t.Errorf("metric %s is a %s: counters, and only they, end in _total", name, f.GetType())
-		}
-		if f.GetHelp() == "" {
-			t.Errorf("metric %s has no help", name)
-		}
-		if !tested[name] {
-			t.Errorf("metric %s is not tested", name)
-		}
-	}
-}
-
-// checkWants checks that fams hold every want.
-func checkWants(t *testing.T, fams map[string]*dto.MetricFamily, wants []metricWant) {
-	t.Helper()
-	for _, w := range wants {
-		f := fams[w.name]
-		if f == nil {
-			t.Errorf("no metric %s", w.name)
-			continue
-		}
-		if f.GetType() != w.typ {
-			t.Errorf("%s is a %s, want a %s", w.name, f.GetType(), w.typ)
-		}
-		v, ok := sample(fams, w.name, w.label)
-		if !ok {
-			t.Errorf("%s has no sample labelled %q", w.name, w.label)
-		} else if !w.ok(v) {
-			t.Errorf("%s%q = %v", w.name, w.label, v)
-		}
-	}
-}
-
-// sample returns the value of the sample of family name that has the
-// label pair (name, value; nil: the sample without labels), and whether
-// there is one.
-func sample(fams map[string]*dto.MetricFamily, name string, label []string) (float64, bool) {
-	for _, m := range fams[name].GetMetric() {
-		match := len(label) == 0 && len(m.Label) == 0
-		for _, l := range m.Label {
-			match = match || len(label) == 2 && l.GetName() == label[0] && l.GetValue() == label[1]
-		}
-		if match {
-			return m.GetGauge().GetValue() + m.GetCounter().GetValue(), true
-		}
-	}
-	return 0, false
+// want is a sdktest.MetricWant, written as a call so the tables stay short.
+func want(name string, typ dto.MetricType, label []string, ok func(float64) bool) sdktest.MetricWant {
+	return sdktest.MetricWant{Name: name, Type: typ, Label: label, OK: ok}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camd/camd/sdk/sdktest"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -119,9 +120,9 @@ func TestWHIPPublish(t *testing.T) {
 	if pub["state"] != "connected" || pub["connects"] != 1.0 || pub["last_error"] == "" {
 		t.Fatalf("whip status %v", pub)
 	}
-	checkWants(t, scrape(t, h), []metricWant{
-		{"webrtc_whip_connected", gauge, []string{"camera", "cam"}, eq(1)},
-		{"webrtc_whip_connects_total", counter, []string{"camera", "cam"}, eq(1)},
+	sdktest.CheckWants(t, h.Metrics(), []sdktest.MetricWant{
+		want("webrtc_whip_connected", sdktest.Gauge, []string{"camera", "cam"}, sdktest.Eq(1)),
+		want("webrtc_whip_connects_total", sdktest.Counter, []string{"camera", "cam"}, sdktest.Eq(1)),
 	})
 
 	v, _, err := dialWHEP(t, base+"/cameras/cam/whep")
