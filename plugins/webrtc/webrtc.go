@@ -27,13 +27,20 @@ var sampleConfig string
 
 // Config is the output's config block.
 type Config struct {
-	sdk.HTTPConfig   `yaml:",inline"` // listen, max_viewers_per_client
-	Codec            string           `yaml:"codec"`
-	BitrateKbps      int              `yaml:"bitrate_kbps"`
-	KeyframeInterval sdk.Duration     `yaml:"keyframe_interval"`
-	MaxFPS           float64          `yaml:"max_fps"`
-	MaxViewers       int              `yaml:"max_viewers"`
-	ICE              ICEConfig        `yaml:"ice"`
+	sdk.HTTPConfig `yaml:",inline"` // listen, max_viewers_per_client
+	// Codec is h264 (OpenH264, Constrained Baseline) or vp8 (libvpx).
+	Codec string `yaml:"codec"`
+	// BitrateKbps is the encoder's target bitrate.
+	BitrateKbps int `yaml:"bitrate_kbps"`
+	// KeyframeInterval forces a keyframe at least this often (by capture
+	// time); a new viewer gets one at once anyway.
+	KeyframeInterval sdk.Duration `yaml:"keyframe_interval"`
+	// MaxFPS caps the encoded frame rate; 0 is the camera's rate.
+	MaxFPS float64 `yaml:"max_fps"`
+	// MaxViewers caps WebRTC viewers over all cameras.
+	MaxViewers int `yaml:"max_viewers"`
+	// ICE is how viewers reach this host: STUN/TURN, ports, interfaces.
+	ICE ICEConfig `yaml:"ice"`
 	// WHIP maps a camera to the SFU it is published to. A yaml.Node so each
 	// entry is decoded strictly, with its camera's name in error keys.
 	WHIP yaml.Node `yaml:"whip"`
