@@ -124,10 +124,7 @@ const readTiles = `(() => {
 
 func readPage(t testing.TB, ctx context.Context) pageState {
 	t.Helper()
-	raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](readTiles))
-	if err != nil {
-		t.Fatalf("reading the dashboard: %v", err)
-	}
+	raw := evaluate[string](t, ctx, readTiles)
 	var p pageState
 	if err := json.Unmarshal([]byte(raw), &p); err != nil {
 		t.Fatal(err)
@@ -228,11 +225,8 @@ func TestDashboard(t *testing.T) {
 		deadline := time.Now().Add(60 * time.Second)
 		var p probe
 		for {
-			raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](
-				`JSON.stringify((document.querySelector("#player iframe") || {}).contentWindow?.probe || {})`))
-			if err != nil {
-				t.Fatal(err)
-			}
+			raw := evaluate[string](t, ctx,
+				`JSON.stringify((document.querySelector("#player iframe") || {}).contentWindow?.probe || {})`)
 			_ = json.Unmarshal([]byte(raw), &p)
 			if p.State == "live" && p.FramesDecoded > 5 && p.VideoWidth == 320 {
 				break
@@ -255,11 +249,8 @@ func TestDashboard(t *testing.T) {
 			navigate(t, ctx, c.api+"/cameras/a/#mjpeg")
 			first := waitPlayerImage(t, ctx, 0)
 			waitPlayerImage(t, ctx, first)
-			urls, err := chromedp.Run(ctx, chromedp.Evaluate[string](
-				`JSON.stringify(Array.from(document.querySelectorAll("input[data-url]")).map(i => i.value))`))
-			if err != nil {
-				t.Fatal(err)
-			}
+			urls := evaluate[string](t, ctx,
+				`JSON.stringify(Array.from(document.querySelectorAll("input[data-url]")).map(i => i.value))`)
 			for _, want := range []string{
 				c.api + "/outputs/web/cameras/a/stream.mjpg", c.api + "/outputs/stills/cameras/a/snapshot.jpg",
 				c.api + "/outputs/rtc/cameras/a/whep", `ffmpeg -f mjpeg -i \"` + c.api + "/outputs/web/cameras/a/stream.mjpg",
@@ -295,10 +286,7 @@ func waitPlayerImage(t testing.TB, ctx context.Context, not uint32) uint32 {
 })()`
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		h, err := chromedp.Run(ctx, chromedp.Evaluate[float64](js))
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := evaluate[float64](t, ctx, js)
 		if h != 0 && uint32(h) != not {
 			return uint32(h)
 		}

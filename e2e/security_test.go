@@ -244,14 +244,18 @@ func browser(t *testing.T, scheme, web, stills, rtc, other, allowed string) {
 		}
 	}
 
-	// An <img> with ?token= on some page shows the stream.
-	nav(other)
-	img := fmt.Sprintf(`(() => { const i = document.createElement("img"); i.src = %q; document.body.appendChild(i); return true })()`,
-		web+"cameras/a/stream.mjpg?token="+viewAToken)
-	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](img)); err != nil {
-		t.Fatal(err)
-	}
-	width, err := chromedp.Run(tctx, chromedp.Poll[int](`document.images.length && document.images[0].naturalWidth`, chromedp.WithPollingTimeout(15*time.Second)))
+	// An <img> with ?token= on some page shows the stream. The script
+	// waits in the page itself for the picture, and the whole attempt is
+	// repeated if Chromium swaps the page's script context meanwhile
+	// ("Cannot find context with specified id"), which a loaded machine
+	// makes likely right after a navigation.
+	img := fmt.Sprintf(`new Promise(res => {
+		const i = document.createElement("img"); i.src = %q; document.body.appendChild(i);
+		const t0 = Date.now();
+		const tick = () => (i.naturalWidth > 0 || Date.now() - t0 > 15000) ? res(i.naturalWidth) : setTimeout(tick, 100);
+		tick();
+	})`, web+"cameras/a/stream.mjpg?token="+viewAToken)
+	width, err := evalAt[int](tctx, nav, other, img)
 	if err != nil || width != 320 {
 		t.Errorf("<img> of the stream with ?token=: width %d, %v", width, err)
 	}
@@ -270,13 +274,28 @@ func browser(t *testing.T, scheme, web, stills, rtc, other, allowed string) {
 	// A page from another origin cannot read a still; the allowed origin can.
 	still := stills + "cameras/a/snapshot.jpg?token=" + viewAToken
 	for _, tc := range []struct{ origin, want string }{{other, "blocked"}, {allowed, "read"}} {
-		nav(tc.origin)
-		got, err := chromedp.Run(tctx, chromedp.Evaluate[string](
-			fmt.Sprintf(`fetch(%q).then(r => r.blob()).then(() => "read", () => "blocked")`, still), chromedp.EvalAwaitPromise))
+		got, err := evalAt[string](tctx, nav, tc.origin,
+			fmt.Sprintf(`fetch(%q).then(r => r.blob()).then(() => "read", () => "blocked")`, still))
 		if err != nil || got != tc.want {
 			t.Errorf("fetch of a still from %s: %q (%v), want %q", tc.origin, got, err, tc.want)
 		}
 	}
+}
+
+// evalAt opens page and evaluates js there (awaiting a promise), up to
+// three times while the evaluation fails: a navigation can leave the tab
+// between script contexts for a moment.
+func evalAt[T any](ctx context.Context, nav func(string), page, js string) (T, error) {
+	var v T
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		nav(page)
+		if v, err = chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise)); err == nil {
+			return v, nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return v, err
 }
 
 // testCA makes a CA and a certificate for 127.0.0.1 signed by it, and

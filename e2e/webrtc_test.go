@@ -65,12 +65,30 @@ type probe struct {
 	LatencyMs           *int    `json:"latencyMs"`
 }
 
+// evaluate runs js in the tab and returns its value. A page between
+// script contexts (just after a navigation, or a player that reloads) gets
+// a few more tries before it counts as an error: on a loaded machine
+// Chromium answers "Cannot find context with specified id" for a moment.
+func evaluate[T any](t testing.TB, ctx context.Context, js string) T {
+	t.Helper()
+	var v T
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if v, err = chromedp.Run(ctx, chromedp.Evaluate[T](js)); err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("evaluating in the page: %v\n%s", err, js)
+	}
+	return v
+}
+
+// readProbe returns the page's window.probe.
 func readProbe(t testing.TB, ctx context.Context) probe {
 	t.Helper()
-	raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.probe || {})`))
-	if err != nil {
-		t.Fatalf("reading window.probe: %v", err)
-	}
+	raw := evaluate[string](t, ctx, `JSON.stringify(window.probe || {})`)
 	var p probe
 	if err := json.Unmarshal([]byte(raw), &p); err != nil {
 		t.Fatal(err)
