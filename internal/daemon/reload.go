@@ -175,7 +175,8 @@ func (d *Daemon) apply(cfg *config.Config) (changed []string) {
 	}
 
 	// The daemon's own listener moves last, once nothing else can fail.
-	if cfg.HTTP.Listen != d.api.listen || !reflect.DeepEqual(cfg.Security(-1).TLSCert, old.Security(-1).TLSCert) {
+	newSec, oldSec := cfg.Security(-1), old.Security(-1)
+	if cfg.HTTP.Listen != d.api.listen || newSec.TLSCert != oldSec.TLSCert || newSec.TLSKey != oldSec.TLSKey {
 		if api, err := d.listenAPI(cfg); err != nil {
 			d.log.Error("http.listen: keeping the old address", "err", err)
 		} else {

@@ -133,8 +133,12 @@ func (o *Output) URLs() (state string, urls []string) {
 	return o.state, o.urls
 }
 
-// Spec returns the spec the output was made with.
-func (o *Output) Spec() Spec { return o.spec }
+// Spec returns the output's spec, with its current cameras.
+func (o *Output) Spec() Spec {
+	o.mu.Lock() // SetCameras changes spec.Cameras
+	defer o.mu.Unlock()
+	return o.spec
+}
 
 // Cameras returns the cameras the output receives.
 func (o *Output) Cameras() []string {
