@@ -27,8 +27,12 @@ run: build
 test:
 	bash scripts/test.sh
 
-# bench runs the benchmarks whose figures go into release notes.
+# bench runs the benchmarks whose figures go into release notes: first
+# bench/ (camd relaying a stamped 640x480 30 fps MJPEG source to 1..1,000
+# viewers, measured from /proc; GO2RTC=/path/to/go2rtc adds go2rtc beside
+# it), then the packages' Go benchmarks. Run it on a quiet machine.
 bench: build
+	$(GO) run ./bench -bin $(BIN)
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 generate:

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// bench is one run: a source, then each relay at each viewer count.
+type bench struct {
+	bin, go2rtc      string
+	counts           []int
+	window, warmup   time.Duration
+	fps, frameBytes  int
+	frameSize        int // the frames' actual mean size
+	direct           row
+	rows             []row
+	idle             idleCost
+	haveIdle, haveGo bool
+}
+
+// row is one measurement of a relay at a viewer count.
+type row struct {
+	relay     string
+	viewers   int
+	cpuPer    time.Duration // CPU per delivered frame
+	p50, p99  float64       // ms
+	minFPS    float64       // of the slowest viewer
+	rss       int64         // bytes, the relay's processes
+	perViewer int64         // bytes of RSS per viewer above the relay at rest
+	delivered int
+	unstamped int
+}
+
+// idleCost is a camera's cost with no viewer.
+type idleCost struct {
+	cpuPer time.Duration // per frame read from the source
+	frames uint64
+	window time.Duration
+	cpu    time.Duration
+	rss    int64
+}
+
+func (b *bench) run(ctx context.Context, w io.Writer) error {
+	frames, err := makeFrames(30, 640, 480, b.frameBytes)
+	if err != nil {
+		return err
+	}
+	for _, f := range frames {
+		b.frameSize += len(f)
+	}
+	b.frameSize /= len(frames)
+	src, err := startSource(ctx, frames, b.fps)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dir, err := os.MkdirTemp("", "camd-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	load0 := loadavg()
+
+	progress := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) }
+	progress("direct read of the source, 1 viewer")
+	if b.direct, err = b.measure(ctx, "direct", nil, src.url, 1, 0); err != nil {
+		return err
+	}
+
+	cd, err := startCamd(ctx, b.bin, dir, src.url)
+	if err != nil {
+		return err
+	}
+	progress("camd idle, %s", b.window)
+	b.idle, err = b.measureIdle(ctx, cd)
+	if err == nil {
+		b.haveIdle = true
+		for _, n := range b.counts {
+			progress("camd, %d viewers", n)
+			var r row
+			if r, err = b.measure(ctx, "camd", cd, cd.streamURL, n, b.idle.rss); err != nil {
+				break
+			}
+			b.rows = append(b.rows, r)
+		}
+	}
+	cd.stop()
+	if err != nil {
+		return err
+	}
+
+	if b.go2rtc != "" {
+		g, err := startGo2rtc(ctx, b.go2rtc, dir, src.url)
+		if err != nil {
+			return err
+		}
+		rest := g.procs.rss()
+		for _, n := range b.counts {
+			progress("go2rtc, %d viewers", n)
+			var r row
+			if r, err = b.measure(ctx, "go2rtc", g, g.streamURL, n, rest); err != nil {
+				break
+			}
+			b.rows = append(b.rows, r)
+			b.haveGo = true
+		}
+		g.stop()
+		if err != nil {
+			return err
+		}
+	}
+	b.report(w, load0, loadavg())
+	return nil
+}
+
+// measure runs n viewers on url and records for the window. r is the relay
+// whose processes are measured (nil for a direct read).
+func (b *bench) measure(ctx context.Context, name string, r *relay, url string, n int, restRSS int64) (row, error) {
+	vctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	vs := newViewers(url)
+	defer func() { cancel(); vs.wg.Wait() }()
+	for added := 0; added < n; added += 100 {
+		vs.add(vctx, min(100, n-added))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := vs.ready(ctx, 60*time.Second); err != nil {
+		return row{}, fmt.Errorf("%s, %d viewers: %w", name, n, err)
+	}
+	time.Sleep(b.warmup)
+	var cpu0 time.Duration
+	if r != nil {
+		cpu0 = r.procs.cpu()
+	}
+	t0 := time.Now()
+	vs.record(true)
+	select {
+	case <-ctx.Done():
+		return row{}, ctx.Err()
+	case <-time.After(b.window):
+	}
+	vs.record(false)
+	elapsed := time.Since(t0)
+	res := vs.result()
+	out := row{relay: name, viewers: n, p50: res.percentile(50), p99: res.percentile(99),
+		minFPS: float64(res.minFrames) / elapsed.Seconds(), delivered: res.frames, unstamped: res.bad}
+	if r != nil {
+		cpu := r.procs.cpu() - cpu0
+		if res.frames > 0 {
+			out.cpuPer = cpu / time.Duration(res.frames)
+		}
+		out.rss = r.procs.rss()
+		out.perViewer = max(0, out.rss-restRSS) / int64(n)
+	}
+	vs.mu.Lock()
+	errs := vs.errors
+	vs.mu.Unlock()
+	if len(errs) > 0 {
+		return out, fmt.Errorf("%s, %d viewers: %d viewers failed, first: %w", name, n, len(errs), errs[0])
+	}
+	return out, nil
+}
+
+// measureIdle records camd's CPU per frame read while nobody watches.
+func (b *bench) measureIdle(ctx context.Context, r *relay) (idleCost, error) {
+	time.Sleep(b.warmup)
+	f0, err := r.frames()
+	if err != nil {
+		return idleCost{}, err
+	}
+	cpu0, t0 := r.procs.cpu(), time.Now()
+	select {
+	case <-ctx.Done():
+		return idleCost{}, ctx.Err()
+	case <-time.After(b.window):
+	}
+	f1, err := r.frames()
+	if err != nil {
+		return idleCost{}, err
+	}
+	c := idleCost{frames: f1 - f0, window: time.Since(t0), cpu: r.procs.cpu() - cpu0, rss: r.procs.rss()}
+	if c.frames == 0 {
+		return c, fmt.Errorf("camd read no frame in %s", b.window)
+	}
+	c.cpuPer = c.cpu / time.Duration(c.frames)
+	return c, nil
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func machine() string {
+	model, cores := "?", 0
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok && model == "?" {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+			}
+			if strings.HasPrefix(line, "processor") {
+				cores++
+			}
+		}
+	}
+	kernel := "?"
+	if out, err := exec.Command("uname", "-r").Output(); err == nil {
+		kernel = strings.TrimSpace(string(out))
+	}
+	return fmt.Sprintf("%s, %d cores, Linux %s, %s", model, cores, kernel, runtime.Version())
+}

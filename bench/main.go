@@ -1,0 +1,66 @@
+// Command bench measures what a camera costs camd: it relays a stamped
+// 640x480 30 fps MJPEG source through bin/camd and its mjpeg plugin to 1 to
+// 1,000 MJPEG viewers and prints, per viewer count, the CPU camd and the
+// plugin spend per delivered frame (from /proc), the latency from the
+// source's stamp to each frame's last byte at the viewer, the slowest
+// viewer's frame rate and the memory; then the fixed cost of a camera with
+// no viewer and the plugin hop (camd's latency with one viewer against a
+// direct read of the source). With -go2rtc it measures go2rtc the same way
+// in the same run, for comparison.
+//
+//	make bench                                   # camd alone
+//	go run ./bench -go2rtc /path/to/go2rtc       # side by side
+//
+// The figures mean something only on a quiet machine: it prints the load
+// average before and after.
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	var (
+		bin     = flag.String("bin", "bin", "directory holding camd and its plugins (make build)")
+		go2rtc  = flag.String("go2rtc", os.Getenv("GO2RTC"), "a go2rtc binary to measure beside camd (optional)")
+		counts  = flag.String("viewers", "1,50,200,500,1000", "viewer counts to measure")
+		window  = flag.Duration("window", 10*time.Second, "how long each measurement records")
+		warmup  = flag.Duration("warmup", 3*time.Second, "how long viewers run before recording")
+		fps     = flag.Int("fps", 30, "the source's frame rate")
+		size    = flag.Int("frame-bytes", 37000, "the source's frame size, about")
+		outFile = flag.String("o", "", "also write the report (markdown) to this file")
+	)
+	flag.Parse()
+	var ns []int
+	for _, s := range strings.Split(*counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			log.Fatalf("bench: bad -viewers %q", *counts)
+		}
+		ns = append(ns, n)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	b := &bench{bin: *bin, go2rtc: *go2rtc, counts: ns, window: *window, warmup: *warmup, fps: *fps, frameBytes: *size}
+	var w io.Writer = os.Stdout
+	var report strings.Builder
+	if *outFile != "" {
+		w = io.MultiWriter(os.Stdout, &report)
+	}
+	if err := b.run(ctx, w); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	if *outFile != "" {
+		if err := os.WriteFile(*outFile, []byte(report.String()), 0o644); err != nil {
+			log.Fatalf("bench: %v", err)
+		}
+	}
+}
