@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,10 +47,16 @@ func deviceTimeout(fps float64) time.Duration {
 
 // newClient returns an HTTP client that uses at most one connection: an
 // ESP32 has 8 sockets in all, shared with everything else it does.
-func newClient() *http.Client {
+// lw, when not nil, learns the connection it dials (see lowat).
+func newClient(lw *lowat) *http.Client {
+	dial := (&net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}).DialContext
+	if lw != nil {
+		dial = lw.dialer(dial)
+	}
 	return &http.Client{Transport: &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}).DialContext,
+		DialContext:           dial,
+		ReadBufferSize:        transportBuffer,
 		MaxConnsPerHost:       1,
 		MaxIdleConnsPerHost:   1,
 		IdleConnTimeout:       30 * time.Second,
@@ -130,11 +137,17 @@ type Capture struct {
 	safeURL string  // for error texts
 	fps     float64 // 0: as fast as the device answers
 	client  *http.Client
+	lowat   *lowat // nil for https
 }
 
 // NewCapture returns a source polling url at fps.
 func NewCapture(url string, fps float64) *Capture {
-	return &Capture{url: url, safeURL: RedactURL(url), fps: fps, client: newClient()}
+	c := &Capture{url: url, safeURL: RedactURL(url), fps: fps}
+	if strings.HasPrefix(url, "http:") {
+		c.lowat = &lowat{}
+	}
+	c.client = newClient(c.lowat)
+	return c
 }
 
 // Probe implements Prober. A connection the client still keeps (a dial
@@ -212,6 +225,10 @@ func (c *Capture) get(ctx context.Context) (RawFrame, string, error) {
 	var body []byte
 	if resp.ContentLength >= 0 {
 		body = make([]byte, resp.ContentLength)
+		if c.lowat != nil {
+			c.lowat.expect(int(resp.ContentLength) - transportBuffer)
+			defer c.lowat.expect(0)
+		}
 		_, err = io.ReadFull(resp.Body, body)
 	} else {
 		body, err = io.ReadAll(io.LimitReader(resp.Body, MaxFrameBytes+1))
@@ -238,11 +255,17 @@ type MJPEG struct {
 	url     string
 	safeURL string // for error texts
 	client  *http.Client
+	lowat   *lowat // nil for https
 }
 
 // NewMJPEG returns a source reading the MJPEG stream at url.
 func NewMJPEG(url string) *MJPEG {
-	return &MJPEG{url: url, safeURL: RedactURL(url), client: newClient()}
+	m := &MJPEG{url: url, safeURL: RedactURL(url)}
+	if strings.HasPrefix(url, "http:") {
+		m.lowat = &lowat{}
+	}
+	m.client = newClient(m.lowat)
+	return m
 }
 
 // Probe implements Prober, as Capture's does.
@@ -267,14 +290,12 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
 	defer wg.Wait() // after cancel: defers run last first
 	defer cancel(nil)
 	// The watchdog ends the request if nothing arrives for idle, from the
-	// connect on; the headers and each part rearm it.
-	alive := make(chan struct{}, 1)
-	rearm := func() {
-		select {
-		case alive <- struct{}{}:
-		default:
-		}
-	}
+	// connect on; the headers and each part rearm it. Rearming only stores
+	// the time: a channel send or a timer reset per frame would wake a
+	// thread per frame, most of an idle camera's cost.
+	var alive atomic.Int64
+	rearm := func() { alive.Store(time.Now().UnixNano()) }
+	rearm()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -284,11 +305,13 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
 			select {
 			case <-ctx.Done():
 				return
-			case <-alive:
-				t.Reset(idle)
-			case <-t.C:
-				cancel(fmt.Errorf("%w: nothing for %v", errStalled, idle))
-				return
+			case now := <-t.C:
+				quiet := now.Sub(time.Unix(0, alive.Load()))
+				if quiet >= idle {
+					cancel(fmt.Errorf("%w: nothing for %v", errStalled, idle))
+					return
+				}
+				t.Reset(idle - quiet)
 			}
 		}
 	}()
@@ -316,6 +339,9 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
 	rearm()
 
 	r := NewMultipartReader(resp.Body, params["boundary"], MaxFrameBytes)
+	if m.lowat != nil {
+		r.Expect = func(n int) { m.lowat.expect(max(0, n-transportBuffer)) }
+	}
 	for {
 		_, body, err := r.NextPart()
 		if err != nil {

@@ -30,6 +30,11 @@ type MultipartReader struct {
 
 	pendingDelim bool // the last body scan already consumed the next delimiter
 	closed       bool // the closing delimiter was seen
+
+	// Expect, when set, is told before a part's body is read how many of
+	// its bytes the reader does not hold yet (n > 0), and after it 0. The
+	// MJPEG source uses it to be woken once per frame (see lowat).
+	Expect func(n int)
 }
 
 // ErrBadMultipart is wrapped by errors about malformed multipart input.
@@ -70,6 +75,10 @@ func (m *MultipartReader) NextPart() (textproto.MIMEHeader, []byte, error) {
 			return nil, nil, fmt.Errorf("%w: part of %d bytes, limit %d", ErrFrameTooLarge, n, m.maxPart)
 		}
 		body := make([]byte, n)
+		if m.Expect != nil {
+			m.Expect(n - m.r.Buffered())
+			defer m.Expect(0)
+		}
 		if _, err := io.ReadFull(m.r, body); err != nil {
 			return nil, nil, fmt.Errorf("%w: part body: %w", ErrBadMultipart, noEOF(err))
 		}

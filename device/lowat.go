@@ -1,0 +1,108 @@
+package device
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// A frame reaches camd in many TCP segments (an ESP32 over Wi-Fi sends a
+// 40 KB JPEG as dozens over tens of milliseconds), and by default every
+// segment wakes the reading thread: on a small machine those wake-ups, not
+// the bytes, are most of what a camera costs. While a frame of known length
+// is being read, the socket's receive low-water mark (SO_RCVLOWAT) is kept
+// at a lower bound of the bytes still to come, so the kernel wakes the
+// reader once, when the rest of the frame is there. Reads still return what
+// is available and a closed connection still wakes the reader; the mark
+// drops with every byte read, so it never waits for bytes that will not
+// come.
+
+// transportBuffer is the HTTP transport's read buffer: bytes that may sit
+// there, above the socket, and so must not be waited for.
+const transportBuffer = 4 << 10
+
+// minLowat is the smallest bound worth a system call.
+const minLowat = 8 << 10
+
+// lowat follows the newest plain TCP connection a client dialed (the
+// clients here hold one connection at a time).
+type lowat struct {
+	conn atomic.Pointer[lowatConn]
+}
+
+// dialer wraps dial so that lowat knows the connection.
+func (l *lowat) dialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			return c, nil
+		}
+		raw, err := tc.SyscallConn()
+		if err != nil {
+			return c, nil
+		}
+		lc := &lowatConn{Conn: c, raw: raw, mark: 1}
+		l.conn.Store(lc)
+		return lc, nil
+	}
+}
+
+// expect says that at least n more bytes must arrive on the connection
+// before the reader can finish what it reads now; 0 when it is done.
+func (l *lowat) expect(n int) {
+	if c := l.conn.Load(); c != nil {
+		c.expect(n)
+	}
+}
+
+// lowatConn counts what is read to keep the mark below what is still due.
+type lowatConn struct {
+	net.Conn
+	raw syscall.RawConn
+
+	mu   sync.Mutex
+	due  int // bytes still expected; 0: nothing
+	mark int // SO_RCVLOWAT as last set
+}
+
+func (c *lowatConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		if c.due > 0 {
+			c.due = max(0, c.due-n)
+			c.setLocked(c.due)
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *lowatConn) expect(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.due = max(0, n)
+	c.setLocked(c.due)
+}
+
+func (c *lowatConn) setLocked(n int) {
+	if n < minLowat {
+		n = 1
+	}
+	if n == c.mark {
+		return
+	}
+	var serr error
+	if err := c.raw.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n)
+	}); err != nil || serr != nil {
+		return // a closed connection: the read reports it
+	}
+	c.mark = n
+}

@@ -1,0 +1,128 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestLowatMark: the mark follows what the reader expects, and small
+// expectations are not worth one.
+func TestLowatMark(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			c.Write(make([]byte, 25000))
+			time.Sleep(5 * time.Second)
+		}
+	}()
+	var l lowat
+	c, err := l.dialer((&net.Dialer{}).DialContext)(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mark := func() int {
+		raw, err := c.(*lowatConn).Conn.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		var gerr error
+		if err := raw.Control(func(fd uintptr) {
+			v, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT)
+		}); err != nil || gerr != nil {
+			t.Fatal(err, gerr)
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		expect, want int
+	}{
+		{30000, 30000},
+		{minLowat - 1, 1}, // not worth it
+		{minLowat, minLowat},
+		{0, 1}, // done
+	} {
+		l.expect(tc.expect)
+		if got := mark(); got != tc.want {
+			t.Errorf("expect(%d): SO_RCVLOWAT = %d, want %d", tc.expect, got, tc.want)
+		}
+	}
+	// Reading lowers the mark with what arrived: of 25,000 due, 20,000
+	// read, 5,000 left is below the threshold.
+	l.expect(25000)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, 20000)); err != nil {
+		t.Fatal(err)
+	}
+	if got := mark(); got != 1 {
+		t.Errorf("after reading 20000 of 25000: SO_RCVLOWAT = %d, want 1", got)
+	}
+}
+
+// TestMJPEGTrickle: frames that arrive in small segments over time (a
+// camera on Wi-Fi) come out whole and in order with the mark raised, and
+// the last frame before a pause is not held back waiting for more bytes.
+func TestMJPEGTrickle(t *testing.T) {
+	jpeg, err := os.ReadFile("testdata/frame-160x120.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pad the frames past the mark's threshold, as a 640x480 frame is.
+	big := append(bytes.Clone(jpeg[:len(jpeg)-2]), make([]byte, 40<<10)...)
+	big = append(big, 0xFF, 0xD9)
+	const frames = 5
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace;boundary=f")
+		rc := http.NewResponseController(w)
+		for i := range frames {
+			part := fmt.Appendf(nil, "--f\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(big))
+			part = append(append(part, big...), "\r\n"...)
+			for off := 0; off < len(part); off += 1460 {
+				w.Write(part[off:min(off+1460, len(part))])
+				rc.Flush()
+				time.Sleep(100 * time.Microsecond)
+			}
+			if i == frames-1 {
+				// Hold the stream open: the last frame must still
+				// arrive before anything more does.
+				<-r.Context().Done()
+			}
+		}
+	}))
+	defer srv.Close()
+
+	m := NewMJPEG(srv.URL)
+	if m.lowat == nil {
+		t.Fatal("an http source has no low-water mark")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := 0
+	err = m.Stream(ctx, func(f RawFrame) {
+		if !bytes.Equal(f.JPEG, big) {
+			t.Errorf("frame %d: %d bytes differ from the %d sent", got, len(f.JPEG), len(big))
+		}
+		if got++; got == frames {
+			cancel()
+		}
+	})
+	if got != frames {
+		t.Fatalf("got %d frames, want %d (err %v)", got, frames, err)
+	}
+}
