@@ -406,6 +406,7 @@ func start(spec Spec, log *slog.Logger) (*proc, error) {
 		AutoMTLS:         spec.AutoMTLS,
 		StartTimeout:     10 * time.Second,
 		SkipHostEnv:      true, // cmd.Env has it already
+		GRPCDialOptions:  wire.DialOptions(),
 	}
 	if spec.SHA256 != "" {
 		sum, err := hex.DecodeString(spec.SHA256)

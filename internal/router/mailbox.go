@@ -65,8 +65,13 @@ func (m *Mailbox) Offer(f wire.Frame) {
 		s.dropped++
 	}
 	s.pending = &f
+	// While a frame is in flight its ack signals; waking the sender now
+	// would find nothing takeable (a thread wake per frame for nothing).
+	takeable := s.inFlight.IsZero()
 	m.mu.Unlock()
-	m.signal()
+	if takeable {
+		m.signal()
+	}
 }
 
 // Next waits for a frame of a camera that has nothing in flight, marks it
@@ -100,11 +105,15 @@ func (m *Mailbox) Next(ctx context.Context) (wire.Frame, error) {
 // Ack marks camera's in-flight frame as done.
 func (m *Mailbox) Ack(camera string) {
 	m.mu.Lock()
+	takeable := false
 	if s, ok := m.slots[camera]; ok {
 		s.inFlight = time.Time{}
+		takeable = s.pending != nil
 	}
 	m.mu.Unlock()
-	m.signal()
+	if takeable {
+		m.signal()
+	}
 }
 
 // Remove forgets camera: its waiting frame and counters, for an output

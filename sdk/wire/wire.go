@@ -70,11 +70,34 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc
 	return pb.NewOutputClient(c), nil
 }
 
+// Transport sizes for frames. With gRPC's defaults a 40 KB JPEG costs
+// several writes and a WINDOW_UPDATE each way, and every extra write wakes
+// the other side's thread: most of a frame's CPU when nobody watches.
+// Windows far above a frame (one frame per camera is in flight) and buffers
+// that hold a whole frame make a frame one write and one read.
+const (
+	flowWindow = 16 << 20
+	ioBuffer   = 256 << 10
+)
+
 // NewGRPCServer returns the gRPC server a plugin serves on: gRPC's default
-// 4 MiB receive limit is raised so large frames pass. opts carry go-plugin's
-// AutoMTLS credentials when enabled.
+// 4 MiB receive limit is raised so large frames pass, and the transport is
+// sized for frames. opts carry go-plugin's AutoMTLS credentials when
+// enabled.
 func NewGRPCServer(opts []grpc.ServerOption) *grpc.Server {
-	return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxFrameBytes+1<<20))...)
+	return grpc.NewServer(append(opts,
+		grpc.MaxRecvMsgSize(MaxFrameBytes+1<<20),
+		grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow),
+		grpc.WriteBufferSize(ioBuffer), grpc.ReadBufferSize(ioBuffer),
+	)...)
+}
+
+// DialOptions are the daemon's side of NewGRPCServer's transport sizes.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithInitialWindowSize(flowWindow), grpc.WithInitialConnWindowSize(flowWindow),
+		grpc.WithWriteBufferSize(ioBuffer), grpc.WithReadBufferSize(ioBuffer),
+	}
 }
 
 // FrameFromProto converts a contract frame. The JPEG bytes are not copied.
