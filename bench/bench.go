@@ -17,6 +17,7 @@ type bench struct {
 	counts           []int
 	window, warmup   time.Duration
 	fps, frameBytes  int
+	trickle          time.Duration
 	frameSize        int // the frames' actual mean size
 	direct           row
 	rows             []row
@@ -55,7 +56,7 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 		b.frameSize += len(f)
 	}
 	b.frameSize /= len(frames)
-	src, err := startSource(ctx, frames, b.fps)
+	src, err := startSource(ctx, frames, b.fps, b.trickle)
 	if err != nil {
 		return err
 	}

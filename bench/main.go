@@ -18,6 +18,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log"
 	"os"
@@ -37,6 +38,8 @@ func main() {
 		fps     = flag.Int("fps", 30, "the source's frame rate")
 		size    = flag.Int("frame-bytes", 37000, "the source's frame size, about")
 		outFile = flag.String("o", "", "also write the report (markdown) to this file")
+		trickle = flag.Duration("trickle", 0, "send each frame in 1,460-byte segments spread over this long, as over Wi-Fi (0: at once)")
+		serve   = flag.Bool("serve", false, "only serve the stamped source and print its URL, for profiling by hand")
 	)
 	flag.Parse()
 	var ns []int
@@ -49,7 +52,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	b := &bench{bin: *bin, go2rtc: *go2rtc, counts: ns, window: *window, warmup: *warmup, fps: *fps, frameBytes: *size}
+	if *serve {
+		if err := serveSource(ctx, *fps, *size, *trickle); err != nil {
+			log.Fatalf("bench: %v", err)
+		}
+		return
+	}
+	b := &bench{trickle: *trickle, bin: *bin, go2rtc: *go2rtc, counts: ns, window: *window, warmup: *warmup, fps: *fps, frameBytes: *size}
 	var w io.Writer = os.Stdout
 	var report strings.Builder
 	if *outFile != "" {
@@ -63,4 +72,20 @@ func main() {
 			log.Fatalf("bench: %v", err)
 		}
 	}
+}
+
+// serveSource serves the stamped source until ctx ends.
+func serveSource(ctx context.Context, fps, size int, trickle time.Duration) error {
+	frames, err := makeFrames(30, 640, 480, size)
+	if err != nil {
+		return err
+	}
+	src, err := startSource(ctx, frames, fps, trickle)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	fmt.Println(src.url)
+	<-ctx.Done()
+	return nil
 }

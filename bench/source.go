@@ -101,16 +101,19 @@ func stampOf(frame []byte) (int64, bool) {
 type source struct {
 	frames [][]byte
 	fps    int
-	srv    *http.Server
-	url    string
+	// trickle, when set, spreads each frame's bytes over this long in
+	// 1,460-byte segments, as a camera on Wi-Fi sends them.
+	trickle time.Duration
+	srv     *http.Server
+	url     string
 }
 
-func startSource(ctx context.Context, frames [][]byte, fps int) (*source, error) {
+func startSource(ctx context.Context, frames [][]byte, fps int, trickle time.Duration) (*source, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
-	s := &source{frames: frames, fps: fps, url: "http://" + ln.Addr().String() + "/stream"}
+	s := &source{frames: frames, fps: fps, trickle: trickle, url: "http://" + ln.Addr().String() + "/stream"}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/stream", s.stream)
 	s.srv = &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx }}
@@ -141,11 +144,26 @@ func (s *source) stream(w http.ResponseWriter, r *http.Request) {
 		buf = append(buf, f...)
 		buf = append(buf, "\r\n"...)
 		binary.BigEndian.PutUint64(buf[at+stampOffset:], uint64(time.Now().UnixNano()))
-		if _, err := w.Write(buf); err != nil {
-			return
+		if s.trickle <= 0 {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+			continue
 		}
-		if err := rc.Flush(); err != nil {
-			return
+		// Wi-Fi-like: the frame in segments spread over the trickle time.
+		const seg = 1460
+		pause := s.trickle / time.Duration((len(buf)+seg-1)/seg)
+		for off := 0; off < len(buf); off += seg {
+			if _, err := w.Write(buf[off:min(off+seg, len(buf))]); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+			time.Sleep(pause)
 		}
 	}
 }
