@@ -34,12 +34,35 @@ func Serve(info Info, out Output) {
 	go watchParent(ctx, log)
 	go onTerm(ctx, srv, log)
 
+	// Frames through shared memory, when camd offers it; the Hello goes
+	// out before the handshake below (see wire.EnvFrameFDs).
+	shm, err := openShmFrames()
+	if err != nil {
+		log.Warn("frames over gRPC: shared memory refused", "err", err)
+	}
+	var shmDone chan struct{}
+	if shm != nil {
+		shmDone = make(chan struct{})
+		go func() {
+			defer close(shmDone)
+			if err := shm.run(out, log); err != nil {
+				log.Error("frame transport", "err", err)
+			}
+		}()
+	}
+
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: wire.Handshake,
 		Plugins:         map[string]plugin.Plugin{wire.PluginName: &wire.GRPCPlugin{Impl: srv}},
 		// opts carry AutoMTLS credentials when enabled: keep them.
 		GRPCServer: wire.NewGRPCServer,
 	})
+
+	if shm != nil { // no HandleFrame may run during Stop
+		shm.stop()
+		<-shmDone
+		shm.close()
+	}
 
 	stopCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stop()

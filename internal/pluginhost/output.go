@@ -290,45 +290,68 @@ func (o *Output) runOnce(ctx context.Context, ready func()) error {
 	}
 	o.log.Info(msg, "plugin", spec.Plugin, "version", info.Version, "pid", p.pid())
 	ready()
-	return o.stream(ctx, p.out)
+	return o.stream(ctx, p)
 }
 
 // stream sends frames until the stream fails or ctx ends. On ctx end it
 // closes the stream so the plugin sees a clean end before it is killed.
-func (o *Output) stream(ctx context.Context, out pb.OutputClient) error {
+// Frames go through shared memory when the plugin took it, else over the
+// gRPC stream, which stays open either way for what the plugin says back.
+func (o *Output) stream(ctx context.Context, p *proc) error {
 	sctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stream, err := out.Frames(sctx)
+	stream, err := p.out.Frames(sctx)
 	if err != nil {
 		return fmt.Errorf("open frame stream: %w", err)
 	}
 	o.mb.Reset()
 
-	errc := make(chan error, 2)
-	go func() { // acks
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	errc := make(chan error, 3)
+	wg.Add(1)
+	go func() { // acks and the rest of what the plugin says
+		defer wg.Done()
 		for {
 			r, err := stream.Recv()
 			if err != nil {
 				errc <- fmt.Errorf("frame stream: %w", err)
 				return
 			}
-			o.mb.Ack(r.AckCamera)
+			if r.AckCamera != "" {
+				o.mb.Ack(r.AckCamera)
+			}
 		}
 	}()
+	send := func(f wire.Frame) error { return stream.Send(&pb.FramesRequest{Frame: wire.FrameToProto(f)}) }
+	if p.shm != nil {
+		send = p.shm.send
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- p.shm.acks(o.mb.Ack)
+		}()
+		// Closing the socket ends acks; after the sender stopped (defers
+		// run last first).
+		defer p.shm.sock.Close()
+	}
 	sendCtx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
+	wg.Add(1)
 	go func() { // frames
+		defer wg.Done()
 		for {
 			f, err := o.mb.Next(sendCtx)
 			if err != nil {
 				return
 			}
-			if err := stream.Send(&pb.FramesRequest{Frame: wire.FrameToProto(f)}); err != nil {
-				// The real status comes from Recv.
+			if err := send(f); err != nil {
+				// The real status comes from the reader.
 				return
 			}
 		}
 	}()
+	defer stopSend() // before the socket closes and wg waits
 
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
@@ -356,6 +379,7 @@ func (o *Output) stream(ctx context.Context, out pb.OutputClient) error {
 type proc struct {
 	client         *plugin.Client
 	out            pb.OutputClient
+	shm            *shmLink // nil: frames over gRPC
 	stdout, stderr *lineWriter
 }
 
@@ -370,6 +394,9 @@ func (p *proc) pid() int {
 // printed last.
 func (p *proc) kill() {
 	p.client.Kill()
+	if p.shm != nil {
+		p.shm.close()
+	}
 	p.stdout.Flush()
 	p.stderr.Flush()
 }
@@ -395,6 +422,13 @@ func start(spec Spec, log *slog.Logger) (*proc, error) {
 	}
 
 	p := &proc{stdout: newLineWriter(log, slog.LevelInfo, "stdout"), stderr: newLineWriter(log, slog.LevelWarn, "stderr")}
+	if link, err := newShmLink(); err != nil {
+		log.Debug("frames over gRPC: no shared memory", "err", err)
+	} else {
+		p.shm = link
+		cmd.ExtraFiles = link.files()
+		cmd.Env = append(cmd.Env, link.env())
+	}
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  wire.Handshake,
 		Plugins:          map[string]plugin.Plugin{wire.PluginName: &wire.GRPCPlugin{}},
@@ -430,6 +464,13 @@ func start(spec Spec, log *slog.Logger) (*proc, error) {
 		return nil, fmt.Errorf("plugin %s: %w", spec.Path, err)
 	}
 	p.out = raw.(pb.OutputClient)
+	if p.shm != nil {
+		p.shm.started()
+		if !p.shm.accepted() {
+			p.shm.close()
+			p.shm = nil
+		}
+	}
 	return p, nil
 }
 

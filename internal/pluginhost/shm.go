@@ -1,0 +1,152 @@
+package pluginhost
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/camd/camd/sdk/wire"
+)
+
+// shmLink is camd's end of a plugin's shared-memory frame transport (see
+// wire.EnvFrameFDs): a memfd camd writes frames into and a socket for the
+// messages that say where they are.
+type shmLink struct {
+	mem   *os.File
+	sock  *net.UnixConn
+	child *os.File // the plugin's end of the socket, until it has started
+
+	// The mapping and regions belong to the one goroutine that sends.
+	mapped  []byte
+	regions map[string]region // per camera
+	end     int               // the memfd's size: regions are never freed
+	msg     []byte
+}
+
+// region is a camera's place in the memfd.
+type region struct{ off, cap int }
+
+// regionAlign keeps regions page-aligned and leaves room to grow.
+const regionAlign = 64 << 10
+
+func newShmLink() (*shmLink, error) {
+	fd, err := unix.MemfdCreate("camd-frames", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd: %w", err)
+	}
+	mem := os.NewFile(uintptr(fd), "camd-frames")
+	pair, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	ours := os.NewFile(uintptr(pair[0]), "camd-frames-socket")
+	defer ours.Close() // FileConn holds its own descriptor
+	c, err := net.FileConn(ours)
+	if err != nil {
+		mem.Close()
+		syscall.Close(pair[1])
+		return nil, fmt.Errorf("frame socket: %w", err)
+	}
+	return &shmLink{mem: mem, sock: c.(*net.UnixConn), child: os.NewFile(uintptr(pair[1]), "camd-frames-plugin"), regions: map[string]region{}}, nil
+}
+
+// files are the plugin's ExtraFiles, and env what tells it so.
+func (l *shmLink) files() []*os.File { return []*os.File{l.mem, l.child} }
+
+func (l *shmLink) env() string { return wire.EnvFrameFDs + "=3,4" }
+
+// started closes camd's copy of the plugin's end, so camd sees EOF when
+// the plugin dies.
+func (l *shmLink) started() {
+	if l.child != nil {
+		l.child.Close()
+		l.child = nil
+	}
+}
+
+// accepted reports whether the plugin said Hello. It sent it before its
+// handshake, which camd has read, so it is waiting if it was sent at all;
+// the deadline only bounds the system call.
+func (l *shmLink) accepted() bool {
+	buf := make([]byte, wire.MaxShmMessage)
+	_ = l.sock.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	n, err := l.sock.Read(buf)
+	_ = l.sock.SetReadDeadline(time.Time{})
+	return err == nil && wire.IsShmHello(buf[:n])
+}
+
+// send writes f's bytes into its camera's region and tells the plugin.
+func (l *shmLink) send(f wire.Frame) error {
+	r, ok := l.regions[f.Camera]
+	if !ok || r.cap < len(f.JPEG) {
+		// A new camera, or a bigger frame: a new region at the end. The
+		// old one is left; sizes change rarely.
+		r = region{off: l.end, cap: roundUp(max(len(f.JPEG)*5/4, regionAlign), regionAlign)}
+		if err := l.grow(r.off + r.cap); err != nil {
+			return err
+		}
+		l.regions[f.Camera] = r
+	}
+	copy(l.mapped[r.off:], f.JPEG)
+	l.msg = wire.AppendShmFrame(l.msg[:0], wire.ShmFrame{Frame: f, Offset: uint64(r.off), Length: uint32(len(f.JPEG))})
+	if _, err := l.sock.Write(l.msg); err != nil {
+		return fmt.Errorf("frame socket: %w", err)
+	}
+	return nil
+}
+
+func (l *shmLink) grow(size int) error {
+	if err := l.mem.Truncate(int64(size)); err != nil {
+		return fmt.Errorf("memfd: %w", err)
+	}
+	if l.mapped != nil {
+		if err := syscall.Munmap(l.mapped); err != nil {
+			return fmt.Errorf("munmap: %w", err)
+		}
+		l.mapped = nil
+	}
+	m, err := syscall.Mmap(int(l.mem.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	l.mapped, l.end = m, size
+	return nil
+}
+
+// acks reads the plugin's acks until the socket fails or closes.
+func (l *shmLink) acks(ack func(camera string)) error {
+	buf := make([]byte, wire.MaxShmMessage)
+	for {
+		n, err := l.sock.Read(buf)
+		if err != nil {
+			return fmt.Errorf("frame socket: %w", err)
+		}
+		if n == 0 {
+			return errors.New("frame socket: closed by the plugin")
+		}
+		camera, _, err := wire.ParseShmAck(buf[:n])
+		if err != nil {
+			return fmt.Errorf("frame socket: %w", err)
+		}
+		ack(camera)
+	}
+}
+
+// close releases everything; the sender must have stopped.
+func (l *shmLink) close() {
+	l.started()
+	l.sock.Close()
+	if l.mapped != nil {
+		_ = syscall.Munmap(l.mapped)
+		l.mapped = nil
+	}
+	l.mem.Close()
+}
+
+func roundUp(n, to int) int { return (n + to - 1) / to * to }

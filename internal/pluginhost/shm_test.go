@@ -1,0 +1,82 @@
+package pluginhost
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/camd/camd/sdk/wire"
+)
+
+// TestSharedMemoryFrames: a Go plugin takes frames through shared memory,
+// and every frame arrives whole: several cameras, frames that outgrow
+// their region, a placeholder.
+func TestSharedMemoryFrames(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "recorder")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/recorder").CombinedOutput(); err != nil {
+		t.Fatalf("build the test plugin: %v\n%s", err, out)
+	}
+	record := filepath.Join(dir, "frames.txt")
+	o := New(Spec{Name: "rec", Plugin: "recorder", Path: bin, Cameras: []string{"a", "b"},
+		ConfigYAML: []byte("file: " + record)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); o.Run(ctx, "") }()
+	defer func() { cancel(); <-done }()
+	select {
+	case err := <-o.Launched():
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the plugin did not start in 60s")
+	}
+	var want []string
+	send := func(f wire.Frame) {
+		t.Helper()
+		before := o.Counters().Cameras[f.Camera].Sent
+		o.Offer(f)
+		want = append(want, fmt.Sprintf("%s %d %d %x %v", f.Camera, f.Seq, len(f.JPEG), sha256.Sum256(f.JPEG), f.Placeholder))
+		// One at a time, acknowledged before the next, so none is
+		// replaced by a newer one.
+		deadline := time.Now().Add(30 * time.Second)
+		for o.Counters().Cameras[f.Camera].Sent == before || o.mb.OldestInFlight(time.Now()) > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("frame %s/%d not acknowledged in 30s", f.Camera, f.Seq)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	frame := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+	for i, size := range []int{1000, 40 << 10, 39 << 10, 300 << 10, 5 << 20, 2000} {
+		send(wire.Frame{Camera: "a", Seq: uint64(i + 1), Captured: time.Now(), JPEG: frame(size, byte(i))})
+		send(wire.Frame{Camera: "b", Seq: uint64(i + 1), Captured: time.Now(), JPEG: frame(size/2+1, byte(100+i)), Placeholder: i == 2})
+	}
+	// The plugin maps the memory when the first frame comes.
+	st := o.Status(ctx)
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", st.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(maps, []byte("camd-frames")) {
+		t.Fatalf("the plugin has not mapped the frame memory: frames went over gRPC")
+	}
+
+	got, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := strings.TrimSpace(string(got)), strings.Join(want, "\n"); g != w {
+		t.Errorf("the plugin got\n%s\nwant\n%s", g, w)
+	}
+}

@@ -1,0 +1,45 @@
+// Command recorder is a test plugin: it appends a line per frame it gets
+// (camera, seq, size, SHA-256, placeholder) to the file named by its
+// config's `file:` key.
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/camd/camd/sdk"
+)
+
+type recorder struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (r *recorder) Configure(cfg sdk.Config) error {
+	name, ok := strings.CutPrefix(strings.TrimSpace(string(cfg.Raw)), "file: ")
+	if !ok {
+		return &sdk.ConfigError{Key: "file", Message: "required"}
+	}
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	r.f = f
+	return nil
+}
+
+func (r *recorder) Start(context.Context) ([]string, error) { return nil, nil }
+
+func (r *recorder) HandleFrame(f sdk.Frame) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.f, "%s %d %d %x %v\n", f.Camera, f.Seq, len(f.JPEG), sha256.Sum256(f.JPEG), f.Placeholder)
+}
+
+func (r *recorder) Stop(context.Context) error { return r.f.Close() }
+
+func main() { sdk.Serve(sdk.Info{Name: "recorder", Version: "test"}, &recorder{}) }

@@ -1,0 +1,169 @@
+package sdk
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/camd/camd/sdk/wire"
+)
+
+// shmFrames is the plugin's end of the shared-memory frame transport (see
+// wire.EnvFrameFDs).
+type shmFrames struct {
+	mem    *os.File
+	sock   *net.UnixConn
+	mapped []byte // read-only; only run uses it
+}
+
+// openShmFrames takes the descriptors camd passed, or returns nil when it
+// passed none.
+func openShmFrames() (*shmFrames, error) {
+	v := os.Getenv(wire.EnvFrameFDs)
+	if v == "" {
+		return nil, nil
+	}
+	a, b, ok := strings.Cut(v, ",")
+	memFD, err1 := strconv.Atoi(a)
+	sockFD, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("%s=%q: want two descriptors", wire.EnvFrameFDs, v)
+	}
+	mem := os.NewFile(uintptr(memFD), "camd-frames")
+	sf := os.NewFile(uintptr(sockFD), "camd-frames-socket")
+	defer sf.Close() // FileConn holds its own descriptor
+	c, err := net.FileConn(sf)
+	if err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("frame socket: %w", err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		mem.Close()
+		return nil, errors.New("frame socket: not a unix socket")
+	}
+	s := &shmFrames{mem: mem, sock: uc}
+	if _, err := uc.Write(wire.ShmHello()); err != nil {
+		s.close()
+		return nil, fmt.Errorf("frame socket: %w", err)
+	}
+	return s, nil
+}
+
+// run hands each frame camd sends to out, one goroutine per camera as the
+// gRPC stream does, until camd closes the socket.
+func (s *shmFrames) run(out Output, log *slog.Logger) error {
+	w := newFrameWorkers(out, func(camera string, seq uint64) {
+		if _, err := s.sock.Write(wire.AppendShmAck(nil, camera, seq)); err != nil {
+			log.Debug("ack failed", "camera", camera, "err", err)
+		}
+	})
+	defer w.close()
+	buf := make([]byte, wire.MaxShmMessage)
+	for {
+		n, err := s.sock.Read(buf)
+		if err != nil || n == 0 {
+			if n == 0 || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("frame socket: %w", err)
+		}
+		m, err := wire.ParseShmFrame(buf[:n])
+		if err != nil {
+			return fmt.Errorf("frame socket: %w", err)
+		}
+		end := m.Offset + uint64(m.Length)
+		if end > uint64(len(s.mapped)) {
+			if err := s.remap(end); err != nil {
+				return err
+			}
+		}
+		// A copy the output may keep: camd writes this region again
+		// once the frame is acknowledged.
+		f := m.Frame
+		f.JPEG = append([]byte(nil), s.mapped[m.Offset:end]...)
+		w.dispatch(f)
+	}
+}
+
+// remap maps the whole memfd again after camd grew it.
+func (s *shmFrames) remap(need uint64) error {
+	st, err := s.mem.Stat()
+	if err != nil {
+		return fmt.Errorf("frame memory: %w", err)
+	}
+	if uint64(st.Size()) < need {
+		return fmt.Errorf("frame memory: frame ends at %d, memory holds %d", need, st.Size())
+	}
+	if s.mapped != nil {
+		_ = syscall.Munmap(s.mapped)
+		s.mapped = nil
+	}
+	m, err := syscall.Mmap(int(s.mem.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("frame memory: %w", err)
+	}
+	s.mapped = m
+	return nil
+}
+
+// stop ends run: it returns once the socket is closed.
+func (s *shmFrames) stop() { s.sock.Close() }
+
+// close releases the memory; run must have returned.
+func (s *shmFrames) close() {
+	s.sock.Close()
+	if s.mapped != nil {
+		_ = syscall.Munmap(s.mapped)
+		s.mapped = nil
+	}
+	s.mem.Close()
+}
+
+// frameWorkers hands frames to an Output with one goroutine per camera, so
+// a slow camera's frames never hold up another's (the Output contract).
+type frameWorkers struct {
+	out   Output
+	ack   func(camera string, seq uint64)
+	wg    sync.WaitGroup
+	chans map[string]chan wire.Frame
+}
+
+func newFrameWorkers(out Output, ack func(camera string, seq uint64)) *frameWorkers {
+	return &frameWorkers{out: out, ack: ack, chans: map[string]chan wire.Frame{}}
+}
+
+// dispatch queues f for its camera's worker. camd sends a camera's next
+// frame only after the ack, so the one-frame queue never blocks for long.
+func (w *frameWorkers) dispatch(f wire.Frame) {
+	ch, ok := w.chans[f.Camera]
+	if !ok {
+		ch = make(chan wire.Frame, 1)
+		w.chans[f.Camera] = ch
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for f := range ch {
+				w.out.HandleFrame(f)
+				w.ack(f.Camera, f.Seq)
+			}
+		}()
+	}
+	ch <- f
+}
+
+// close stops the workers and waits for them.
+func (w *frameWorkers) close() {
+	for _, ch := range w.chans {
+		close(ch)
+	}
+	w.wg.Wait()
+}
