@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,6 +78,11 @@ type Output struct {
 
 	launched chan error // the first start's outcome, once
 
+	// direct is the running plugin's shared-memory link, when it has one:
+	// frames are then sent from the goroutine that offers them (or that
+	// reads the ack freeing their camera), with no goroutine between.
+	direct atomic.Pointer[directLink]
+
 	mu          sync.Mutex
 	cameras     []string // spec.Cameras, as changed by SetCameras
 	state       string
@@ -110,8 +116,56 @@ func (o *Output) launchResult(err error) {
 	}
 }
 
+// directLink is a running plugin's shared-memory link while frames are
+// sent on it.
+type directLink struct {
+	*shmLink
+	waiting chan struct{} // a frame waits for an ack: read acks now
+	failed  chan error    // the link broke
+}
+
 // Offer implements router.Sink.
-func (o *Output) Offer(f sdk.Frame) { o.mb.Offer(f) }
+func (o *Output) Offer(f sdk.Frame) {
+	l := o.direct.Load()
+	if l == nil {
+		o.mb.Offer(f)
+		return
+	}
+	if err := l.drain(o.ack(l)); err != nil {
+		l.fail(err)
+		return
+	}
+	f, ok := o.mb.OfferTake(f)
+	if !ok {
+		select { // it waits: have the acks read as they come
+		case l.waiting <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if err := l.send(f); err != nil {
+		l.fail(err)
+	}
+}
+
+// ack returns what an ack on l does: free the camera and send its waiting
+// frame.
+func (o *Output) ack(l *directLink) func(camera string) {
+	return func(camera string) {
+		if f, ok := o.mb.AckTake(camera); ok {
+			if err := l.send(f); err != nil {
+				l.fail(err)
+			}
+		}
+	}
+}
+
+func (l *directLink) fail(err error) {
+	select {
+	case l.failed <- err:
+	default:
+	}
+}
 
 // Name returns the output's name.
 func (o *Output) Name() string { return o.spec.Name }
@@ -323,34 +377,62 @@ func (o *Output) stream(ctx context.Context, p *proc) error {
 			}
 		}
 	}()
-	send := func(f wire.Frame) error { return stream.Send(&pb.FramesRequest{Frame: wire.FrameToProto(f)}) }
-	if p.shm != nil {
-		send = p.shm.send
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- p.shm.acks(o.mb.Ack)
-		}()
-		// Closing the socket ends acks; after the sender stopped (defers
-		// run last first).
-		defer p.shm.sock.Close()
-	}
 	sendCtx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
-	wg.Add(1)
-	go func() { // frames
-		defer wg.Done()
-		for {
-			f, err := o.mb.Next(sendCtx)
-			if err != nil {
-				return
+	var drain func()
+	if p.shm != nil {
+		// Frames go out from Offer and from whoever reads the ack that
+		// frees their camera; a frame offered before the link was up is
+		// sent now.
+		l := &directLink{shmLink: p.shm, waiting: make(chan struct{}, 1), failed: make(chan error, 1)}
+		o.direct.Store(l)
+		defer l.sock.Close() // ends waitAcks; defers run last first
+		defer o.direct.Store(nil)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := l.waitAcks(sendCtx, l.waiting, o.mb.Waiting, o.ack(l)); err != nil {
+				errc <- err
 			}
-			if err := send(f); err != nil {
-				// The real status comes from the reader.
-				return
+		}()
+		go func() {
+			defer wg.Done()
+			select {
+			case err := <-l.failed:
+				errc <- err
+			case <-sendCtx.Done():
+			}
+		}()
+		for {
+			f, ok := o.mb.TryNext()
+			if !ok {
+				break
+			}
+			if err := l.send(f); err != nil {
+				return err
 			}
 		}
-	}()
+		drain = func() {
+			if err := l.drain(o.ack(l)); err != nil {
+				l.fail(err)
+			}
+		}
+	} else {
+		wg.Add(1)
+		go func() { // frames
+			defer wg.Done()
+			for {
+				f, err := o.mb.Next(sendCtx)
+				if err != nil {
+					return
+				}
+				if err := stream.Send(&pb.FramesRequest{Frame: wire.FrameToProto(f)}); err != nil {
+					// The real status comes from the reader.
+					return
+				}
+			}
+		}()
+	}
 	defer stopSend() // before the socket closes and wg waits
 
 	watch := time.NewTicker(time.Second)
@@ -368,6 +450,9 @@ func (o *Output) stream(ctx context.Context, p *proc) error {
 			}
 			return ctx.Err()
 		case now := <-watch.C:
+			if drain != nil { // acks that came while no frame did
+				drain()
+			}
 			if d := o.mb.OldestInFlight(now); d > ackTimeout {
 				return fmt.Errorf("plugin hung: frame unacknowledged for %s", d.Round(time.Second))
 			}

@@ -1,10 +1,12 @@
 package pluginhost
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,11 +23,14 @@ type shmLink struct {
 	sock  *net.UnixConn
 	child *os.File // the plugin's end of the socket, until it has started
 
-	// The mapping and regions belong to the one goroutine that sends.
+	// Frames are sent from whichever goroutine offers them or frees
+	// their camera: sendMu keeps one at a time on the mapping.
+	sendMu  sync.Mutex
 	mapped  []byte
 	regions map[string]region // per camera
 	end     int               // the memfd's size: regions are never freed
 	msg     []byte
+	closed  bool
 }
 
 // region is a camera's place in the memfd.
@@ -83,6 +88,11 @@ func (l *shmLink) accepted() bool {
 
 // send writes f's bytes into its camera's region and tells the plugin.
 func (l *shmLink) send(f wire.Frame) error {
+	l.sendMu.Lock()
+	defer l.sendMu.Unlock()
+	if l.closed {
+		return net.ErrClosed
+	}
 	r, ok := l.regions[f.Camera]
 	if !ok || r.cap < len(f.JPEG) {
 		// A new camera, or a bigger frame: a new region at the end. The
@@ -119,15 +129,34 @@ func (l *shmLink) grow(size int) error {
 	return nil
 }
 
-// acks reads the plugin's acks until the socket fails or closes.
-func (l *shmLink) acks(ack func(camera string)) error {
-	buf := make([]byte, wire.MaxShmMessage)
+// Acks are read lazily. A plugin that keeps up acknowledges a frame long
+// before the next one comes, and a goroutine blocked on the socket would
+// wake camd once per frame just to note it. So the acks wait in the socket
+// until the next frame is offered (drain), and only while a frame waits for
+// its camera's ack does a goroutine block on the socket (waitAcks).
+
+// drain reads the acks that have arrived, without waiting.
+func (l *shmLink) drain(ack func(camera string)) error {
+	raw, err := l.sock.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("frame socket: %w", err)
+	}
+	var buf [wire.MaxShmMessage]byte
 	for {
-		n, err := l.sock.Read(buf)
-		if err != nil {
+		var n int
+		var rerr error
+		if err := raw.Read(func(fd uintptr) bool {
+			n, rerr = syscall.Read(int(fd), buf[:])
+			return true // one attempt: EAGAIN means there is nothing
+		}); err != nil {
 			return fmt.Errorf("frame socket: %w", err)
 		}
-		if n == 0 {
+		switch {
+		case rerr == syscall.EAGAIN || rerr == syscall.EINTR:
+			return nil
+		case rerr != nil:
+			return fmt.Errorf("frame socket: %w", rerr)
+		case n == 0:
 			return errors.New("frame socket: closed by the plugin")
 		}
 		camera, _, err := wire.ParseShmAck(buf[:n])
@@ -138,10 +167,49 @@ func (l *shmLink) acks(ack func(camera string)) error {
 	}
 }
 
-// close releases everything; the sender must have stopped.
+// waitAcks reads acks as they come while waiting() says a frame waits for
+// one, and otherwise sleeps until wake fires; it returns the socket's
+// error, or nil when ctx ends.
+func (l *shmLink) waitAcks(ctx context.Context, wake <-chan struct{}, waiting func() bool, ack func(camera string)) error {
+	buf := make([]byte, wire.MaxShmMessage)
+	for {
+		if !waiting() {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-wake:
+				continue
+			}
+		}
+		n, err := l.sock.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("frame socket: %w", err)
+		}
+		if n == 0 {
+			return errors.New("frame socket: closed by the plugin")
+		}
+		camera, _, err := wire.ParseShmAck(buf[:n])
+		if err != nil {
+			return fmt.Errorf("frame socket: %w", err)
+		}
+		ack(camera)
+		// Others that came meanwhile, without blocking again.
+		if err := l.drain(ack); err != nil {
+			return err
+		}
+	}
+}
+
+// close releases everything; a send after it fails.
 func (l *shmLink) close() {
 	l.started()
 	l.sock.Close()
+	l.sendMu.Lock()
+	defer l.sendMu.Unlock()
+	l.closed = true
 	if l.mapped != nil {
 		_ = syscall.Munmap(l.mapped)
 		l.mapped = nil

@@ -74,26 +74,89 @@ func (m *Mailbox) Offer(f wire.Frame) {
 	}
 }
 
+// OfferTake is Offer for a sender that can send at once, in the caller's
+// goroutine: if f's camera has nothing in flight, f is marked in flight
+// and returned instead of waiting for Next.
+func (m *Mailbox) OfferTake(f wire.Frame) (wire.Frame, bool) {
+	m.mu.Lock()
+	s := m.slot(f.Camera)
+	if !s.inFlight.IsZero() {
+		if s.pending != nil {
+			s.dropped++
+		}
+		s.pending = &f
+		m.mu.Unlock()
+		return wire.Frame{}, false
+	}
+	if s.pending != nil { // left by a sender that took nothing since
+		s.dropped++
+		s.pending = nil
+	}
+	s.inFlight = time.Now()
+	s.sent++
+	m.mu.Unlock()
+	return f, true
+}
+
+// AckTake is Ack for the same sender: it returns camera's waiting frame,
+// marked in flight, if there is one.
+func (m *Mailbox) AckTake(camera string) (wire.Frame, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.slots[camera]
+	if !ok {
+		return wire.Frame{}, false
+	}
+	s.inFlight = time.Time{}
+	if s.pending == nil {
+		return wire.Frame{}, false
+	}
+	f := *s.pending
+	s.pending = nil
+	s.inFlight = time.Now()
+	s.sent++
+	return f, true
+}
+
+// Waiting reports whether a frame waits for its camera's ack.
+func (m *Mailbox) Waiting() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.slots {
+		if s.pending != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// TryNext is Next without waiting: false when nothing is takeable.
+func (m *Mailbox) TryNext() (wire.Frame, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.order {
+		cam := m.order[(m.next+i)%len(m.order)]
+		s := m.slots[cam]
+		if s.pending != nil && s.inFlight.IsZero() {
+			f := *s.pending
+			s.pending = nil
+			s.inFlight = time.Now()
+			s.sent++
+			m.next = (m.next + i + 1) % len(m.order)
+			return f, true
+		}
+	}
+	return wire.Frame{}, false
+}
+
 // Next waits for a frame of a camera that has nothing in flight, marks it
 // in flight and returns it. Cameras take turns, so a busy camera cannot
 // starve another.
 func (m *Mailbox) Next(ctx context.Context) (wire.Frame, error) {
 	for {
-		m.mu.Lock()
-		for i := range m.order {
-			cam := m.order[(m.next+i)%len(m.order)]
-			s := m.slots[cam]
-			if s.pending != nil && s.inFlight.IsZero() {
-				f := *s.pending
-				s.pending = nil
-				s.inFlight = time.Now()
-				s.sent++
-				m.next = (m.next + i + 1) % len(m.order)
-				m.mu.Unlock()
-				return f, nil
-			}
+		if f, ok := m.TryNext(); ok {
+			return f, nil
 		}
-		m.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return wire.Frame{}, ctx.Err()
