@@ -689,8 +689,14 @@ type FramesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Ack says the plugin is done with the last frame of this camera and can
 	// take the next one.
-	AckCamera     string `protobuf:"bytes,1,opt,name=ack_camera,json=ackCamera,proto3" json:"ack_camera,omitempty"`
-	AckSeq        uint64 `protobuf:"varint,2,opt,name=ack_seq,json=ackSeq,proto3" json:"ack_seq,omitempty"`
+	AckCamera string `protobuf:"bytes,1,opt,name=ack_camera,json=ackCamera,proto3" json:"ack_camera,omitempty"`
+	AckSeq    uint64 `protobuf:"varint,2,opt,name=ack_seq,json=ackSeq,proto3" json:"ack_seq,omitempty"`
+	// Demand, when set, replaces the set of cameras the plugin wants frames
+	// of now (someone watches, a timelapse runs). A plugin that never sends
+	// one wants all its cameras all the time. camd sends frames only of
+	// wanted cameras, and runs an `on_demand: true` camera only while some
+	// output wants it.
+	Demand        *Demand `protobuf:"bytes,3,opt,name=demand,proto3" json:"demand,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -739,6 +745,57 @@ func (x *FramesResponse) GetAckSeq() uint64 {
 	return 0
 }
 
+func (x *FramesResponse) GetDemand() *Demand {
+	if x != nil {
+		return x.Demand
+	}
+	return nil
+}
+
+type Demand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cameras       []string               `protobuf:"bytes,1,rep,name=cameras,proto3" json:"cameras,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Demand) Reset() {
+	*x = Demand{}
+	mi := &file_output_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Demand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Demand) ProtoMessage() {}
+
+func (x *Demand) ProtoReflect() protoreflect.Message {
+	mi := &file_output_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Demand.ProtoReflect.Descriptor instead.
+func (*Demand) Descriptor() ([]byte, []int) {
+	return file_output_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Demand) GetCameras() []string {
+	if x != nil {
+		return x.Cameras
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -747,7 +804,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_output_proto_msgTypes[11]
+	mi := &file_output_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +816,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[11]
+	mi := &file_output_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +829,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{11}
+	return file_output_proto_rawDescGZIP(), []int{12}
 }
 
 type StatusResponse struct {
@@ -784,7 +841,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_output_proto_msgTypes[12]
+	mi := &file_output_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +853,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[12]
+	mi := &file_output_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +866,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{12}
+	return file_output_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StatusResponse) GetJson() []byte {
@@ -828,7 +885,7 @@ type SetCamerasRequest struct {
 
 func (x *SetCamerasRequest) Reset() {
 	*x = SetCamerasRequest{}
-	mi := &file_output_proto_msgTypes[13]
+	mi := &file_output_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +897,7 @@ func (x *SetCamerasRequest) String() string {
 func (*SetCamerasRequest) ProtoMessage() {}
 
 func (x *SetCamerasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[13]
+	mi := &file_output_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +910,7 @@ func (x *SetCamerasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCamerasRequest.ProtoReflect.Descriptor instead.
 func (*SetCamerasRequest) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{13}
+	return file_output_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetCamerasRequest) GetCameras() []string {
@@ -874,7 +931,7 @@ type SetCamerasResponse struct {
 
 func (x *SetCamerasResponse) Reset() {
 	*x = SetCamerasResponse{}
-	mi := &file_output_proto_msgTypes[14]
+	mi := &file_output_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +943,7 @@ func (x *SetCamerasResponse) String() string {
 func (*SetCamerasResponse) ProtoMessage() {}
 
 func (x *SetCamerasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[14]
+	mi := &file_output_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +956,7 @@ func (x *SetCamerasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCamerasResponse.ProtoReflect.Descriptor instead.
 func (*SetCamerasResponse) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{14}
+	return file_output_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetCamerasResponse) GetUrls() []string {
@@ -917,7 +974,7 @@ type MetricsRequest struct {
 
 func (x *MetricsRequest) Reset() {
 	*x = MetricsRequest{}
-	mi := &file_output_proto_msgTypes[15]
+	mi := &file_output_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +986,7 @@ func (x *MetricsRequest) String() string {
 func (*MetricsRequest) ProtoMessage() {}
 
 func (x *MetricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[15]
+	mi := &file_output_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +999,7 @@ func (x *MetricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsRequest.ProtoReflect.Descriptor instead.
 func (*MetricsRequest) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{15}
+	return file_output_proto_rawDescGZIP(), []int{16}
 }
 
 type MetricsResponse struct {
@@ -954,7 +1011,7 @@ type MetricsResponse struct {
 
 func (x *MetricsResponse) Reset() {
 	*x = MetricsResponse{}
-	mi := &file_output_proto_msgTypes[16]
+	mi := &file_output_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1023,7 @@ func (x *MetricsResponse) String() string {
 func (*MetricsResponse) ProtoMessage() {}
 
 func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_output_proto_msgTypes[16]
+	mi := &file_output_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1036,7 @@ func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsResponse.ProtoReflect.Descriptor instead.
 func (*MetricsResponse) Descriptor() ([]byte, []int) {
-	return file_output_proto_rawDescGZIP(), []int{16}
+	return file_output_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MetricsResponse) GetText() []byte {
@@ -1040,11 +1097,14 @@ const file_output_proto_rawDesc = "" +
 	"\x04jpeg\x18\x06 \x01(\fR\x04jpeg\x12 \n" +
 	"\vplaceholder\x18\a \x01(\bR\vplaceholder\"<\n" +
 	"\rFramesRequest\x12+\n" +
-	"\x05frame\x18\x01 \x01(\v2\x15.camd.output.v1.FrameR\x05frame\"H\n" +
+	"\x05frame\x18\x01 \x01(\v2\x15.camd.output.v1.FrameR\x05frame\"x\n" +
 	"\x0eFramesResponse\x12\x1d\n" +
 	"\n" +
 	"ack_camera\x18\x01 \x01(\tR\tackCamera\x12\x17\n" +
-	"\aack_seq\x18\x02 \x01(\x04R\x06ackSeq\"\x0f\n" +
+	"\aack_seq\x18\x02 \x01(\x04R\x06ackSeq\x12.\n" +
+	"\x06demand\x18\x03 \x01(\v2\x16.camd.output.v1.DemandR\x06demand\"\"\n" +
+	"\x06Demand\x12\x18\n" +
+	"\acameras\x18\x01 \x03(\tR\acameras\"\x0f\n" +
 	"\rStatusRequest\"$\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\"-\n" +
@@ -1076,7 +1136,7 @@ func file_output_proto_rawDescGZIP() []byte {
 	return file_output_proto_rawDescData
 }
 
-var file_output_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_output_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_output_proto_goTypes = []any{
 	(*InfoRequest)(nil),        // 0: camd.output.v1.InfoRequest
 	(*InfoResponse)(nil),       // 1: camd.output.v1.InfoResponse
@@ -1089,12 +1149,13 @@ var file_output_proto_goTypes = []any{
 	(*Frame)(nil),              // 8: camd.output.v1.Frame
 	(*FramesRequest)(nil),      // 9: camd.output.v1.FramesRequest
 	(*FramesResponse)(nil),     // 10: camd.output.v1.FramesResponse
-	(*StatusRequest)(nil),      // 11: camd.output.v1.StatusRequest
-	(*StatusResponse)(nil),     // 12: camd.output.v1.StatusResponse
-	(*SetCamerasRequest)(nil),  // 13: camd.output.v1.SetCamerasRequest
-	(*SetCamerasResponse)(nil), // 14: camd.output.v1.SetCamerasResponse
-	(*MetricsRequest)(nil),     // 15: camd.output.v1.MetricsRequest
-	(*MetricsResponse)(nil),    // 16: camd.output.v1.MetricsResponse
+	(*Demand)(nil),             // 11: camd.output.v1.Demand
+	(*StatusRequest)(nil),      // 12: camd.output.v1.StatusRequest
+	(*StatusResponse)(nil),     // 13: camd.output.v1.StatusResponse
+	(*SetCamerasRequest)(nil),  // 14: camd.output.v1.SetCamerasRequest
+	(*SetCamerasResponse)(nil), // 15: camd.output.v1.SetCamerasResponse
+	(*MetricsRequest)(nil),     // 16: camd.output.v1.MetricsRequest
+	(*MetricsResponse)(nil),    // 17: camd.output.v1.MetricsResponse
 }
 var file_output_proto_depIdxs = []int32{
 	3,  // 0: camd.output.v1.ConfigureRequest.security:type_name -> camd.output.v1.Security
@@ -1102,23 +1163,24 @@ var file_output_proto_depIdxs = []int32{
 	5,  // 2: camd.output.v1.Security.tokens:type_name -> camd.output.v1.Token
 	7,  // 3: camd.output.v1.ConfigureResponse.errors:type_name -> camd.output.v1.ConfigError
 	8,  // 4: camd.output.v1.FramesRequest.frame:type_name -> camd.output.v1.Frame
-	0,  // 5: camd.output.v1.Output.Info:input_type -> camd.output.v1.InfoRequest
-	2,  // 6: camd.output.v1.Output.Configure:input_type -> camd.output.v1.ConfigureRequest
-	9,  // 7: camd.output.v1.Output.Frames:input_type -> camd.output.v1.FramesRequest
-	11, // 8: camd.output.v1.Output.Status:input_type -> camd.output.v1.StatusRequest
-	13, // 9: camd.output.v1.Output.SetCameras:input_type -> camd.output.v1.SetCamerasRequest
-	15, // 10: camd.output.v1.Output.Metrics:input_type -> camd.output.v1.MetricsRequest
-	1,  // 11: camd.output.v1.Output.Info:output_type -> camd.output.v1.InfoResponse
-	6,  // 12: camd.output.v1.Output.Configure:output_type -> camd.output.v1.ConfigureResponse
-	10, // 13: camd.output.v1.Output.Frames:output_type -> camd.output.v1.FramesResponse
-	12, // 14: camd.output.v1.Output.Status:output_type -> camd.output.v1.StatusResponse
-	14, // 15: camd.output.v1.Output.SetCameras:output_type -> camd.output.v1.SetCamerasResponse
-	16, // 16: camd.output.v1.Output.Metrics:output_type -> camd.output.v1.MetricsResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	11, // 5: camd.output.v1.FramesResponse.demand:type_name -> camd.output.v1.Demand
+	0,  // 6: camd.output.v1.Output.Info:input_type -> camd.output.v1.InfoRequest
+	2,  // 7: camd.output.v1.Output.Configure:input_type -> camd.output.v1.ConfigureRequest
+	9,  // 8: camd.output.v1.Output.Frames:input_type -> camd.output.v1.FramesRequest
+	12, // 9: camd.output.v1.Output.Status:input_type -> camd.output.v1.StatusRequest
+	14, // 10: camd.output.v1.Output.SetCameras:input_type -> camd.output.v1.SetCamerasRequest
+	16, // 11: camd.output.v1.Output.Metrics:input_type -> camd.output.v1.MetricsRequest
+	1,  // 12: camd.output.v1.Output.Info:output_type -> camd.output.v1.InfoResponse
+	6,  // 13: camd.output.v1.Output.Configure:output_type -> camd.output.v1.ConfigureResponse
+	10, // 14: camd.output.v1.Output.Frames:output_type -> camd.output.v1.FramesResponse
+	13, // 15: camd.output.v1.Output.Status:output_type -> camd.output.v1.StatusResponse
+	15, // 16: camd.output.v1.Output.SetCameras:output_type -> camd.output.v1.SetCamerasResponse
+	17, // 17: camd.output.v1.Output.Metrics:output_type -> camd.output.v1.MetricsResponse
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_output_proto_init() }
@@ -1132,7 +1194,7 @@ func file_output_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_output_proto_rawDesc), len(file_output_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
