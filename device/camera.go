@@ -29,6 +29,9 @@ const (
 	StateFailing State = "failing"
 	// StateStopped: Run is not running.
 	StateStopped State = "stopped"
+	// StateIdle: an on_demand camera no output wants; camd is not
+	// connected to it (the daemon reports it, Camera does not).
+	StateIdle State = "idle"
 )
 
 // Defaults for Camera's zero fields.
@@ -76,6 +79,7 @@ type Camera struct {
 	mu    sync.Mutex
 	stats Stats
 	times [32]time.Time // arrival times of the last frames, for fps
+	seq   uint64        // the last Run's last frame number: a Run goes on from it
 
 	nt int
 	// Guarded by mu too; they describe the current Run.
@@ -116,7 +120,10 @@ type Stats struct {
 // never called concurrently and must not block for long. Run returns after
 // every goroutine it started has ended.
 func (c *Camera) Run(ctx context.Context, emit func(wire.Frame)) {
-	r := &run{c: c, emit: emit, log: c.Log, wake: make(chan struct{}, 1),
+	c.mu.Lock()
+	seq := c.seq
+	c.mu.Unlock()
+	r := &run{c: c, emit: emit, log: c.Log, wake: make(chan struct{}, 1), seq: seq,
 		minRetry: c.MinRetry, maxRetry: c.MaxRetry, offlineAfter: c.OfflineAfter, maxBytes: c.MaxBytes}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -149,6 +156,7 @@ func (c *Camera) Run(ctx context.Context, emit func(wire.Frame)) {
 
 	c.mu.Lock()
 	c.stats.State, c.stats.Since, c.stats.Reason = StateStopped, time.Now(), ""
+	c.seq = r.seq // every emit has returned: connect and watch have
 	c.mu.Unlock()
 }
 

@@ -32,6 +32,7 @@ type Server struct {
 	started bool
 	cancel  context.CancelFunc // ends the context given to Start
 	metrics *prometheus.Registry
+	demand  *Demand // with Info.OnDemand, from the Configure that started it
 }
 
 // NewServer wraps out.
@@ -79,6 +80,9 @@ func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.C
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = reg
 	cfg := Config{Output: req.Output, Cameras: req.Cameras, Raw: req.ConfigYaml, Log: s.log, Security: sec, Metrics: reg}
+	if s.info.OnDemand {
+		cfg.Demand = NewDemand()
+	}
 	if errs := AsConfigErrors(s.out.Configure(cfg)); len(errs) > 0 {
 		resp := &pb.ConfigureResponse{}
 		for _, e := range errs {
@@ -94,6 +98,9 @@ func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.C
 		return &pb.ConfigureResponse{Listen: listen}, nil
 	}
 	runCtx, cancel := context.WithCancel(WithSecurity(context.Background(), sec))
+	if cfg.Demand != nil {
+		runCtx = WithDemand(runCtx, cfg.Demand)
+	}
 	urls, err := s.out.Start(runCtx)
 	if err != nil {
 		cancel()
@@ -112,8 +119,8 @@ func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.C
 		}
 		return resp, nil
 	}
-	s.started, s.cancel = true, cancel
-	return &pb.ConfigureResponse{Urls: urls, Listen: listen}, nil
+	s.started, s.cancel, s.demand = true, cancel, cfg.Demand
+	return &pb.ConfigureResponse{Urls: urls, Listen: listen, OnDemand: cfg.Demand != nil}, nil
 }
 
 // SetCameras implements pb.OutputServer.
@@ -141,12 +148,39 @@ func (s *Server) Frames(stream pb.Output_FramesServer) error {
 		wg      sync.WaitGroup
 		workers = map[string]chan *pb.Frame{}
 	)
+	ended := make(chan struct{}) // the stream's end, for the demand sender
 	defer func() {
+		close(ended)
 		for _, ch := range workers {
 			close(ch)
 		}
 		wg.Wait()
 	}()
+	s.mu.Lock()
+	demand := s.demand
+	s.mu.Unlock()
+	if demand != nil {
+		// What the output wants now, and again whenever that changes.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				sendMu.Lock()
+				err := stream.Send(&pb.FramesResponse{Demand: &pb.Demand{Cameras: demand.Cameras()}})
+				sendMu.Unlock()
+				if err != nil {
+					return
+				}
+				select {
+				case <-ended:
+					return
+				case <-stream.Context().Done():
+					return
+				case <-demand.Changed():
+				}
+			}
+		}()
+	}
 	for {
 		req, err := stream.Recv()
 		if err == io.EOF {
@@ -207,6 +241,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	s.started = false
 	s.cancel()
+	if s.demand != nil {
+		s.demand.close()
+	}
 	return s.out.Stop(ctx)
 }
 

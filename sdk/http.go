@@ -149,6 +149,7 @@ type HTTP struct {
 	Public []string
 
 	auth   *Authenticator // from the Security in Listen's context
+	demand *Demand        // from Listen's context; nil: the output wants everything
 	scheme string         // "http" or "https"
 
 	mu       sync.Mutex
@@ -199,6 +200,7 @@ func (h *HTTP) Listen(ctx context.Context) error {
 	h.ln = lim
 	sec := SecurityFrom(ctx)
 	h.auth = NewAuthenticator(sec, h.Log)
+	h.demand = DemandFrom(ctx)
 	h.scheme = "http"
 	cert, key := sec.TLSCert, sec.TLSKey
 	if t := h.Config.TLS; t != nil {
@@ -346,8 +348,13 @@ func (h *HTTP) Acquire(w http.ResponseWriter, r *http.Request) (release func(), 
 			"too many viewers (max_viewers is %d); retry later", h.MaxViewers))
 		return nil, false
 	}
+	// A viewer of a camera wants its frames (see Demand).
+	unhold := func() {}
+	if cam := CameraOfPath(r.URL.Path); cam != "" {
+		unhold = h.demand.Hold(cam)
+	}
 	var once sync.Once
-	return func() { once.Do(func() { h.viewers.release(client) }) }, true
+	return func() { once.Do(func() { unhold(); h.viewers.release(client) }) }, true
 }
 
 func refuse(w http.ResponseWriter, code int, msg string) {

@@ -32,6 +32,10 @@ type Info struct {
 	// (usually an embedded sample.yaml): `camd-plugin-<name>
 	// -sample-config` prints it, and the plugin's README shows it.
 	SampleConfig string
+	// OnDemand says the output wants a camera's frames only while someone
+	// uses them: viewers taken with HTTP.Acquire and Config.Demand's holds
+	// (see Demand). Without it the output gets every frame of its cameras.
+	OnDemand bool
 }
 
 // Frame is one JPEG image from one camera. JPEG is shared, read-only
@@ -56,6 +60,9 @@ type Config struct {
 	// it by itself (it finds it in Start's context); a plugin serving
 	// something else must enforce it too.
 	Security Security
+	// Demand is what the output wants frames of, with Info.OnDemand (nil
+	// without). HTTP.Acquire holds a viewer's camera by itself.
+	Demand *Demand
 }
 
 // Output is implemented by a plugin.

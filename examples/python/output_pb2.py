@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0coutput.proto\x12\x0e\x63\x61md.output.v1\"\r\n\x0bInfoRequest\"B\n\x0cInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x03 \x01(\r\"\x8b\x01\n\x10\x43onfigureRequest\x12\x0e\n\x06output\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61meras\x18\x02 \x03(\t\x12\x13\n\x0b\x63onfig_yaml\x18\x03 \x01(\x0c\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x12*\n\x08security\x18\x05 \x01(\x0b\x32\x18.camd.output.v1.Security\"\xa7\x01\n\x08Security\x12\x15\n\rauth_required\x18\x01 \x01(\x08\x12#\n\x05users\x18\x02 \x03(\x0b\x32\x14.camd.output.v1.User\x12%\n\x06tokens\x18\x03 \x03(\x0b\x32\x15.camd.output.v1.Token\x12\x10\n\x08tls_cert\x18\x04 \x01(\t\x12\x0f\n\x07tls_key\x18\x05 \x01(\t\x12\x15\n\rallow_origins\x18\x06 \x03(\t\"-\n\x04User\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fpassword_bcrypt\x18\x02 \x01(\x0c\"E\n\x05Token\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61meras\x18\x04 \x03(\t\"s\n\x11\x43onfigureResponse\x12+\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x1b.camd.output.v1.ConfigError\x12\x0c\n\x04urls\x18\x02 \x03(\t\x12\x0e\n\x06listen\x18\x03 \x03(\t\x12\x13\n\x0bstart_error\x18\x04 \x01(\t\"+\n\x0b\x43onfigError\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x82\x01\n\x05\x46rame\x12\x0e\n\x06\x63\x61mera\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x1a\n\x12\x63\x61ptured_unix_nano\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0c\n\x04jpeg\x18\x06 \x01(\x0c\x12\x13\n\x0bplaceholder\x18\x07 \x01(\x08\"5\n\rFramesRequest\x12$\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x15.camd.output.v1.Frame\"]\n\x0e\x46ramesResponse\x12\x12\n\nack_camera\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63k_seq\x18\x02 \x01(\x04\x12&\n\x06\x64\x65mand\x18\x03 \x01(\x0b\x32\x16.camd.output.v1.Demand\"\x19\n\x06\x44\x65mand\x12\x0f\n\x07\x63\x61meras\x18\x01 \x03(\t\"\x0f\n\rStatusRequest\"\x1e\n\x0eStatusResponse\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"$\n\x11SetCamerasRequest\x12\x0f\n\x07\x63\x61meras\x18\x01 \x03(\t\"\"\n\x12SetCamerasResponse\x12\x0c\n\x04urls\x18\x01 \x03(\t\"\x10\n\x0eMetricsRequest\"\x1f\n\x0fMetricsResponse\x12\x0c\n\x04text\x18\x01 \x01(\x0c\x32\xd4\x03\n\x06Output\x12\x41\n\x04Info\x12\x1b.camd.output.v1.InfoRequest\x1a\x1c.camd.output.v1.InfoResponse\x12P\n\tConfigure\x12 .camd.output.v1.ConfigureRequest\x1a!.camd.output.v1.ConfigureResponse\x12K\n\x06\x46rames\x12\x1d.camd.output.v1.FramesRequest\x1a\x1e.camd.output.v1.FramesResponse(\x01\x30\x01\x12G\n\x06Status\x12\x1d.camd.output.v1.StatusRequest\x1a\x1e.camd.output.v1.StatusResponse\x12S\n\nSetCameras\x12!.camd.output.v1.SetCamerasRequest\x1a\".camd.output.v1.SetCamerasResponse\x12J\n\x07Metrics\x12\x1e.camd.output.v1.MetricsRequest\x1a\x1f.camd.output.v1.MetricsResponseB%Z#github.com/camd/camd/proto/outputv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0coutput.proto\x12\x0e\x63\x61md.output.v1\"\r\n\x0bInfoRequest\"B\n\x0cInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x03 \x01(\r\"\x8b\x01\n\x10\x43onfigureRequest\x12\x0e\n\x06output\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61meras\x18\x02 \x03(\t\x12\x13\n\x0b\x63onfig_yaml\x18\x03 \x01(\x0c\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x12*\n\x08security\x18\x05 \x01(\x0b\x32\x18.camd.output.v1.Security\"\xa7\x01\n\x08Security\x12\x15\n\rauth_required\x18\x01 \x01(\x08\x12#\n\x05users\x18\x02 \x03(\x0b\x32\x14.camd.output.v1.User\x12%\n\x06tokens\x18\x03 \x03(\x0b\x32\x15.camd.output.v1.Token\x12\x10\n\x08tls_cert\x18\x04 \x01(\t\x12\x0f\n\x07tls_key\x18\x05 \x01(\t\x12\x15\n\rallow_origins\x18\x06 \x03(\t\"-\n\x04User\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fpassword_bcrypt\x18\x02 \x01(\x0c\"E\n\x05Token\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61meras\x18\x04 \x03(\t\"\x86\x01\n\x11\x43onfigureResponse\x12+\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x1b.camd.output.v1.ConfigError\x12\x0c\n\x04urls\x18\x02 \x03(\t\x12\x0e\n\x06listen\x18\x03 \x03(\t\x12\x13\n\x0bstart_error\x18\x04 \x01(\t\x12\x11\n\ton_demand\x18\x05 \x01(\x08\"+\n\x0b\x43onfigError\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x82\x01\n\x05\x46rame\x12\x0e\n\x06\x63\x61mera\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x1a\n\x12\x63\x61ptured_unix_nano\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0c\n\x04jpeg\x18\x06 \x01(\x0c\x12\x13\n\x0bplaceholder\x18\x07 \x01(\x08\"5\n\rFramesRequest\x12$\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x15.camd.output.v1.Frame\"]\n\x0e\x46ramesResponse\x12\x12\n\nack_camera\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63k_seq\x18\x02 \x01(\x04\x12&\n\x06\x64\x65mand\x18\x03 \x01(\x0b\x32\x16.camd.output.v1.Demand\"\x19\n\x06\x44\x65mand\x12\x0f\n\x07\x63\x61meras\x18\x01 \x03(\t\"\x0f\n\rStatusRequest\"\x1e\n\x0eStatusResponse\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"$\n\x11SetCamerasRequest\x12\x0f\n\x07\x63\x61meras\x18\x01 \x03(\t\"\"\n\x12SetCamerasResponse\x12\x0c\n\x04urls\x18\x01 \x03(\t\"\x10\n\x0eMetricsRequest\"\x1f\n\x0fMetricsResponse\x12\x0c\n\x04text\x18\x01 \x01(\x0c\x32\xd4\x03\n\x06Output\x12\x41\n\x04Info\x12\x1b.camd.output.v1.InfoRequest\x1a\x1c.camd.output.v1.InfoResponse\x12P\n\tConfigure\x12 .camd.output.v1.ConfigureRequest\x1a!.camd.output.v1.ConfigureResponse\x12K\n\x06\x46rames\x12\x1d.camd.output.v1.FramesRequest\x1a\x1e.camd.output.v1.FramesResponse(\x01\x30\x01\x12G\n\x06Status\x12\x1d.camd.output.v1.StatusRequest\x1a\x1e.camd.output.v1.StatusResponse\x12S\n\nSetCameras\x12!.camd.output.v1.SetCamerasRequest\x1a\".camd.output.v1.SetCamerasResponse\x12J\n\x07Metrics\x12\x1e.camd.output.v1.MetricsRequest\x1a\x1f.camd.output.v1.MetricsResponseB%Z#github.com/camd/camd/proto/outputv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'output_pb2', globals())
@@ -33,30 +33,30 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _USER._serialized_end=472
   _TOKEN._serialized_start=474
   _TOKEN._serialized_end=543
-  _CONFIGURERESPONSE._serialized_start=545
-  _CONFIGURERESPONSE._serialized_end=660
-  _CONFIGERROR._serialized_start=662
-  _CONFIGERROR._serialized_end=705
-  _FRAME._serialized_start=708
-  _FRAME._serialized_end=838
-  _FRAMESREQUEST._serialized_start=840
-  _FRAMESREQUEST._serialized_end=893
-  _FRAMESRESPONSE._serialized_start=895
-  _FRAMESRESPONSE._serialized_end=988
-  _DEMAND._serialized_start=990
-  _DEMAND._serialized_end=1015
-  _STATUSREQUEST._serialized_start=1017
-  _STATUSREQUEST._serialized_end=1032
-  _STATUSRESPONSE._serialized_start=1034
-  _STATUSRESPONSE._serialized_end=1064
-  _SETCAMERASREQUEST._serialized_start=1066
-  _SETCAMERASREQUEST._serialized_end=1102
-  _SETCAMERASRESPONSE._serialized_start=1104
-  _SETCAMERASRESPONSE._serialized_end=1138
-  _METRICSREQUEST._serialized_start=1140
-  _METRICSREQUEST._serialized_end=1156
-  _METRICSRESPONSE._serialized_start=1158
-  _METRICSRESPONSE._serialized_end=1189
-  _OUTPUT._serialized_start=1192
-  _OUTPUT._serialized_end=1660
+  _CONFIGURERESPONSE._serialized_start=546
+  _CONFIGURERESPONSE._serialized_end=680
+  _CONFIGERROR._serialized_start=682
+  _CONFIGERROR._serialized_end=725
+  _FRAME._serialized_start=728
+  _FRAME._serialized_end=858
+  _FRAMESREQUEST._serialized_start=860
+  _FRAMESREQUEST._serialized_end=913
+  _FRAMESRESPONSE._serialized_start=915
+  _FRAMESRESPONSE._serialized_end=1008
+  _DEMAND._serialized_start=1010
+  _DEMAND._serialized_end=1035
+  _STATUSREQUEST._serialized_start=1037
+  _STATUSREQUEST._serialized_end=1052
+  _STATUSRESPONSE._serialized_start=1054
+  _STATUSRESPONSE._serialized_end=1084
+  _SETCAMERASREQUEST._serialized_start=1086
+  _SETCAMERASREQUEST._serialized_end=1122
+  _SETCAMERASRESPONSE._serialized_start=1124
+  _SETCAMERASRESPONSE._serialized_end=1158
+  _METRICSREQUEST._serialized_start=1160
+  _METRICSREQUEST._serialized_end=1176
+  _METRICSRESPONSE._serialized_start=1178
+  _METRICSRESPONSE._serialized_end=1209
+  _OUTPUT._serialized_start=1212
+  _OUTPUT._serialized_end=1680
 # @@protoc_insertion_point(module_scope)

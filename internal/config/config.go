@@ -64,6 +64,11 @@ type Camera struct {
 	// OfflineAfter is how long without a frame before the camera counts as
 	// offline and outputs get a placeholder picture saying so.
 	OfflineAfter sdk.Duration `yaml:"offline_after"`
+	// OnDemand connects to the device only while an output wants the
+	// camera's frames (a viewer, a timelapse), and Linger after the last
+	// one leaves: the board sleeps while nobody watches.
+	OnDemand bool         `yaml:"on_demand"`
+	Linger   sdk.Duration `yaml:"linger"`
 }
 
 // Source is cameras[].source.
@@ -109,6 +114,9 @@ const (
 	DefaultPluginDir = "bin"
 	// DefaultOfflineAfter: a camera silent this long is shown as offline.
 	DefaultOfflineAfter = sdk.Duration(2 * time.Second)
+	// DefaultLinger: an on_demand camera stays connected this long after
+	// its last viewer, so one who reloads the page finds it awake.
+	DefaultLinger = sdk.Duration(10 * time.Second)
 )
 
 // Error is a config problem at a place in the file.
@@ -205,6 +213,9 @@ func (c *Config) setDefaults() {
 		if s.Type == "esp32" && s.Mode == "" {
 			s.Mode = "capture"
 		}
+		if c.Cameras[i].Linger == 0 {
+			c.Cameras[i].Linger = DefaultLinger
+		}
 		if c.Cameras[i].OfflineAfter == 0 {
 			c.Cameras[i].OfflineAfter = DefaultOfflineAfter
 		}
@@ -262,6 +273,9 @@ func (c *Config) validate() Errors {
 		cams[cam.Name] = true
 		if cam.OfflineAfter < sdk.Duration(100*time.Millisecond) {
 			fail(p+".offline_after", "must be at least 100ms, e.g. 2s")
+		}
+		if cam.Linger < 0 {
+			fail(p+".linger", "must not be negative, e.g. 10s")
 		}
 		if _, err := cam.Source.Device(); err != nil {
 			var fes fieldErrors

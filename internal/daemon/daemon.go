@@ -61,6 +61,11 @@ type cameraRun struct {
 	bytes atomic.Uint64 // of good frames, for /metrics
 	stop  context.CancelFunc
 	done  chan struct{}
+
+	// For on_demand cameras: wake says the outputs' demand changed;
+	// asleep is when the camera was last put to sleep (nil: awake).
+	wake   chan struct{}
+	asleep atomic.Pointer[time.Time]
 }
 
 // outputRun is a running output plugin and what stops it.
@@ -221,16 +226,21 @@ func (d *Daemon) startCamera(c config.Camera) *cameraRun {
 	r := &cameraRun{
 		cfg:  c,
 		cam:  &device.Camera{Name: c.Name, Source: src, Log: d.log, OfflineAfter: time.Duration(c.OfflineAfter)},
-		stop: cancel, done: make(chan struct{}),
+		stop: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
+	}
+	emit := func(f wire.Frame) {
+		if !f.Placeholder {
+			r.bytes.Add(uint64(len(f.JPEG)))
+		}
+		d.router.Publish(f)
 	}
 	go func() {
 		defer close(r.done)
-		r.cam.Run(ctx, func(f wire.Frame) {
-			if !f.Placeholder {
-				r.bytes.Add(uint64(len(f.JPEG)))
-			}
-			d.router.Publish(f)
-		})
+		if c.OnDemand {
+			d.runOnDemand(ctx, r, emit)
+			return
+		}
+		r.cam.Run(ctx, emit)
 	}()
 	d.mu.Lock()
 	d.cameras = append(d.cameras, r)
@@ -238,9 +248,90 @@ func (d *Daemon) startCamera(c config.Camera) *cameraRun {
 	return r
 }
 
+// runOnDemand runs an on_demand camera while some output wants it and for
+// its linger after the last one stopped, until ctx ends.
+func (d *Daemon) runOnDemand(ctx context.Context, r *cameraRun, emit func(wire.Frame)) {
+	linger := time.Duration(r.cfg.Linger)
+	for {
+		now := time.Now()
+		r.asleep.Store(&now)
+		for !d.wanted(r.cfg.Name) { // asleep: no connection to the device
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.wake:
+			}
+		}
+		r.asleep.Store(nil)
+		d.log.Info("camera wanted: connecting", "camera", r.cfg.Name)
+		runCtx, stopRun := context.WithCancel(ctx)
+		ran := make(chan struct{})
+		go func() {
+			defer close(ran)
+			r.cam.Run(runCtx, emit)
+		}()
+		// Awake until nobody wanted it for linger.
+		var idle *time.Timer // runs while nobody wants the camera
+		for awake := true; awake; {
+			if d.wanted(r.cfg.Name) {
+				if idle != nil {
+					idle.Stop()
+					idle = nil
+				}
+			} else if idle == nil {
+				idle = time.NewTimer(linger)
+			}
+			var fire <-chan time.Time
+			if idle != nil {
+				fire = idle.C
+			}
+			select {
+			case <-ctx.Done():
+				stopRun()
+				<-ran
+				return
+			case <-r.wake:
+			case <-fire:
+				idle = nil
+				awake = d.wanted(r.cfg.Name) // wanted again meanwhile: stay
+			}
+		}
+		stopRun()
+		<-ran
+		d.log.Info("camera unwanted: disconnected until a viewer comes", "camera", r.cfg.Name, "linger", linger)
+	}
+}
+
+// wanted reports whether an output that receives camera wants its frames.
+func (d *Daemon) wanted(camera string) bool {
+	d.mu.Lock()
+	outs := slices.Clone(d.outputs)
+	d.mu.Unlock()
+	for _, o := range outs {
+		if slices.Contains(o.out.Cameras(), camera) && o.out.Wants(camera) {
+			return true
+		}
+	}
+	return false
+}
+
+// demandChanged wakes the on_demand cameras to look again.
+func (d *Daemon) demandChanged() {
+	d.mu.Lock()
+	cams := slices.Clone(d.cameras)
+	d.mu.Unlock()
+	for _, c := range cams {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // startOutput starts output i of cfg, subscribed to its cameras.
 func (d *Daemon) startOutput(cfg *config.Config, i int, spec pluginhost.Spec) *outputRun {
 	out := pluginhost.New(spec, d.log)
+	out.OnDemand = d.demandChanged
 	name := spec.Name
 	out.OnConfigError = func(errs sdk.ConfigErrors) {
 		for _, e := range errs {

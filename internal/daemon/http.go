@@ -19,7 +19,7 @@ import (
 type CameraStatus struct {
 	Name           string            `json:"name"`
 	Source         string            `json:"source"`
-	State          device.State      `json:"state"`            // live, offline, failing, stopped
+	State          device.State      `json:"state"`            // live, offline, failing, idle (on_demand, unwanted), stopped
 	Since          time.Time         `json:"since"`            // when state began
 	Reason         string            `json:"reason,omitempty"` // why offline or failing, in plain words
 	Frames         uint64            `json:"frames"`
@@ -57,6 +57,9 @@ func (d *Daemon) Status(ctx context.Context) Status {
 		age := int64(-1)
 		if !s.LastFrame.IsZero() {
 			age = now.Sub(s.LastFrame).Milliseconds()
+		}
+		if t := r.asleep.Load(); t != nil { // on_demand, and nobody wants it
+			s.State, s.Since, s.Reason = device.StateIdle, *t, ""
 		}
 		st.Cameras = append(st.Cameras, CameraStatus{
 			Name: c.Name, Source: r.cfg.Source.Type, State: s.State, Since: s.Since, Reason: s.Reason,

@@ -198,6 +198,7 @@ func (d *Daemon) apply(cfg *config.Config) (changed []string) {
 	slices.SortStableFunc(d.cameras, func(a, b *cameraRun) int { return cfg.CameraIndex(a.cfg.Name) - cfg.CameraIndex(b.cfg.Name) })
 	slices.SortStableFunc(d.outputs, func(a, b *outputRun) int { return index[a.spec.Name] - index[b.spec.Name] })
 	d.mu.Unlock()
+	d.demandChanged() // outputs and their cameras may have changed
 	return changed
 }
 

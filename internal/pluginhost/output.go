@@ -83,6 +83,12 @@ type Output struct {
 	// reads the ack freeing their camera), with no goroutine between.
 	direct atomic.Pointer[directLink]
 
+	// wanted is the cameras the plugin wants frames of (see sdk.Demand);
+	// nil while it wants all of them, as plugins that never say do.
+	wanted atomic.Pointer[map[string]bool]
+	// OnDemand, if set, is called after the plugin's demand changed.
+	OnDemand func()
+
 	mu          sync.Mutex
 	cameras     []string // spec.Cameras, as changed by SetCameras
 	state       string
@@ -124,8 +130,35 @@ type directLink struct {
 	failed  chan error    // the link broke
 }
 
-// Offer implements router.Sink.
+// Wants reports whether the plugin wants camera's frames now.
+func (o *Output) Wants(camera string) bool {
+	w := o.wanted.Load()
+	return w == nil || (*w)[camera]
+}
+
+// setDemand records what the plugin wants: cameras, or all when all.
+func (o *Output) setDemand(cameras []string, all bool) {
+	if all {
+		o.wanted.Store(nil)
+	} else {
+		w := make(map[string]bool, len(cameras))
+		for _, c := range cameras {
+			w[c] = true
+		}
+		o.wanted.Store(&w)
+		o.mb.Forget(o.Wants)
+	}
+	if o.OnDemand != nil {
+		o.OnDemand()
+	}
+}
+
+// Offer implements router.Sink. Frames of cameras the plugin does not
+// want now are not sent: an output nobody uses costs nothing.
 func (o *Output) Offer(f sdk.Frame) {
+	if !o.Wants(f.Camera) {
+		return
+	}
 	l := o.direct.Load()
 	if l == nil {
 		o.mb.Offer(f)
@@ -334,6 +367,8 @@ func (o *Output) runOnce(ctx context.Context, ready func()) error {
 	if err != nil {
 		return err
 	}
+	// A new process: it wants what it says, from nothing if it says.
+	o.setDemand(nil, !resp.OnDemand)
 	o.mu.Lock()
 	o.state, o.urls, o.client, o.pid, o.version = StateRunning, resp.Urls, p.out, p.pid(), info.Version
 	o.listen = resp.Listen
@@ -362,6 +397,7 @@ func (o *Output) stream(ctx context.Context, p *proc) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer cancel() // ends Recv before the wait
 	errc := make(chan error, 3)
 	wg.Add(1)
 	go func() { // acks and the rest of what the plugin says
@@ -374,6 +410,9 @@ func (o *Output) stream(ctx context.Context, p *proc) error {
 			}
 			if r.AckCamera != "" {
 				o.mb.Ack(r.AckCamera)
+			}
+			if r.Demand != nil {
+				o.setDemand(r.Demand.Cameras, false)
 			}
 		}
 	}()

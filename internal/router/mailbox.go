@@ -118,6 +118,18 @@ func (m *Mailbox) AckTake(camera string) (wire.Frame, bool) {
 	return f, true
 }
 
+// Forget drops the waiting frames of the cameras keep rejects: frames a
+// plugin stopped wanting would be stale when it wants them again.
+func (m *Mailbox) Forget(keep func(camera string) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for cam, s := range m.slots {
+		if s.pending != nil && !keep(cam) {
+			s.pending = nil
+		}
+	}
+}
+
 // Waiting reports whether a frame waits for its camera's ack.
 func (m *Mailbox) Waiting() bool {
 	m.mu.Lock()

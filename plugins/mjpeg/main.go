@@ -9,5 +9,5 @@ import "github.com/camd/camd/sdk"
 var version = "dev"
 
 func main() {
-	sdk.Serve(sdk.Info{Name: "mjpeg", Version: version, SampleConfig: sampleConfig}, &MJPEG{})
+	sdk.Serve(sdk.Info{Name: "mjpeg", Version: version, SampleConfig: sampleConfig, OnDemand: true}, &MJPEG{})
 }

@@ -78,9 +78,15 @@ func newFeed() *feed {
 type part struct {
 	seq         uint64
 	placeholder bool
+	arrived     time.Time // when the plugin got it
 	head        []byte
 	jpeg        []byte
 }
+
+// staleFirst is how old the newest frame may be to greet a new viewer. An
+// older one is left over from before nobody watched (camd sends no frames
+// then): the viewer waits for the next, which its arrival asked for.
+const staleFirst = 2 * time.Second
 
 // Configure implements sdk.Output.
 func (m *MJPEG) Configure(c sdk.Config) error {
@@ -186,7 +192,7 @@ func (m *MJPEG) HandleFrame(f sdk.Frame) {
 	head := fmt.Appendf(nil, "Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %d.%06d\r\nX-Frame-Seq: %d\r\nX-Camera-State: %s\r\n\r\n",
 		len(f.JPEG), ts/1e6, ts%1e6, f.Seq, state)
 	fd.frames.Add(1)
-	fd.latest.Set(&part{seq: f.Seq, placeholder: f.Placeholder, head: head, jpeg: f.JPEG})
+	fd.latest.Set(&part{seq: f.Seq, placeholder: f.Placeholder, arrived: time.Now(), head: head, jpeg: f.JPEG})
 }
 
 // Handler returns the plugin's HTTP routes.
@@ -252,6 +258,9 @@ func (m *MJPEG) serveStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ver = v
+		if last == nil && time.Since(p.arrived) > staleFirst {
+			continue
+		}
 		// Placeholders are numbered by camd, not the camera: only gaps
 		// between camera frames are frames this viewer skipped.
 		if last != nil && !last.placeholder && !p.placeholder && p.seq > last.seq+1 {

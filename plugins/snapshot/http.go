@@ -57,9 +57,20 @@ func (s *Snapshot) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	if !q.asks() {
 		fits = func(f sdk.Frame) bool { return time.Since(f.Captured) <= staleAfter }
 	}
+	// Frames of a camera nobody wanted did not come: the newest is old,
+	// and this request asks for fresh ones, which may take a moment.
+	wasWanted := s.demand == nil || s.demand.Wants(c.name)
+	s.demand.HoldFor(c.name, stillHold)
+	wait := q.timeout
+	if !q.asks() {
+		wait = 0
+		if !wasWanted {
+			wait = wakeWait
+		}
+	}
 	f, ver := c.real.Get()
 	found := ver > 0 && fits(f)
-	if !found && q.asks() && q.timeout > 0 {
+	if !found && wait > 0 {
 		// A waiting request holds a viewer slot: one client cannot park
 		// thousands of them.
 		release, ok := s.http.Acquire(w, r)
@@ -67,7 +78,7 @@ func (s *Snapshot) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer release()
-		ctx, cancel := context.WithTimeout(r.Context(), q.timeout)
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		defer cancel()
 		defer context.AfterFunc(c.removed, cancel)()
 		for !found {

@@ -8,5 +8,5 @@ import "github.com/camd/camd/sdk"
 var version = "dev"
 
 func main() {
-	sdk.Serve(sdk.Info{Name: "snapshot", Version: version, SampleConfig: sampleConfig}, &Snapshot{})
+	sdk.Serve(sdk.Info{Name: "snapshot", Version: version, SampleConfig: sampleConfig, OnDemand: true}, &Snapshot{})
 }

@@ -54,7 +54,17 @@ type Snapshot struct {
 	cancel  context.CancelFunc
 	stopped bool
 	wg      sync.WaitGroup // the timelapse writers
+	demand  *sdk.Demand    // stills and timelapses hold their cameras
 }
+
+// stillHold is how long a still request keeps its camera's frames coming,
+// so the next stills are instant; wakeWait how long a still of a camera
+// nobody wanted waits for its first fresh frame (an on_demand camera
+// connecting).
+const (
+	stillHold = 30 * time.Second
+	wakeWait  = 5 * time.Second
+)
 
 // camera is one camera's newest frames and timelapse state.
 type camera struct {
@@ -95,6 +105,7 @@ func (c *camera) state(staleAfter time.Duration) string {
 
 // Configure implements sdk.Output.
 func (s *Snapshot) Configure(c sdk.Config) error {
+	s.demand = c.Demand
 	// The embedded sample is the defaults (a test checks it decodes).
 	s.cfg = Config{}
 	if err := sdk.DecodeConfig([]byte(sampleConfig), &s.cfg); err != nil {
@@ -241,8 +252,10 @@ func (s *Snapshot) startTimelapse(c *camera) error {
 	ctx, cancel := context.WithCancel(s.ctx)
 	stop := context.AfterFunc(c.removed, cancel)
 	s.wg.Add(1)
+	release := s.demand.Hold(c.name) // a timelapse wants every frame
 	go func() {
 		defer s.wg.Done()
+		defer release()
 		defer stop()
 		defer cancel()
 		s.timelapse(ctx, c)

@@ -10,5 +10,5 @@ import "github.com/camd/camd/sdk"
 var version = "dev"
 
 func main() {
-	sdk.Serve(sdk.Info{Name: "webrtc", Version: version, SampleConfig: sampleConfig}, &WebRTC{})
+	sdk.Serve(sdk.Info{Name: "webrtc", Version: version, SampleConfig: sampleConfig, OnDemand: true}, &WebRTC{})
 }

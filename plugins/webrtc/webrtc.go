@@ -106,10 +106,12 @@ type WebRTC struct {
 	pipes   map[string]*pipeline  // by camera
 	viewers map[string]*session   // by session id
 	whip    map[string]*publisher // by camera, while started
+	demand  *sdk.Demand           // viewers hold theirs through http; publishers here
 }
 
 // Configure implements sdk.Output.
 func (p *WebRTC) Configure(c sdk.Config) error {
+	p.demand = c.Demand
 	// The embedded sample is the defaults (a test checks it decodes).
 	p.cfg = Config{}
 	if err := sdk.DecodeConfig([]byte(sampleConfig), &p.cfg); err != nil {

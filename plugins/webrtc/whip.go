@@ -52,8 +52,11 @@ type publisher struct {
 func (p *WebRTC) startPublisher(pl *pipeline, t WHIPTarget) *publisher {
 	ctx, cancel := context.WithCancel(p.ctx)
 	pub := &publisher{state: &whipState{URL: t.URL, State: "starting"}, cancel: cancel, done: make(chan struct{})}
+	// A publisher wants the camera's frames all the time it runs.
+	release := p.demand.Hold(pl.cam)
 	go func() {
 		defer close(pub.done)
+		defer release()
 		p.publish(ctx, pl, t, pub.state)
 	}()
 	return pub

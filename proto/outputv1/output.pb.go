@@ -431,7 +431,10 @@ type ConfigureResponse struct {
 	// Why Start failed, in plain words ("listen tcp 127.0.0.1:8081: bind:
 	// address already in use"); empty when it started. A failure tied to a
 	// config key comes as an error in errors instead.
-	StartError    string `protobuf:"bytes,4,opt,name=start_error,json=startError,proto3" json:"start_error,omitempty"`
+	StartError string `protobuf:"bytes,4,opt,name=start_error,json=startError,proto3" json:"start_error,omitempty"`
+	// The plugin says what it wants with FramesResponse.demand, and wants
+	// nothing until its first one: camd keeps on_demand cameras asleep.
+	OnDemand      bool `protobuf:"varint,5,opt,name=on_demand,json=onDemand,proto3" json:"on_demand,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -492,6 +495,13 @@ func (x *ConfigureResponse) GetStartError() string {
 		return x.StartError
 	}
 	return ""
+}
+
+func (x *ConfigureResponse) GetOnDemand() bool {
+	if x != nil {
+		return x.OnDemand
+	}
+	return false
 }
 
 type ConfigError struct {
@@ -1078,13 +1088,14 @@ const file_output_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\fR\x06sha256\x12\x14\n" +
 	"\x05scope\x18\x03 \x01(\tR\x05scope\x12\x18\n" +
-	"\acameras\x18\x04 \x03(\tR\acameras\"\x95\x01\n" +
+	"\acameras\x18\x04 \x03(\tR\acameras\"\xb2\x01\n" +
 	"\x11ConfigureResponse\x123\n" +
 	"\x06errors\x18\x01 \x03(\v2\x1b.camd.output.v1.ConfigErrorR\x06errors\x12\x12\n" +
 	"\x04urls\x18\x02 \x03(\tR\x04urls\x12\x16\n" +
 	"\x06listen\x18\x03 \x03(\tR\x06listen\x12\x1f\n" +
 	"\vstart_error\x18\x04 \x01(\tR\n" +
-	"startError\"9\n" +
+	"startError\x12\x1b\n" +
+	"\ton_demand\x18\x05 \x01(\bR\bonDemand\"9\n" +
 	"\vConfigError\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\xc3\x01\n" +
