@@ -39,6 +39,9 @@ func TestParseGood(t *testing.T) {
 	if got := c.Outputs[0].Cameras; len(got) != 2 || got[0] != "front" || got[1] != "bench" {
 		t.Fatalf("default cameras = %v", got)
 	}
+	if c.Cameras[0].OnDemand || c.Cameras[0].Linger != DefaultLinger {
+		t.Fatalf("on_demand defaults: %v, linger %v", c.Cameras[0].OnDemand, c.Cameras[0].Linger)
+	}
 	if c.Cameras[1].Source.Mode != "capture" {
 		t.Fatalf("esp32 default mode = %q", c.Cameras[1].Source.Mode)
 	}
@@ -81,6 +84,8 @@ func TestParseErrors(t *testing.T) {
 		{"output unknown camera", "cameras:\n  - name: a\n    source: {type: sim}\noutputs:\n  - name: o\n    plugin: mjpeg\n    cameras: [a, b]\n", `c.yaml:7: outputs[0].cameras[1]: unknown camera "b"`},
 		{"output duplicate", "cameras:\n  - name: a\n    source: {type: sim}\noutputs:\n  - {name: o, plugin: mjpeg}\n  - {name: o, plugin: mjpeg}\n", `c.yaml:6: outputs[1].name: duplicate output name "o"`},
 		{"output config not a mapping", "cameras:\n  - name: a\n    source: {type: sim}\noutputs:\n  - name: o\n    plugin: mjpeg\n    config: [1, 2]\n", "c.yaml:7: outputs[0].config: must be a mapping of keys to values"},
+		{"negative linger", "cameras:\n  - name: a\n    on_demand: true\n    linger: -1s\n    source: {type: sim}\n", "c.yaml:4: cameras[0].linger: must not be negative, e.g. 10s"},
+		{"on_demand not a bool", "cameras:\n  - name: a\n    on_demand: sometimes\n    source: {type: sim}\n", "c.yaml:3: cameras[0].on_demand: cannot unmarshal !!str `sometimes` into bool"},
 		{"bad sha256", "cameras:\n  - name: a\n    source: {type: sim}\noutputs:\n  - name: o\n    plugin: mjpeg\n    sha256: abc\n", "c.yaml:7: outputs[0].sha256: want 64 hex digits"},
 	}
 	for _, tt := range tests {
