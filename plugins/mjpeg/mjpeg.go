@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,11 +47,17 @@ type MJPEG struct {
 	feeds   atomic.Pointer[map[string]*feed]
 	setMu   sync.Mutex    // serializes SetCameras
 	stalled atomic.Uint64 // viewers dropped for not reading
+	// streams are the viewers' streams on connections taken over from
+	// net/http, which outlive their requests: Stop ends them and waits.
+	streams group
 }
 
 // feed is one camera's newest frame, ready to send, and its counters.
 type feed struct {
-	latest sdk.Latest[*part]
+	// latest is the newest part, never nil: before the first frame, an
+	// empty part whose next a viewer waits on. Read without locking by
+	// every viewer after each part; replaced by publish.
+	latest atomic.Pointer[part]
 	// removed ends when the camera is removed from the output: its viewers'
 	// streams end then.
 	removed context.Context
@@ -69,18 +71,29 @@ type feed struct {
 
 func newFeed() *feed {
 	f := &feed{}
+	f.latest.Store(&part{next: make(chan struct{})})
 	f.removed, f.remove = context.WithCancel(context.Background())
 	return f
 }
 
-// part is a frame ready to send: its part header is formatted once, for
-// every viewer.
+// publish makes p the feed's latest part and wakes every viewer waiting
+// for a newer one than the part it replaces.
+func (f *feed) publish(p *part) {
+	p.next = make(chan struct{})
+	close(f.latest.Swap(p).next)
+}
+
+// part is a frame ready to send, built once per frame and shared read-only
+// by every viewer, which writes head, jpeg and the boundary in one writev.
 type part struct {
 	seq         uint64
 	placeholder bool
 	arrived     time.Time // when the plugin got it
-	head        []byte
+	head        []byte    // the part's header lines and the blank line; nil in a feed's first, empty part
 	jpeg        []byte
+	// next is closed when a newer part replaces this one: the viewers
+	// that sent this one, or found it too old, wait on it.
+	next chan struct{}
 }
 
 // staleFirst is how old the newest frame may be to greet a new viewer. An
@@ -122,6 +135,7 @@ func (m *MJPEG) Start(ctx context.Context) ([]string, error) {
 	if err := m.http.Listen(ctx); err != nil {
 		return nil, err
 	}
+	m.streams.start(ctx)
 	m.http.Serve(m.Handler())
 	return m.URLs(), nil
 }
@@ -138,8 +152,12 @@ func (m *MJPEG) URLs() []string {
 	return urls
 }
 
-// Stop implements sdk.Output. Viewers' streams end as it begins.
-func (m *MJPEG) Stop(ctx context.Context) error { return m.http.Shutdown(ctx) }
+// Stop implements sdk.Output. Viewers' streams end as it begins; it
+// returns once their goroutines have.
+func (m *MJPEG) Stop(ctx context.Context) error {
+	m.streams.stop()
+	return m.http.Shutdown(ctx)
+}
 
 // SetCameras implements sdk.CameraSetter. Viewers of a removed camera are
 // disconnected; those of the other cameras are not touched.
@@ -192,7 +210,7 @@ func (m *MJPEG) HandleFrame(f sdk.Frame) {
 	head := fmt.Appendf(nil, "Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %d.%06d\r\nX-Frame-Seq: %d\r\nX-Camera-State: %s\r\n\r\n",
 		len(f.JPEG), ts/1e6, ts%1e6, f.Seq, state)
 	fd.frames.Add(1)
-	fd.latest.Set(&part{seq: f.Seq, placeholder: f.Placeholder, arrived: time.Now(), head: head, jpeg: f.JPEG})
+	fd.publish(&part{seq: f.Seq, placeholder: f.Placeholder, arrived: time.Now(), head: head, jpeg: f.JPEG})
 }
 
 // Handler returns the plugin's HTTP routes.
@@ -201,118 +219,6 @@ func (m *MJPEG) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", m.serveIndex)
 	mux.HandleFunc("GET /cameras/{camera}/stream.mjpg", m.serveStream)
 	return mux
-}
-
-var crlfBoundary = []byte("\r\n--" + Boundary + "\r\n")
-
-func (m *MJPEG) serveStream(w http.ResponseWriter, r *http.Request) {
-	fd, ok := m.feed(r.PathValue("camera"))
-	if !ok {
-		http.Error(w, "no such camera", http.StatusNotFound)
-		return
-	}
-	release, ok := m.http.Acquire(w, r)
-	if !ok {
-		return
-	}
-	defer release()
-	fd.viewers.Add(1)
-	defer fd.viewers.Add(-1)
-	// The stream ends when the viewer leaves, the plugin stops, or the
-	// camera is removed from the output.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	defer context.AfterFunc(fd.removed, cancel)()
-
-	// ?fps=N caps this viewer's rate (e.g. a dashboard thumbnail).
-	var minGap time.Duration
-	if v, err := strconv.ParseFloat(r.URL.Query().Get("fps"), 64); err == nil && v > 0 {
-		minGap = time.Duration(float64(time.Second) / v)
-	}
-
-	h := w.Header()
-	h.Set("Content-Type", "multipart/x-mixed-replace; boundary="+Boundary)
-	h.Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
-	h.Set("Pragma", "no-cache")
-	h.Set("Connection", "close")
-	h.Set("X-Accel-Buffering", "no") // tell nginx not to buffer
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	timeout := time.Duration(m.cfg.WriteTimeout)
-	_ = rc.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := w.Write(crlfBoundary[2:]); err != nil {
-		return
-	}
-	if err := rc.Flush(); err != nil {
-		return
-	}
-
-	var (
-		last     *part
-		ver      uint64
-		lastSent time.Time
-	)
-	for {
-		p, v, err := fd.latest.Next(ctx, ver)
-		if err != nil {
-			return
-		}
-		ver = v
-		if last == nil && time.Since(p.arrived) > staleFirst {
-			continue
-		}
-		// Placeholders are numbered by camd, not the camera: only gaps
-		// between camera frames are frames this viewer skipped.
-		if last != nil && !last.placeholder && !p.placeholder && p.seq > last.seq+1 {
-			fd.skipped.Add(p.seq - last.seq - 1)
-		}
-		last = p
-		// The deadline covers the whole part: a viewer that stops reading
-		// is dropped after write_timeout instead of pinning a goroutine.
-		_ = rc.SetWriteDeadline(time.Now().Add(timeout))
-		// The next boundary goes right after the frame, so browsers show the
-		// frame at once instead of when the next one starts.
-		if _, err := w.Write(p.head); err == nil {
-			if _, err = w.Write(p.jpeg); err == nil {
-				if _, err = w.Write(crlfBoundary); err == nil {
-					err = rc.Flush()
-				}
-			}
-			if err != nil {
-				m.dropped(err, r)
-				return
-			}
-		} else {
-			m.dropped(err, r)
-			return
-		}
-		fd.sent.Add(1)
-		if minGap > 0 {
-			wait := minGap - time.Since(lastSent)
-			lastSent = time.Now()
-			if wait > 0 {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(wait):
-				}
-			}
-		}
-	}
-}
-
-// dropped accounts for a viewer whose write failed: a timeout means it
-// stalled; anything else means it left (or we are stopping).
-func (m *MJPEG) dropped(err error, r *http.Request) {
-	if errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
-		m.stalled.Add(1)
-		m.log.Info("viewer stalled; dropped", "remote", r.RemoteAddr, "camera", r.PathValue("camera"))
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // indexTmpl is the output's page: every camera's stream, in camd's look.

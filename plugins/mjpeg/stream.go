@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/camd/camd/sdk"
+)
+
+// crlfBoundary ends every part: the next boundary goes right after the
+// frame, so browsers show the frame at once instead of when the next one
+// starts. Its tail (without the CRLF) opens the stream.
+var crlfBoundary = []byte("\r\n--" + Boundary + "\r\n")
+
+// serveStream serves GET /cameras/{camera}/stream.mjpg. Once the SDK has
+// let the viewer in (auth, CORS) and Acquire has given it a slot, the
+// connection is taken over from net/http: the response head is written
+// here and each part goes out as one writev of buffers shared by every
+// viewer (see viewer). net/http's own writes would cost several system
+// calls and copies per part (chunked encoding, a bufio.Writer), and its
+// per-connection buffers and goroutine would stay for the whole stream.
+// A request that cannot be taken over (HTTP/2) is streamed through the
+// ResponseWriter instead.
+func (m *MJPEG) serveStream(w http.ResponseWriter, r *http.Request) {
+	camera := r.PathValue("camera")
+	fd, ok := m.feed(camera)
+	if !ok {
+		http.Error(w, "no such camera", http.StatusNotFound)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "multipart/x-mixed-replace; boundary="+Boundary)
+	h.Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
+	h.Set("Pragma", "no-cache")
+	h.Set("Connection", "close")
+	h.Set("X-Accel-Buffering", "no") // tell nginx not to buffer
+	if r.Method == http.MethodHead {
+		// The headers a GET would get, without taking a viewer slot or
+		// waking an on-demand camera.
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	release, ok := m.http.Acquire(w, r)
+	if !ok {
+		return
+	}
+	fd.viewers.Add(1)
+	leave := func() {
+		fd.viewers.Add(-1)
+		release()
+	}
+	v := &viewer{m: m, fd: fd, camera: camera, remote: r.RemoteAddr, minGap: minGap(r)}
+
+	// net/http writes the head of a response it still owns; after the
+	// takeover it is ours to write, with the headers set so far (ours and
+	// the SDK's: nosniff, CORS).
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = h.Write(&head)
+	head.WriteString("\r\n")
+	head.Write(crlfBoundary[2:])
+
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		defer leave()
+		v.serveResponse(w, r)
+		return
+	}
+	// The handler returns now, and net/http's buffers, request and
+	// goroutine for this connection with it; the viewer keeps only its
+	// connection and goroutines.
+	if !m.streams.Go(func(ctx context.Context) {
+		defer leave()
+		v.serveConn(ctx, conn, head.Bytes())
+	}) {
+		conn.Close() // stopping
+		leave()
+	}
+}
+
+// minGap is the least time between frames that ?fps=N asks for (e.g. a
+// dashboard thumbnail), 0 for every frame.
+func minGap(r *http.Request) time.Duration {
+	if v, err := strconv.ParseFloat(r.URL.Query().Get("fps"), 64); err == nil && v > 0 {
+		return time.Duration(float64(time.Second) / v)
+	}
+	return 0
+}
+
+// viewer is one viewer's stream of a camera.
+type viewer struct {
+	m      *MJPEG
+	fd     *feed
+	camera string
+	remote string
+	minGap time.Duration
+}
+
+// serveConn streams to a connection taken over from net/http until ctx
+// ends (Stop), the camera is removed from the output, the viewer hangs up
+// or a write fails; the connection is closed then.
+func (v *viewer) serveConn(ctx context.Context, conn net.Conn, head []byte) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer context.AfterFunc(v.fd.removed, cancel)()
+	// Closing the connection ends a write in progress at once, and the
+	// hangup reader.
+	context.AfterFunc(ctx, func() { conn.Close() })
+	hungUp := make(chan struct{})
+	go func() {
+		defer close(hungUp)
+		defer cancel()
+		awaitHangup(conn)
+	}()
+	defer func() {
+		cancel()
+		conn.Close()
+		<-hungUp
+	}()
+
+	out := newConnWriter(conn)
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Duration(v.m.cfg.WriteTimeout)))
+	if _, err := conn.Write(head); err != nil {
+		v.m.dropped(err, v.remote, v.camera)
+		return
+	}
+	v.stream(ctx, out)
+}
+
+// maxChatter is how much a viewer may send after its request (it should
+// send nothing) before it is disconnected.
+const maxChatter = 64 << 10
+
+// awaitHangup reads from conn until the viewer closes it or the
+// connection fails or is closed: how a viewer that leaves between frames
+// is noticed, as net/http notices it for the requests it still owns.
+// Anything the viewer sends is dropped, up to maxChatter.
+func awaitHangup(conn net.Conn) {
+	buf := make([]byte, 64)
+	for n := 0; n < maxChatter; {
+		m, err := conn.Read(buf)
+		if err != nil {
+			return
+		}
+		n += m
+	}
+}
+
+// serveResponse streams through net/http, for requests whose connection
+// cannot be taken over, until the request ends (the viewer leaves, or the
+// SDK's server shuts down), the camera is removed or a write fails.
+func (v *viewer) serveResponse(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(v.fd.removed, cancel)()
+	w.WriteHeader(http.StatusOK)
+	out := &responseWriter{w: w, rc: http.NewResponseController(w)}
+	_ = out.rc.SetWriteDeadline(time.Now().Add(time.Duration(v.m.cfg.WriteTimeout)))
+	if _, err := w.Write(crlfBoundary[2:]); err != nil {
+		return
+	}
+	if err := out.rc.Flush(); err != nil {
+		return
+	}
+	v.stream(ctx, out)
+}
+
+// partWriter writes one part: its header, the frame and the next boundary.
+type partWriter interface {
+	// writePart writes p, or fails once deadline passes.
+	writePart(p *part, deadline time.Time) error
+}
+
+// stream sends the feed's newest frame whenever the viewer is ready for
+// one, until ctx ends or a write fails: a slow viewer skips frames, never
+// holds up the others, and has at most the frame it is writing in flight.
+func (v *viewer) stream(ctx context.Context, out partWriter) {
+	timeout := time.Duration(v.m.cfg.WriteTimeout)
+	var (
+		last *part
+		gap  *time.Timer // for minGap
+	)
+	for p := v.fd.latest.Load(); ; p = v.fd.latest.Load() {
+		// Wait for a part newer than the last one sent. The first must be
+		// fresh: an old one is left over from before nobody watched (camd
+		// sends no frames then), and the viewer waits for the next, which
+		// its arrival asked for.
+		if p == last || p.head == nil || (last == nil && time.Since(p.arrived) > staleFirst) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.next:
+			}
+			continue
+		}
+		// Placeholders are numbered by camd, not the camera: only gaps
+		// between camera frames are frames this viewer skipped.
+		if last != nil && !last.placeholder && !p.placeholder && p.seq > last.seq+1 {
+			v.fd.skipped.Add(p.seq - last.seq - 1)
+		}
+		last = p
+		start := time.Now()
+		// The deadline covers the whole part: a viewer that stops reading
+		// is dropped after write_timeout instead of pinning a goroutine.
+		if err := out.writePart(p, start.Add(timeout)); err != nil {
+			v.m.dropped(err, v.remote, v.camera)
+			return
+		}
+		v.fd.sent.Add(1)
+		if wait := v.minGap - time.Since(start); wait > 0 {
+			if gap == nil {
+				gap = time.NewTimer(wait)
+			} else {
+				gap.Reset(wait)
+			}
+			select {
+			case <-ctx.Done():
+				gap.Stop()
+				return
+			case <-gap.C:
+			}
+		}
+	}
+}
+
+// buffersWriter is a connection wrapper that hands a net.Buffers to the
+// connection it wraps, so that the buffers still go out in one writev:
+// net.Buffers.WriteTo uses writev only on the net package's own
+// connections, and through any other io.Writer makes a Write per buffer.
+type buffersWriter interface {
+	WriteBuffers(v *net.Buffers) (int64, error)
+}
+
+// connWriter writes parts to a connection taken over from net/http. On
+// TCP each part is one writev of the part's header, the frame and the
+// boundary, shared with every other viewer and never copied; on TLS (whose
+// records are sealed one write at a time) the three are written in turn.
+type connWriter struct {
+	conn   net.Conn
+	writev func(*net.Buffers) (int64, error)
+	// vectored says a part is one writev; false on TLS and unknown
+	// connections, which get a write per buffer.
+	vectored bool
+	iov      [3][]byte   // the part being written
+	bufs     net.Buffers // over iov; writing consumes it
+}
+
+func newConnWriter(conn net.Conn) *connWriter {
+	c := &connWriter{conn: conn, vectored: true}
+	for under := conn; under != nil; under = sdkConnUnder(under) {
+		switch u := under.(type) {
+		case *net.TCPConn:
+			c.writev = func(v *net.Buffers) (int64, error) { return v.WriteTo(u) }
+			return c
+		case buffersWriter:
+			c.writev = u.WriteBuffers
+			return c
+		}
+	}
+	c.writev = func(v *net.Buffers) (int64, error) { return v.WriteTo(conn) }
+	c.vectored = false
+	return c
+}
+
+func (c *connWriter) writePart(p *part, deadline time.Time) error {
+	if err := c.conn.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	c.iov = [3][]byte{p.head, p.jpeg, crlfBoundary}
+	c.bufs = c.iov[:]
+	_, err := c.writev(&c.bufs)
+	return err
+}
+
+// sdkConnUnder returns the connection inside the SDK's per-connection
+// wrapper, nil for any other connection. The wrapper counts connections
+// per client and passes bytes through untouched, but hides the TCP
+// connection's writev; the SDK has no accessor for what it wraps, so the
+// wrapper's embedded net.Conn field is read. A TLS connection wraps the
+// SDK's, never the other way round, so TLS is never bypassed.
+func sdkConnUnder(c net.Conn) net.Conn {
+	v := reflect.ValueOf(c)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	t := v.Elem().Type()
+	if t.PkgPath() != sdkPkgPath || t.Name() != "trackedConn" {
+		return nil
+	}
+	f := v.Elem().FieldByName("Conn")
+	if !f.IsValid() || !f.CanInterface() {
+		return nil
+	}
+	inner, _ := f.Interface().(net.Conn)
+	return inner
+}
+
+var sdkPkgPath = reflect.TypeFor[sdk.HTTP]().PkgPath()
+
+// responseWriter writes parts through net/http.
+type responseWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (r *responseWriter) writePart(p *part, deadline time.Time) error {
+	_ = r.rc.SetWriteDeadline(deadline)
+	for _, b := range [...][]byte{p.head, p.jpeg, crlfBoundary} {
+		if _, err := r.w.Write(b); err != nil {
+			return err
+		}
+	}
+	return r.rc.Flush()
+}
+
+// dropped accounts for a viewer whose write failed: a timeout means it
+// stalled; anything else means it left (or we are stopping).
+func (m *MJPEG) dropped(err error, remote, camera string) {
+	if errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
+		m.stalled.Add(1)
+		m.log.Info("viewer stalled; dropped", "remote", remote, "camera", camera)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// group runs goroutines that outlive the call that starts them (the
+// streams of connections taken over from net/http) until its context
+// ends, and waits for them.
+type group struct {
+	mu      sync.Mutex
+	ctx     context.Context // nil before start and after stop
+	cancel  context.CancelFunc
+	running sync.WaitGroup
+}
+
+// start lets Go run goroutines until parent ends or stop is called.
+func (g *group) start(parent context.Context) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.ctx, g.cancel = context.WithCancel(parent)
+}
+
+// Go runs f in a goroutine of g's, with g's context, and reports whether
+// it did: not before start or after stop.
+func (g *group) Go(f func(ctx context.Context)) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ctx == nil {
+		return false
+	}
+	ctx := g.ctx
+	g.running.Go(func() { f(ctx) })
+	return true
+}
+
+// stop ends g's context and waits for its goroutines.
+func (g *group) stop() {
+	g.mu.Lock()
+	if g.cancel != nil {
+		g.cancel()
+	}
+	g.ctx, g.cancel = nil, nil
+	g.mu.Unlock()
+	g.running.Wait()
+}

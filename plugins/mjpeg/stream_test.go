@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/camd/camd/sdk"
+)
+
+// countingConn counts what is written to a TCP connection: Write calls
+// and WriteBuffers calls, each of which is one writev.
+type countingConn struct {
+	*net.TCPConn
+	writes, writevs atomic.Int64
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.TCPConn.Write(b)
+}
+
+func (c *countingConn) WriteBuffers(v *net.Buffers) (int64, error) {
+	c.writevs.Add(1)
+	return v.WriteTo(c.TCPConn)
+}
+
+// countingListener hands out countingConns and remembers them.
+type countingListener struct {
+	net.Listener
+	conns chan *countingConn
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	cc := &countingConn{TCPConn: c.(*net.TCPConn)}
+	l.conns <- cc
+	return cc, nil
+}
+
+// Each part goes to each viewer as one vectored write (header, frame and
+// boundary together), and the response head as one write before it.
+func TestOneWritevPerPart(t *testing.T) {
+	const viewers, frames = 3, 5
+	m := &MJPEG{}
+	if err := m.Configure(sdk.Config{Cameras: []string{"cam"}, Raw: []byte("listen: 127.0.0.1:0\n"), Log: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatal(err)
+	}
+	m.http = &sdk.HTTP{Config: m.cfg.HTTPConfig, MaxViewers: m.cfg.MaxViewers}
+	m.streams.start(t.Context())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := countingListener{Listener: ln, conns: make(chan *countingConn, viewers)}
+	srv := &http.Server{Handler: m.Handler()}
+	go srv.Serve(cl)
+	defer srv.Close()
+	defer m.streams.stop() // after the viewers hung up; it waits for their streams
+
+	var readers []*multipart.Reader
+	for range viewers {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/cameras/cam/stream.mjpg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		readers = append(readers, multipart.NewReader(resp.Body, Boundary))
+	}
+	img := jpegFrame(t)
+	for seq := uint64(1); seq <= frames; seq++ {
+		m.HandleFrame(sdk.Frame{Camera: "cam", Seq: seq, Captured: time.Now(), JPEG: img})
+		for i, r := range readers {
+			p, err := r.NextPart()
+			if err != nil {
+				t.Fatalf("viewer %d, frame %d: %v", i, seq, err)
+			}
+			body, _ := io.ReadAll(p)
+			if got := p.Header.Get("X-Frame-Seq"); got != strconv.FormatUint(seq, 10) || !bytes.Equal(body, img) {
+				t.Fatalf("viewer %d: frame %s of %d bytes, want %d of %d", i, got, len(body), seq, len(img))
+			}
+		}
+	}
+	for i := range viewers {
+		c := <-cl.conns
+		if w, v := c.writes.Load(), c.writevs.Load(); w != 1 || v != frames {
+			t.Errorf("viewer %d: %d writes and %d writevs, want 1 (the head) and %d (one per part)", i, w, v, frames)
+		}
+	}
+}
+
+// Under the SDK's HTTP server a stream's parts are one writev on plain
+// TCP (through the SDK's connection wrapper) and written in turn on TLS.
+func TestVectoredUnderSDK(t *testing.T) {
+	cert, key := writeCert(t, t.TempDir())
+	tests := []struct {
+		name     string
+		tls      *sdk.TLSFiles
+		vectored bool
+	}{
+		{"tcp", nil, true},
+		{"tls", &sdk.TLSFiles{Cert: cert, Key: key}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &sdk.HTTP{Config: sdk.DefaultHTTPConfig("127.0.0.1:0")}
+			h.Config.TLS = tt.tls
+			if err := h.Listen(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			h.Serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				conn, _, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+					return
+				}
+				defer conn.Close()
+				fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n%v", newConnWriter(conn).vectored)
+			}))
+			defer h.Shutdown(t.Context())
+			resp, err := insecureClient().Get(h.URL("/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if want := strconv.FormatBool(tt.vectored); string(body) != want {
+				t.Fatalf("vectored = %s, want %s", body, want)
+			}
+		})
+	}
+}
+
+// Over HTTPS (no writev) the stream is the same.
+func TestStreamTLS(t *testing.T) {
+	cert, key := writeCert(t, t.TempDir())
+	h, base := start(t, []string{"cam"}, fmt.Sprintf("tls: {cert: %s, key: %s}\n", cert, key))
+	resp, err := insecureClient().Get(base + "/cameras/cam/stream.mjpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("%s, headers %v", resp.Status, resp.Header)
+	}
+	r := multipart.NewReader(resp.Body, Boundary)
+	img := jpegFrame(t)
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := h.Send(sdk.Frame{Camera: "cam", Seq: seq, Captured: time.Now(), JPEG: img}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.NextPart()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body, _ := io.ReadAll(p); !bytes.Equal(body, img) || p.Header.Get("X-Frame-Seq") != strconv.FormatUint(seq, 10) {
+			t.Fatalf("frame %d: %s, %d bytes", seq, p.Header.Get("X-Frame-Seq"), len(body))
+		}
+	}
+}
+
+// The stream's head has what clients rely on, the SDK's headers
+// included; HEAD answers with it and neither streams nor takes a slot.
+func TestStreamHead(t *testing.T) {
+	h, base := start(t, []string{"cam"}, "")
+	tests := []struct {
+		method, camera string
+		code           int
+	}{
+		{http.MethodGet, "cam", http.StatusOK},
+		{http.MethodHead, "cam", http.StatusOK},
+		{http.MethodHead, "nope", http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.camera, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, base+"/cameras/"+tt.camera+"/stream.mjpg", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tt.code {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.code)
+			}
+			if tt.code != http.StatusOK {
+				return
+			}
+			for k, want := range map[string]string{
+				"Content-Type":           "multipart/x-mixed-replace; boundary=" + Boundary,
+				"Cache-Control":          "no-store, no-cache, must-revalidate, max-age=0",
+				"Pragma":                 "no-cache",
+				"X-Accel-Buffering":      "no",
+				"X-Content-Type-Options": "nosniff",
+			} {
+				if got := resp.Header.Get(k); got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+			if !resp.Close || resp.Header.Get("Date") == "" {
+				t.Errorf("want Connection: close and a Date, got %v", resp.Header)
+			}
+			if tt.method == http.MethodHead {
+				if body, _ := io.ReadAll(resp.Body); len(body) > 0 || h.Status()["viewers"] != 0.0 {
+					t.Errorf("HEAD: body %q, status %v", body, h.Status())
+				}
+			}
+		})
+	}
+}
+
+// A stream ends when its viewer stops reading (write_timeout), hangs up,
+// or the plugin stops, and Stop waits for every stream's goroutines; a
+// stream that had nothing to write yet ends as well.
+func TestStreamsEnd(t *testing.T) {
+	h, base := start(t, []string{"cam", "quiet"}, "write_timeout: 200ms\n")
+	var bodies []io.ReadCloser
+	for _, cam := range []string{"cam", "cam", "quiet"} {
+		resp, err := http.Get(base + "/cameras/" + cam + "/stream.mjpg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		bodies = append(bodies, resp.Body)
+	}
+	ended := make(chan error, len(bodies))
+	for _, b := range bodies[1:] {
+		go func() { _, err := io.Copy(io.Discard, b); ended <- err }()
+	}
+	// bodies[0] never reads: 1 MB frames fill its socket and it is dropped.
+	big := make([]byte, 1<<20)
+	for seq := uint64(1); h.Status()["stalled_dropped"] != 1.0; seq++ {
+		if seq > 200 {
+			t.Fatalf("the viewer that stopped reading is still there: %v", h.Status())
+		}
+		if err := h.Send(sdk.Frame{Camera: "cam", Seq: seq, Captured: time.Now(), JPEG: big}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.Stop(t.Context()) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return")
+	}
+	for range bodies[1:] {
+		select {
+		case err := <-ended:
+			if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Logf("stream ended: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a stream is still open after Stop")
+		}
+	}
+}
+
+// insecureClient trusts any certificate (writeCert's).
+func insecureClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key
+// in dir.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for f, b := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "EC PRIVATE KEY", Bytes: kder}} {
+		if err := os.WriteFile(f, pem.EncodeToMemory(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certFile, keyFile
+}
