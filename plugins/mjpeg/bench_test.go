@@ -46,12 +46,16 @@ const benchFPS = 30
 // clients on raw TCP in this process. It reports per viewer count:
 //
 //   - µs/frame: the server process's CPU (utime+stime from /proc) per
-//     frame delivered to a viewer, over a 4 s window;
+//     frame delivered to a viewer, over a 4 s window; µs/part the same
+//     above what the camera alone costs, camera-µs (the source's gRPC hop
+//     and HandleFrame per frame, measured with no viewer after the
+//     window; camd's own frame path is cheaper);
 //   - p50-ms, p99-ms: from the frame's X-Timestamp (stamped just before
 //     the source sends it) to its last byte read by the viewer;
 //   - min-fps: the slowest viewer's frame rate (the camera's is 30);
 //   - writes/part: write system calls the server made (syscw in
-//     /proc/<pid>/io, writev included) per frame delivered;
+//     /proc/<pid>/io, writev included) per frame delivered, above the
+//     camera's own;
 //   - idle-KB/viewer: the server's RSS growth per connected viewer before
 //     any frame, and KB/viewer the same while streaming.
 //
@@ -127,12 +131,15 @@ func TestViewersServer(t *testing.T) {
 func benchViewers(b *testing.B, n int) {
 	const window = 4 * time.Second
 	var (
-		lat                    []int32 // µs
-		frames, minFrames      int
-		cpu, writes            int64
-		idleBytes, streamBytes int64
-		elapsed                time.Duration
-		iterations             int
+		lat                     []int32 // µs
+		frames, minFrames       int
+		cpu, writes             int64
+		idleBytes, streamBytes  int64
+		elapsed                 time.Duration
+		cameraCPU, cameraWrites int64   // what the camera alone would have cost in the windows
+		cameraAlone             int64   // the camera's CPU with no viewer, µs
+		cameraFrames            float64 // its frames meanwhile
+		iterations              int
 	)
 	for range b.N {
 		child := sdktest.StartChild(b, "TestViewersServer", benchViewersEnv+"="+strconv.Itoa(n))
@@ -161,6 +168,12 @@ func benchViewers(b *testing.B, n int) {
 		if err := crowd.err(); err != nil {
 			b.Fatal(err)
 		}
+		// The camera alone: the source's gRPC hop and HandleFrame.
+		time.Sleep(time.Second)
+		cpu2, w2, t2 := procCPU(b, child.Pid), procWrites(b, child.Pid), time.Now()
+		time.Sleep(window / 2)
+		cpu3, w3, t3 := procCPU(b, child.Pid), procWrites(b, child.Pid), time.Now()
+		alone := t3.Sub(t2)
 		got, least, l := crowd.result()
 		frames += got
 		minFrames = least
@@ -168,6 +181,11 @@ func benchViewers(b *testing.B, n int) {
 		cpu += cpu1 - cpu0
 		writes += w1 - w0
 		elapsed += t1.Sub(t0)
+		// What the camera alone would have cost over the window.
+		cameraCPU += int64(float64(cpu3-cpu2) * t1.Sub(t0).Seconds() / alone.Seconds())
+		cameraWrites += int64(float64(w3-w2) * t1.Sub(t0).Seconds() / alone.Seconds())
+		cameraFrames += benchFPS * alone.Seconds()
+		cameraAlone += cpu3 - cpu2
 		idleBytes += idle - before
 		streamBytes += streaming - before
 		iterations++
@@ -178,10 +196,12 @@ func benchViewers(b *testing.B, n int) {
 	slices.Sort(lat)
 	ms := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))]) / 1000 }
 	b.ReportMetric(float64(cpu)/float64(frames), "µs/frame")
+	b.ReportMetric(float64(cpu-cameraCPU)/float64(frames), "µs/part")
+	b.ReportMetric(float64(cameraAlone)/cameraFrames, "camera-µs")
 	b.ReportMetric(ms(0.50), "p50-ms")
 	b.ReportMetric(ms(0.99), "p99-ms")
 	b.ReportMetric(float64(minFrames)/(elapsed/time.Duration(iterations)).Seconds(), "min-fps")
-	b.ReportMetric(float64(writes)/float64(frames), "writes/part")
+	b.ReportMetric(float64(writes-cameraWrites)/float64(frames), "writes/part")
 	b.ReportMetric(float64(idleBytes)/float64(iterations*n)/1024, "idle-KB/viewer")
 	b.ReportMetric(float64(streamBytes)/float64(iterations*n)/1024, "KB/viewer")
 	b.ReportMetric(float64(cpu)/1000/elapsed.Seconds()/10, "cpu-%")
