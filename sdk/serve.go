@@ -76,7 +76,7 @@ func Serve(info Info, out Output) {
 // signal, but that is Linux-only and tied to the forking thread.
 func watchParent(ctx context.Context, log *slog.Logger) {
 	ppid := os.Getppid()
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(time.Second) // a wake-up a second: idle plugins cost nothing
 	defer t.Stop()
 	for {
 		select {
