@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -45,7 +46,7 @@ const benchFPS = 30
 // CPU and memory are measured apart from the viewers, which are lean
 // clients on raw TCP in this process. It reports per viewer count:
 //
-//   - µs/frame: the server process's CPU (utime+stime from /proc) per
+//   - µs/frame: the server process's CPU (its threads' run time) per
 //     frame delivered to a viewer, over a 4 s window; µs/part the same
 //     above what the camera alone costs, camera-µs (the source's gRPC hop
 //     and HandleFrame per frame, measured with no viewer after the
@@ -207,17 +208,29 @@ func benchViewers(b *testing.B, n int) {
 	b.ReportMetric(float64(cpu)/1000/elapsed.Seconds()/10, "cpu-%")
 }
 
-// procCPU returns the user and system CPU of process pid in µs.
+// procCPU returns the CPU time process pid has used, in µs: the sum of
+// its threads' run time in /proc/<pid>/task/*/schedstat, which counts
+// nanoseconds where /proc/<pid>/stat counts 10 ms ticks. (A thread that
+// exits takes its time with it; Go's threads do not exit.)
 func procCPU(b *testing.B, pid int) int64 {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		b.Fatalf("threads of %d: %v", pid, err)
 	}
-	// The command name may hold spaces; the fields after it do not.
-	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return (utime + stime) * 1e6 / 100 // USER_HZ is 100 on Linux
+	var ns int64
+	for _, t := range tasks {
+		st, err := os.ReadFile(t)
+		if err != nil {
+			continue // exited
+		}
+		f := strings.Fields(string(st))
+		if len(f) == 0 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64)
+		ns += n
+	}
+	return ns / 1000
 }
 
 // procWrites returns how many write system calls (write, writev, pwrite)

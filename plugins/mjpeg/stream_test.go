@@ -17,6 +17,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -64,12 +65,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 // boundary together), and the response head as one write before it.
 func TestOneWritevPerPart(t *testing.T) {
 	const viewers, frames = 3, 5
-	m := &MJPEG{}
-	if err := m.Configure(sdk.Config{Cameras: []string{"cam"}, Raw: []byte("listen: 127.0.0.1:0\n"), Log: slog.New(slog.DiscardHandler)}); err != nil {
-		t.Fatal(err)
-	}
-	m.http = &sdk.HTTP{Config: m.cfg.HTTPConfig, MaxViewers: m.cfg.MaxViewers}
-	m.streams.start(t.Context())
+	m := bare(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +104,69 @@ func TestOneWritevPerPart(t *testing.T) {
 		if w, v := c.writes.Load(), c.writevs.Load(); w != 1 || v != frames {
 			t.Errorf("viewer %d: %d writes and %d writevs, want 1 (the head) and %d (one per part)", i, w, v, frames)
 		}
+	}
+}
+
+// bare returns the plugin configured for camera cam and ready to serve
+// its Handler without the SDK's server (for a listener or ResponseWriter
+// of the test's own); its streams end with the test.
+func bare(t *testing.T) *MJPEG {
+	t.Helper()
+	m := &MJPEG{}
+	if err := m.Configure(sdk.Config{Cameras: []string{"cam"}, Raw: []byte("listen: 127.0.0.1:0\n"), Log: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatal(err)
+	}
+	m.http = &sdk.HTTP{Config: m.cfg.HTTPConfig, MaxViewers: m.cfg.MaxViewers}
+	m.streams.start(t.Context())
+	return m
+}
+
+// plainWriter is a ResponseWriter that cannot hand over its connection,
+// as an HTTP/2 one cannot.
+type plainWriter struct{ w http.ResponseWriter }
+
+func (p plainWriter) Header() http.Header         { return p.w.Header() }
+func (p plainWriter) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p plainWriter) WriteHeader(code int)        { p.w.WriteHeader(code) }
+func (p plainWriter) Flush()                      { p.w.(http.Flusher).Flush() }
+
+// A request whose connection cannot be taken over is streamed through
+// net/http, part for part the same, and its handler returns when the
+// viewer leaves.
+func TestStreamWithoutHijack(t *testing.T) {
+	m := bare(t)
+	returned := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.Handler().ServeHTTP(plainWriter{w}, r)
+		returned <- struct{}{}
+	}))
+	defer srv.Close()
+	defer m.streams.stop()
+	resp, err := http.Get(srv.URL + "/cameras/cam/stream.mjpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Type") != "multipart/x-mixed-replace; boundary="+Boundary {
+		t.Fatalf("headers %v", resp.Header)
+	}
+	r := multipart.NewReader(resp.Body, Boundary)
+	img := jpegFrame(t)
+	for seq := uint64(1); seq <= 3; seq++ {
+		m.HandleFrame(sdk.Frame{Camera: "cam", Seq: seq, Captured: time.Now(), JPEG: img})
+		p, err := r.NextPart()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body, _ := io.ReadAll(p); !bytes.Equal(body, img) || p.Header.Get("X-Frame-Seq") != strconv.FormatUint(seq, 10) {
+			t.Fatalf("frame %d: %s, %d bytes", seq, p.Header.Get("X-Frame-Seq"), len(body))
+		}
+	}
+	resp.Body.Close()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler still runs after the viewer left")
 	}
 }
 
