@@ -54,10 +54,11 @@ type MJPEG struct {
 
 // feed is one camera's newest frame, ready to send, and its counters.
 type feed struct {
-	// latest is the newest part, never nil: before the first frame, an
-	// empty part whose next a viewer waits on. Read without locking by
-	// every viewer after each part; replaced by publish.
+	// latest is the newest part, nil before the first frame. Read
+	// without locking by every viewer when woken; replaced by publish.
 	latest atomic.Pointer[part]
+	// wakers wake the feed's viewers when a part is published.
+	wakers wakers
 	// removed ends when the camera is removed from the output: its viewers'
 	// streams end then.
 	removed context.Context
@@ -71,16 +72,56 @@ type feed struct {
 
 func newFeed() *feed {
 	f := &feed{}
-	f.latest.Store(&part{next: make(chan struct{})})
 	f.removed, f.remove = context.WithCancel(context.Background())
 	return f
 }
 
-// publish makes p the feed's latest part and wakes every viewer waiting
-// for a newer one than the part it replaces.
+// publish makes p the feed's latest part and wakes every viewer.
 func (f *feed) publish(p *part) {
-	p.next = make(chan struct{})
-	close(f.latest.Swap(p).next)
+	f.latest.Store(p)
+	f.wakers.wakeAll()
+}
+
+// wakers are the wake-up channels of a feed's viewers, each with room
+// for one signal: a viewer busy writing when a part is published finds
+// the signal when it next waits. Each viewer waits on a channel of its
+// own, so a thousand waking at once do not contend for one (as they
+// would for a shared channel closed per part, or a sync.Cond's lock).
+type wakers struct {
+	mu  sync.Mutex
+	all []chan struct{}
+}
+
+func (w *wakers) add(ch chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.all = append(w.all, ch)
+}
+
+func (w *wakers) remove(ch chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if i := slices.Index(w.all, ch); i >= 0 {
+		last := len(w.all) - 1
+		w.all[i], w.all[last] = w.all[last], nil
+		w.all = w.all[:last]
+	}
+}
+
+func (w *wakers) wakeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ch := range w.all {
+		wakeUp(ch)
+	}
+}
+
+// wakeUp leaves a wake-up in ch (capacity 1) unless one is waiting there.
+func wakeUp(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // part is a frame ready to send, built once per frame and shared read-only
@@ -89,11 +130,8 @@ type part struct {
 	seq         uint64
 	placeholder bool
 	arrived     time.Time // when the plugin got it
-	head        []byte    // the part's header lines and the blank line; nil in a feed's first, empty part
+	head        []byte    // the part's header lines and the blank line
 	jpeg        []byte
-	// next is closed when a newer part replaces this one: the viewers
-	// that sent this one, or found it too old, wait on it.
-	next chan struct{}
 }
 
 // staleFirst is how old the newest frame may be to greet a new viewer. An

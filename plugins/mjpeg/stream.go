@@ -184,21 +184,22 @@ type partWriter interface {
 // holds up the others, and has at most the frame it is writing in flight.
 func (v *viewer) stream(ctx context.Context, out partWriter) {
 	timeout := time.Duration(v.m.cfg.WriteTimeout)
+	wake := make(chan struct{}, 1)
+	v.fd.wakers.add(wake)
+	defer v.fd.wakers.remove(wake)
+	defer context.AfterFunc(ctx, func() { wakeUp(wake) })()
 	var (
 		last *part
 		gap  *time.Timer // for minGap
 	)
-	for p := v.fd.latest.Load(); ; p = v.fd.latest.Load() {
+	for ctx.Err() == nil {
 		// Wait for a part newer than the last one sent. The first must be
 		// fresh: an old one is left over from before nobody watched (camd
 		// sends no frames then), and the viewer waits for the next, which
 		// its arrival asked for.
-		if p == last || p.head == nil || (last == nil && time.Since(p.arrived) > staleFirst) {
-			select {
-			case <-ctx.Done():
-				return
-			case <-p.next:
-			}
+		p := v.fd.latest.Load()
+		if p == nil || p == last || (last == nil && time.Since(p.arrived) > staleFirst) {
+			<-wake
 			continue
 		}
 		// Placeholders are numbered by camd, not the camera: only gaps
