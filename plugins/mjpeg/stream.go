@@ -216,6 +216,9 @@ func (v *viewer) stream(ctx context.Context, out partWriter) {
 			return
 		}
 		v.fd.sent.Add(1)
+		if v.minGap == 0 {
+			continue
+		}
 		if wait := v.minGap - time.Since(start); wait > 0 {
 			if gap == nil {
 				gap = time.NewTimer(wait)
