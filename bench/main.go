@@ -40,8 +40,13 @@ func main() {
 		outFile = flag.String("o", "", "also write the report (markdown) to this file")
 		trickle = flag.Duration("trickle", 0, "send each frame in 1,460-byte segments spread over this long, as over Wi-Fi (0: at once)")
 		serve   = flag.Bool("serve", false, "only serve the stamped source and print its URL, for profiling by hand")
+		rtc     = flag.Bool("webrtc", false, "measure the webrtc plugin instead: one sim camera, pion WHEP viewers (default -viewers 1,10,50,100)")
+		udpPort = flag.Int("udp-port", 0, "with -webrtc: ice.udp_ports, every viewer on this one UDP port (0: a port per viewer)")
 	)
 	flag.Parse()
+	if *rtc && !flagSet("viewers") {
+		*counts = "1,10,50,100"
+	}
 	var ns []int
 	for _, s := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -58,13 +63,18 @@ func main() {
 		}
 		return
 	}
-	b := &bench{trickle: *trickle, bin: *bin, go2rtc: *go2rtc, counts: ns, window: *window, warmup: *warmup, fps: *fps, frameBytes: *size}
 	var w io.Writer = os.Stdout
 	var report strings.Builder
 	if *outFile != "" {
 		w = io.MultiWriter(os.Stdout, &report)
 	}
-	if err := b.run(ctx, w); err != nil {
+	var err error
+	if *rtc {
+		err = (&webrtcBench{bin: *bin, counts: ns, window: *window, warmup: *warmup, udpPort: *udpPort}).run(ctx, w)
+	} else {
+		err = (&bench{trickle: *trickle, bin: *bin, go2rtc: *go2rtc, counts: ns, window: *window, warmup: *warmup, fps: *fps, frameBytes: *size}).run(ctx, w)
+	}
+	if err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 	if *outFile != "" {
@@ -72,6 +82,13 @@ func main() {
 			log.Fatalf("bench: %v", err)
 		}
 	}
+}
+
+// flagSet reports whether the flag was given on the command line.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // serveSource serves the stamped source until ctx ends.

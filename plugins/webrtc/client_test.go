@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
 	rtpcodecs "github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
@@ -142,6 +143,7 @@ type viewer struct {
 	gotFrame chan struct{}
 	ended    chan struct{}             // closed when the track ends (the output hung up)
 	onSample func(rtpTimestamp uint32) // called with mu held
+	onPacket func(*rtp.Packet)         // called with mu held, for every packet
 }
 
 // dialWHEP does WHEP against whepURL offering the given codecs (all pion's
@@ -242,9 +244,12 @@ func (v *viewer) read(tr *webrtc.TrackRemote) {
 		if err != nil {
 			return
 		}
-		sb.Push(pkt)
 		v.mu.Lock()
 		v.packets++
+		if v.onPacket != nil {
+			v.onPacket(pkt)
+		}
+		sb.Push(pkt)
 		for s := sb.Pop(); s != nil; s = sb.Pop() {
 			if len(v.frames) == 0 && !isKeyframe(codec, s.Data) {
 				continue

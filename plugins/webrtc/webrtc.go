@@ -16,6 +16,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
 	"gopkg.in/yaml.v3"
 
@@ -446,17 +447,31 @@ func (p *WebRTC) settings(scope iceScope) webrtc.SettingEngine {
 	return se
 }
 
-// newAPI builds a pion API with se: the one codec this output encodes and
-// the default interceptors (NACK responses, RTCP reports, TWCC).
+// newAPI builds a pion API with se: the one codec this output encodes, and
+// the interceptors a sender of one shared encoding needs: NACK responses
+// (nackResponder, which shares packets between viewers) and sender
+// reports. Not pion's defaults: its receiver-side interceptors (NACK
+// generator, receiver reports) wake every viewer's connection up to ten
+// times a second for streams it never receives, its stats interceptor
+// is read by nothing here, and TWCC feedback would steer a per-viewer
+// bitrate that one encoder shared by every viewer cannot follow.
 func (p *WebRTC) newAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codecs[p.cfg.Codec].capability, PayloadType: 96}, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, err
 	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+	// What viewers may send back: lost packets, and a lost picture
+	// (readRTCP turns PLI and FIR into a keyframe).
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "ccm", Parameter: "fir"}, webrtc.RTPCodecTypeVideo)
+	reports, err := report.NewSenderInterceptor()
+	if err != nil {
 		return nil, err
 	}
+	ir := &interceptor.Registry{}
+	ir.Add(nackResponderFactory{})
+	ir.Add(reports)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
