@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -132,8 +134,8 @@ func (s iceScope) apply(se *webrtc.SettingEngine) {
 }
 
 // newUDPMux opens one UDP port on every address of the scope, shared by
-// every peer connection (what a port forward needs).
-func (s iceScope) newUDPMux(port int) (*ice.MultiUDPMuxDefault, error) {
+// every peer connection (what a port forward needs), with n's sockets.
+func (s iceScope) newUDPMux(port int, n transport.Net, log logging.LeveledLogger) (*ice.MultiUDPMuxDefault, error) {
 	var nets []ice.NetworkType
 	if s.v4 {
 		nets = append(nets, ice.NetworkTypeUDP4)
@@ -141,7 +143,13 @@ func (s iceScope) newUDPMux(port int) (*ice.MultiUDPMuxDefault, error) {
 	if s.v6 {
 		nets = append(nets, ice.NetworkTypeUDP6)
 	}
-	opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithNetworks(nets...)}
+	opts := []ice.UDPMuxFromPortOption{
+		ice.UDPMuxFromPortWithNetworks(nets...), ice.UDPMuxFromPortWithNet(n), ice.UDPMuxFromPortWithLogger(log),
+		// Every viewer's packets of a frame leave at once from this one
+		// socket: room for them on a NIC slower than the burst (the
+		// kernel caps it at net.core.wmem_max).
+		ice.UDPMuxFromPortWithWriteBufferSize(4 << 20),
+	}
 	if s.loopback {
 		opts = append(opts, ice.UDPMuxFromPortWithLoopback())
 	}

@@ -11,9 +11,9 @@ import (
 
 const (
 	// nackHistory is how many packets a viewer can ask again for: about
-	// 3 s at the default 1,500 kbps, ample for a LAN's or Wi-Fi's round
-	// trip. A power of two, for the ring's index.
-	nackHistory = 512
+	// 1.6 s at the default 1,500 kbps, 0.5 s at 5,000, ample for a LAN's
+	// or Wi-Fi's round trip. A power of two, for the ring's index.
+	nackHistory = 256
 	// resendGap is the least time between two resends of one packet: a
 	// receiver repeats its NACK until the packet arrives, and a flood of
 	// NACKs must not turn into a flood of packets.

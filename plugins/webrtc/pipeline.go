@@ -34,6 +34,7 @@ type pipeline struct {
 	log   *slog.Logger
 	track *webrtc.TrackLocalStaticRTP
 	pk    rtp.Packetizer // used only by the running loop
+	batch *sendBatch     // a frame's packets to every viewer go out together
 
 	frames    sdk.Latest[sdk.Frame]
 	rate      rateMeter   // the camera's live frame rate, from capture times
@@ -86,7 +87,7 @@ func (s *pipelineStats) encoderOpened(fps float64) {
 	}
 }
 
-func newPipeline(cam string, cfg Config, log *slog.Logger) (*pipeline, error) {
+func newPipeline(cam string, cfg Config, log *slog.Logger, batch *sendBatch) (*pipeline, error) {
 	spec := codecs[cfg.Codec]
 	track, err := webrtc.NewTrackLocalStaticRTP(spec.capability, "video", "camd-"+cam)
 	if err != nil {
@@ -97,7 +98,7 @@ func newPipeline(cam string, cfg Config, log *slog.Logger) (*pipeline, error) {
 		pay = &rtpcodecs.VP8Payloader{EnablePictureID: true}
 	}
 	return &pipeline{
-		cam: cam, cfg: cfg, log: log, track: track,
+		cam: cam, cfg: cfg, log: log, track: track, batch: batch,
 		pk: rtp.NewPacketizer(rtpMTU, 0, 0, pay, rtp.NewRandomSequencer(), clockRate),
 	}, nil
 }
@@ -430,7 +431,10 @@ func (e *frameEncoder) send(f sdk.Frame, b []byte) {
 	}
 	e.lastCap = f.Captured
 	pl.pk.SkipSamples(ticks)
-	for _, pkt := range pl.pk.Packetize(b, 0) {
+	pkts := pl.pk.Packetize(b, 0)
+	pl.batch.hold()
+	defer pl.batch.release()
+	for _, pkt := range pkts {
 		_ = pl.track.WriteRTP(pkt) // errors are per viewer; their sessions clean up
 	}
 }

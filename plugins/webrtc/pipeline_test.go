@@ -36,7 +36,7 @@ type stepped struct {
 
 func newStepper(t *testing.T, cfg Config) *stepper {
 	t.Helper()
-	pl, err := newPipeline("cam", cfg, slogDiscard())
+	pl, err := newPipeline("cam", cfg, slogDiscard(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

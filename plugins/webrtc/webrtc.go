@@ -93,11 +93,15 @@ type WebRTC struct {
 	log *slog.Logger
 
 	api     *webrtc.API     // viewers'; each WHIP session builds its own
-	udpMux  ice.UDPMux      // viewers' one port, when ice.udp_ports is a single port
+	udpMux  ice.UDPMux      // viewers' one port, unless ice.udp_ports is a range
+	batch   *sendBatch      // sends a frame to every viewer on udpMux at once
+	logs    *pionLogs       // pion's loggers, shared by every peer connection
 	http    *sdk.HTTP       // WHEP and the pages; caps viewers in all and per client
 	ctx     context.Context // from Start to Stop; the WHIP publishers' parent
 	cancel  context.CancelFunc
 	closing sync.WaitGroup // peer connections being closed
+
+	certs certificates // the viewers' DTLS certificate
 
 	// camMu serialises the changes of the camera set (SetCameras, Stop)
 	// with each other; mu guards the maps they change and HTTP reads.
@@ -138,12 +142,14 @@ func (p *WebRTC) Configure(c sdk.Config) error {
 	}
 	errs = append(errs, cfg.ICE.validate()...)
 	p.log = c.Log
+	p.batch = &sendBatch{}
+	p.logs = newPionLogs(p.log)
 	// Pipelines hold no resources until someone watches, so they are made
 	// here; SetCameras changes the set later.
 	p.pipes = map[string]*pipeline{}
 	if _, ok := codecs[cfg.Codec]; ok { // else reported above
 		for _, cam := range c.Cameras {
-			pl, err := newPipeline(cam, *cfg, p.log.With("camera", cam))
+			pl, err := newPipeline(cam, *cfg, p.log.With("camera", cam), p.batch)
 			if err != nil {
 				errs = append(errs, sdk.Errorf("codec", "camera %q: %v", cam, err))
 				continue
@@ -315,7 +321,7 @@ func (p *WebRTC) SetCameras(cameras []string) error {
 	// the old set in place.
 	fresh := map[string]*pipeline{}
 	for _, cam := range added {
-		pl, err := newPipeline(cam, p.cfg, p.log.With("camera", cam))
+		pl, err := newPipeline(cam, p.cfg, p.log.With("camera", cam), p.batch)
 		if err != nil {
 			return fmt.Errorf("camera %q: %w", cam, err)
 		}
@@ -392,14 +398,20 @@ func (p *WebRTC) cameras() []string {
 }
 
 // viewerAPI builds the pion API every viewer's peer connection shares,
-// gathering in scope: on one UDP port (a mux opened here, closed by
-// Stop) when ice.udp_ports is one port, with the NAT addresses appended.
+// gathering in scope. Viewers share one UDP socket per address (a mux
+// opened here, closed by Stop), on the port of ice.udp_ports or any one:
+// one socket to forward, and one batch of packets per frame for all
+// viewers. A port range gives each viewer a port of its own instead.
+// The NAT addresses are appended to the candidates.
 func (p *WebRTC) viewerAPI(scope iceScope) (*webrtc.API, error) {
 	ic := p.cfg.ICE
 	se := p.settings(scope)
-	if lo, hi, _ := parsePorts(ic.UDPPorts); lo != 0 && lo == hi {
-		// One port for every viewer: what a port forward needs.
-		mux, err := scope.newUDPMux(int(lo))
+	if lo, hi, _ := parsePorts(ic.UDPPorts); lo == hi { // one port, or none given (0)
+		n, err := newBatchNet(p.batch)
+		if err != nil {
+			return nil, err
+		}
+		mux, err := scope.newUDPMux(int(lo), n, p.logs.NewLogger("ice"))
 		if err != nil {
 			return nil, sdk.Errorf("ice.udp_ports", "cannot listen on UDP port %d: %v", lo, netCause(err))
 		}
@@ -433,7 +445,7 @@ func (p *WebRTC) publisherAPI(scope iceScope) (*webrtc.API, error) {
 // gather, the timeouts, mDNS and a port range.
 func (p *WebRTC) settings(scope iceScope) webrtc.SettingEngine {
 	ic := p.cfg.ICE
-	se := webrtc.SettingEngine{}
+	se := webrtc.SettingEngine{LoggerFactory: p.logs}
 	scope.apply(&se)
 	se.SetICETimeouts(time.Duration(ic.DisconnectedTimeout), time.Duration(ic.FailedTimeout), time.Second)
 	mdns := ice.MulticastDNSModeDisabled // pion's default would open UDP 5353 on every interface
@@ -543,7 +555,7 @@ func (p *WebRTC) Status() any {
 	for name, pl := range pipes {
 		cams[name] = pl.status()
 	}
-	out := map[string]any{"codec": p.cfg.Codec, "viewers": n, "cameras": cams}
+	out := map[string]any{"codec": p.cfg.Codec, "viewers": n, "cameras": cams, "udp_batches": p.batch.status()}
 	if p.http != nil {
 		hs := p.http.Stats()
 		out["refused"], out["http"] = hs.ViewersRefused+hs.ClientRefused, hs

@@ -106,6 +106,11 @@ func TestWHEPSharedEncoder(t *testing.T) {
 				t.Fatalf("keyframes = %v, want one per viewer", k)
 			}
 			started := st["encoders_started"].(float64)
+			// The frames went out in batches, not a system call each.
+			ub := h.Status()["udp_batches"].(map[string]any)
+			if p, c := ub["packets"].(float64), ub["calls"].(float64); p < 30 || c >= p {
+				t.Fatalf("udp_batches %v: want the frames' packets sent in fewer calls", ub)
+			}
 
 			a.hangUp(t, base)
 			b.hangUp(t, base)

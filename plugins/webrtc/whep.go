@@ -198,7 +198,11 @@ func (p *WebRTC) serveWHEP(w http.ResponseWriter, r *http.Request) {
 // HTTP server's caps. Its callbacks close it when the connection fails,
 // or when it has not connected within connectTimeout.
 func (p *WebRTC) newSession(cam, remote string, pl *pipeline, slot func()) (*session, error) {
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{ICEServers: p.iceServers()})
+	cert, err := p.certs.get()
+	if err != nil {
+		return nil, err
+	}
+	pc, err := p.api.NewPeerConnection(webrtc.Configuration{ICEServers: p.iceServers(), Certificates: cert})
 	if err != nil {
 		return nil, fmt.Errorf("cannot create peer connection: %w", err)
 	}
