@@ -33,6 +33,7 @@ test:
 # it), then the packages' Go benchmarks. Run it on a quiet machine.
 bench: build
 	$(GO) run ./bench -bin $(BIN)
+	$(GO) run ./bench -bin $(BIN) -webrtc
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 generate:

@@ -2,10 +2,13 @@ package device
 
 import (
 	"context"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 )
 
 // A frame reaches camd in many TCP segments (an ESP32 over Wi-Fi sends a
@@ -72,7 +75,7 @@ type lowatConn struct {
 }
 
 func (c *lowatConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	n, err := c.read(p)
 	if n > 0 {
 		c.mu.Lock()
 		if c.due > 0 {
@@ -98,11 +101,50 @@ func (c *lowatConn) setLocked(n int) {
 	if n == c.mark {
 		return
 	}
-	var serr error
+	v := int32(n)
+	var errno syscall.Errno
 	if err := c.raw.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n)
-	}); err != nil || serr != nil {
+		// Raw, as in read: setsockopt cannot block.
+		_, _, errno = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT,
+			uintptr(unsafe.Pointer(&v)), unsafe.Sizeof(v), 0)
+	}); err != nil || errno != 0 {
 		return // a closed connection: the read reports it
 	}
 	c.mark = n
+}
+
+// read is the connection's Read with a raw system call. The socket is
+// non-blocking, so read(2) cannot block, and Go's ordinary path through
+// the scheduler (entersyscall) wakes the runtime's monitor thread when it
+// sleeps, which on an idle daemon it does between any two frames: a
+// futex wake-up and a few timer sleeps per frame, a good part of what a
+// camera nobody watches costs. Waiting for data and deadlines are still
+// the poller's (RawConn.Read).
+func (c *lowatConn) read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var (
+		n     int
+		errno syscall.Errno
+	)
+	err := c.raw.Read(func(fd uintptr) bool {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if e == syscall.EAGAIN {
+			return false // wait until readable
+		}
+		n, errno = int(r), e
+		return true
+	})
+	switch {
+	case err != nil: // closed, or past the deadline
+		return 0, err
+	case errno == syscall.EINTR:
+		return c.read(p)
+	case errno != 0:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }

@@ -3,6 +3,7 @@ package device
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -72,6 +73,50 @@ func TestLowatMark(t *testing.T) {
 	}
 	if got := mark(); got != 1 {
 		t.Errorf("after reading 20000 of 25000: SO_RCVLOWAT = %d, want 1", got)
+	}
+}
+
+// TestLowatRead: the raw read is a net.Conn's: bytes in order, the
+// deadline as a timeout (os.ErrDeadlineExceeded), io.EOF at the peer's
+// close, and an error after the connection is closed here.
+func TestLowatRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	want := make([]byte, 100000)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	send := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		<-send // after the deadline case
+		c.Write(want)
+	}()
+	var l lowat
+	c, err := l.dialer((&net.Dialer{}).DialContext)(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := c.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v, want os.ErrDeadlineExceeded", err)
+	}
+	close(send)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c) // to the peer's close: io.EOF, which ReadAll drops
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes (%v), want the %d sent", len(got), err, len(want))
+	}
+	c.Close()
+	if _, err := c.Read(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after Close: %v, want net.ErrClosed", err)
 	}
 }
 
