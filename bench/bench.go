@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,6 +19,7 @@ type bench struct {
 	window, warmup   time.Duration
 	fps, frameBytes  int
 	trickle          time.Duration
+	repeat           int // runs of every measurement; the report has their medians
 	frameSize        int // the frames' actual mean size
 	direct           row
 	rows             []row
@@ -36,6 +38,8 @@ type row struct {
 	perViewer int64         // bytes of RSS per viewer above the relay at rest
 	delivered int
 	unstamped int
+	runs      int             // measurements the figures are the medians of
+	cpuRuns   []time.Duration // each run's CPU per frame, for the spread
 }
 
 // idleCost is a camera's cost with no viewer.
@@ -45,6 +49,7 @@ type idleCost struct {
 	window time.Duration
 	cpu    time.Duration
 	rss    int64
+	runs   []time.Duration // each run's CPU per frame, for the spread
 }
 
 func (b *bench) run(ctx context.Context, w io.Writer) error {
@@ -69,53 +74,69 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 	load0 := loadavg()
 
 	progress := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) }
-	progress("direct read of the source, 1 viewer")
-	if b.direct, err = b.measure(ctx, "direct", nil, src.url, 1, 0); err != nil {
-		return err
-	}
-
-	cd, err := startCamd(ctx, b.bin, dir, src.url)
-	if err != nil {
-		return err
-	}
-	progress("camd idle, %s", b.window)
-	b.idle, err = b.measureIdle(ctx, cd)
-	if err == nil {
-		b.haveIdle = true
-		for _, n := range b.counts {
-			progress("camd, %d viewers", n)
-			var r row
-			if r, err = b.measure(ctx, "camd", cd, cd.streamURL, n, b.idle.rss); err != nil {
-				break
-			}
-			b.rows = append(b.rows, r)
-		}
-	}
-	cd.stop()
-	if err != nil {
-		return err
-	}
-
+	relays := []string{"camd"}
 	if b.go2rtc != "" {
-		g, err := startGo2rtc(ctx, b.go2rtc, dir, src.url)
+		relays = append(relays, "go2rtc")
+	}
+	// Every measurement is repeated, and camd's and go2rtc's take turns
+	// at each viewer count, each on a fresh process: a shared machine's
+	// noise (another guest, a busy host) then falls on both, and the
+	// report's medians leave a bad window out.
+	var directs []row
+	var idles []idleCost
+	runs := map[string][]row{} // by relay and viewer count
+	for rep := 1; rep <= b.repeat; rep++ {
+		progress("run %d of %d: direct read of the source, 1 viewer", rep, b.repeat)
+		d, err := b.measure(ctx, "direct", nil, src.url, 1, 0)
 		if err != nil {
 			return err
 		}
-		rest := g.procs.rss()
+		directs = append(directs, d)
+
+		progress("run %d of %d: camd idle, %s", rep, b.repeat, b.window)
+		cd, err := startCamd(ctx, b.bin, dir, src.url)
+		if err != nil {
+			return err
+		}
+		idle, err := b.measureIdle(ctx, cd)
+		cd.stop()
+		if err != nil {
+			return err
+		}
+		idles = append(idles, idle)
+
 		for _, n := range b.counts {
-			progress("go2rtc, %d viewers", n)
-			var r row
-			if r, err = b.measure(ctx, "go2rtc", g, g.streamURL, n, rest); err != nil {
-				break
+			for _, name := range relays {
+				progress("run %d of %d: %s, %d viewers", rep, b.repeat, name, n)
+				var r *relay
+				if name == "camd" {
+					r, err = startCamd(ctx, b.bin, dir, src.url)
+				} else {
+					r, err = startGo2rtc(ctx, b.go2rtc, dir, src.url)
+				}
+				if err != nil {
+					return err
+				}
+				rest := r.procs.rss()
+				row, err := b.measure(ctx, name, r, r.streamURL, n, rest)
+				r.stop()
+				if err != nil {
+					return err
+				}
+				key := fmt.Sprintf("%s/%d", name, n)
+				runs[key] = append(runs[key], row)
 			}
-			b.rows = append(b.rows, r)
-			b.haveGo = true
-		}
-		g.stop()
-		if err != nil {
-			return err
 		}
 	}
+	b.direct = medianRow(directs)
+	b.idle = medianIdle(idles)
+	b.haveIdle = true
+	for _, n := range b.counts {
+		for _, name := range relays {
+			b.rows = append(b.rows, medianRow(runs[fmt.Sprintf("%s/%d", name, n)]))
+		}
+	}
+	b.haveGo = b.go2rtc != ""
 	b.report(w, load0, loadavg())
 	return nil
 }
@@ -218,4 +239,45 @@ func machine() string {
 		kernel = strings.TrimSpace(string(out))
 	}
 	return fmt.Sprintf("%s, %d cores, Linux %s, %s", model, cores, kernel, runtime.Version())
+}
+
+// median returns the median of xs (the lower middle of an even count).
+func median[T int64 | float64 | time.Duration](xs []T) T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+// medianRow is the runs' medians, each figure on its own.
+func medianRow(rs []row) row {
+	out := rs[0]
+	pick := func(f func(row) float64) float64 {
+		xs := make([]float64, len(rs))
+		for i, r := range rs {
+			xs[i] = f(r)
+		}
+		return median(xs)
+	}
+	out.cpuPer = time.Duration(pick(func(r row) float64 { return float64(r.cpuPer) }))
+	out.p50 = pick(func(r row) float64 { return r.p50 })
+	out.p99 = pick(func(r row) float64 { return r.p99 })
+	out.minFPS = pick(func(r row) float64 { return r.minFPS })
+	out.rss = int64(pick(func(r row) float64 { return float64(r.rss) }))
+	out.perViewer = int64(pick(func(r row) float64 { return float64(r.perViewer) }))
+	out.runs = len(rs)
+	for _, r := range rs {
+		out.cpuRuns = append(out.cpuRuns, r.cpuPer)
+	}
+	return out
+}
+
+// medianIdle is the idle runs' median by CPU per frame.
+func medianIdle(cs []idleCost) idleCost {
+	s := slices.Clone(cs)
+	slices.SortFunc(s, func(a, b idleCost) int { return int(a.cpuPer - b.cpuPer) })
+	out := s[(len(s)-1)/2]
+	for _, c := range cs {
+		out.runs = append(out.runs, c.cpuPer)
+	}
+	return out
 }

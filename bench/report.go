@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -22,18 +23,19 @@ func (b *bench) report(w io.Writer, load0, load1 string) {
 	fmt.Fprintf(w, "camd benchmark: 640x480 MJPEG at %d fps, %.1f KB frames, %s windows\n\n", b.fps, float64(b.frameSize)/1000, b.window)
 	fmt.Fprintf(w, "Machine: %s. Load average before %s, after %s. %s.\n\n", machine(), load0, load1, time.Now().UTC().Format("2006-01-02 15:04 MST"))
 
-	fmt.Fprintln(w, "| relay | viewers | CPU µs per delivered frame | p50 ms | p99 ms | slowest viewer fps | RSS MB | KB per viewer |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
-	fmt.Fprintf(w, "| direct read | 1 | | %.2f | %.2f | %.1f | | |\n", b.direct.p50, b.direct.p99, b.direct.minFPS)
+	fmt.Fprintf(w, "Each figure is the median of %d runs; camd and go2rtc took turns at each viewer count, each on a fresh process.\n\n", b.repeat)
+	fmt.Fprintln(w, "| relay | viewers | CPU µs per delivered frame | each run's | p50 ms | p99 ms | slowest viewer fps | RSS MB | KB per viewer |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(w, "| direct read | 1 | | | %.2f | %.2f | %.1f | | |\n", b.direct.p50, b.direct.p99, b.direct.minFPS)
 	for _, r := range b.rows {
-		fmt.Fprintf(w, "| %s | %d | %.0f | %.2f | %.2f | %.1f | %.1f | %.1f |\n", r.relay, r.viewers,
-			float64(r.cpuPer)/float64(time.Microsecond), r.p50, r.p99, r.minFPS, float64(r.rss)/1e6, float64(r.perViewer)/1024)
+		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %.2f | %.2f | %.1f | %.1f | %.1f |\n", r.relay, r.viewers,
+			us(r.cpuPer), spread(r.cpuRuns, us, "%.0f"), r.p50, r.p99, r.minFPS, float64(r.rss)/1e6, float64(r.perViewer)/1024)
 	}
 	fmt.Fprintln(w)
 	if b.haveIdle {
 		frameTime := time.Second / time.Duration(b.fps)
-		fmt.Fprintf(w, "Fixed cost of a camera with no viewer (camd + mjpeg plugin): %.3f ms of CPU per frame (%.2f %% of a core at %d fps), %d frames read in %s, RSS %.1f MB.\n\n",
-			ms(b.idle.cpuPer), 100*float64(b.idle.cpuPer)/float64(frameTime), b.fps, b.idle.frames, b.idle.window.Round(time.Millisecond), float64(b.idle.rss)/1e6)
+		fmt.Fprintf(w, "Fixed cost of a camera with no viewer (camd + mjpeg plugin): %.3f ms of CPU per frame (%.2f %% of a core at %d fps; runs: %s ms), %d frames read in %s, RSS %.1f MB.\n\n",
+			ms(b.idle.cpuPer), 100*float64(b.idle.cpuPer)/float64(frameTime), b.fps, spread(b.idle.runs, ms, "%.3f"), b.idle.frames, b.idle.window.Round(time.Millisecond), float64(b.idle.rss)/1e6)
 	}
 	if one, ok := b.find("camd", 1); ok {
 		fmt.Fprintf(w, "Plugin hop: camd's p99 with one viewer is %.2f ms, %+.2f ms against a direct read of the source (%.2f ms).\n\n", one.p99, one.p99-b.direct.p99, b.direct.p99)
@@ -91,3 +93,12 @@ func (b *bench) go2rtcAt(n int) (row, string) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// spread lists each run's figure, e.g. "16 / 17 / 31".
+func spread(ds []time.Duration, unit func(time.Duration) float64, format string) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmt.Sprintf(format, unit(d))
+	}
+	return strings.Join(parts, " / ")
+}

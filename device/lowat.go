@@ -2,13 +2,15 @@ package device
 
 import (
 	"context"
-	"io"
+	"errors"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
+
+	"github.com/camd/camd/internal/rawio"
 )
 
 // A frame reaches camd in many TCP segments (an ESP32 over Wi-Fi sends a
@@ -50,7 +52,7 @@ func (l *lowat) dialer(dial func(ctx context.Context, network, addr string) (net
 		if err != nil {
 			return c, nil
 		}
-		lc := &lowatConn{Conn: c, raw: raw, mark: 1}
+		lc := &lowatConn{Conn: c, raw: raw, rio: rawio.New(raw), mark: 1}
 		l.conn.Store(lc)
 		return lc, nil
 	}
@@ -68,6 +70,7 @@ func (l *lowat) expect(n int) {
 type lowatConn struct {
 	net.Conn
 	raw syscall.RawConn
+	rio *rawio.Conn
 
 	mu   sync.Mutex
 	due  int // bytes still expected; 0: nothing
@@ -113,38 +116,15 @@ func (c *lowatConn) setLocked(n int) {
 	c.mark = n
 }
 
-// read is the connection's Read with a raw system call. The socket is
-// non-blocking, so read(2) cannot block, and Go's ordinary path through
-// the scheduler (entersyscall) wakes the runtime's monitor thread when it
-// sleeps, which on an idle daemon it does between any two frames: a
-// futex wake-up and a few timer sleeps per frame, a good part of what a
-// camera nobody watches costs. Waiting for data and deadlines are still
-// the poller's (RawConn.Read).
+// read reads with a raw system call (see rawio): on an idle daemon Go's
+// ordinary read woke the runtime's monitor thread every frame, a futex
+// wake-up and a few timer sleeps that were a good part of what a camera
+// nobody watches costs.
 func (c *lowatConn) read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
+	n, err := c.rio.Read(p)
+	var se *os.SyscallError // deadlines and Close come as the net package's own errors
+	if errors.As(err, &se) {
+		err = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 	}
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	err := c.raw.Read(func(fd uintptr) bool {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		if e == syscall.EAGAIN {
-			return false // wait until readable
-		}
-		n, errno = int(r), e
-		return true
-	})
-	switch {
-	case err != nil: // closed, or past the deadline
-		return 0, err
-	case errno == syscall.EINTR:
-		return c.read(p)
-	case errno != 0:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
-	case n == 0:
-		return 0, io.EOF
-	}
-	return n, nil
+	return n, err
 }

@@ -3,6 +3,7 @@ package sdk
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -227,6 +229,19 @@ func (c *trackedConn) CloseWrite() error {
 	}
 	return nil
 }
+
+// SyscallConn passes the connection's own on, so that a writer that
+// needs its system calls (one writev of buffers shared by many viewers)
+// still reaches them through the wrapper. A TLS connection has none, so
+// TLS is never bypassed this way.
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errNoSyscallConn
+}
+
+var errNoSyscallConn = errors.New("the connection has no file descriptor")
 
 // ReadFrom keeps sendfile working through the wrapper (http.ServeFile).
 func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {

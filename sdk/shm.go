@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/camd/camd/internal/rawio"
 	"github.com/camd/camd/sdk/wire"
 )
 
@@ -20,7 +21,8 @@ import (
 type shmFrames struct {
 	mem    *os.File
 	sock   *net.UnixConn
-	mapped []byte // read-only; only run uses it
+	rio    *rawio.Conn // sock, without the scheduler's wake-ups
+	mapped []byte      // read-only; only run uses it
 }
 
 // openShmFrames takes the descriptors camd passed, or returns nil when it
@@ -50,7 +52,13 @@ func openShmFrames() (*shmFrames, error) {
 		mem.Close()
 		return nil, errors.New("frame socket: not a unix socket")
 	}
-	s := &shmFrames{mem: mem, sock: uc}
+	rio, err := rawio.Of(uc)
+	if err != nil {
+		c.Close()
+		mem.Close()
+		return nil, fmt.Errorf("frame socket: %w", err)
+	}
+	s := &shmFrames{mem: mem, sock: uc, rio: rio}
 	if _, err := uc.Write(wire.ShmHello()); err != nil {
 		s.close()
 		return nil, fmt.Errorf("frame socket: %w", err)
@@ -62,16 +70,16 @@ func openShmFrames() (*shmFrames, error) {
 // gRPC stream does, until camd closes the socket.
 func (s *shmFrames) run(out Output, log *slog.Logger) error {
 	w := newFrameWorkers(out, func(camera string, seq uint64) {
-		if _, err := s.sock.Write(wire.AppendShmAck(nil, camera, seq)); err != nil {
+		if _, err := s.rio.Write(wire.AppendShmAck(nil, camera, seq)); err != nil {
 			log.Debug("ack failed", "camera", camera, "err", err)
 		}
 	})
 	defer w.close()
 	buf := make([]byte, wire.MaxShmMessage)
 	for {
-		n, err := s.sock.Read(buf)
-		if err != nil || n == 0 {
-			if n == 0 || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		n, err := s.rio.Read(buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("frame socket: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/camd/camd/internal/rawio"
 	"github.com/camd/camd/sdk/wire"
 )
 
@@ -21,7 +23,8 @@ import (
 type shmLink struct {
 	mem   *os.File
 	sock  *net.UnixConn
-	child *os.File // the plugin's end of the socket, until it has started
+	rio   *rawio.Conn // sock's frames and acks, without the scheduler's wake-ups
+	child *os.File    // the plugin's end of the socket, until it has started
 
 	// Frames are sent from whichever goroutine offers them or frees
 	// their camera: sendMu keeps one at a time on the mapping.
@@ -58,7 +61,15 @@ func newShmLink() (*shmLink, error) {
 		syscall.Close(pair[1])
 		return nil, fmt.Errorf("frame socket: %w", err)
 	}
-	return &shmLink{mem: mem, sock: c.(*net.UnixConn), child: os.NewFile(uintptr(pair[1]), "camd-frames-plugin"), regions: map[string]region{}}, nil
+	uc := c.(*net.UnixConn)
+	rio, err := rawio.Of(uc)
+	if err != nil {
+		c.Close()
+		mem.Close()
+		syscall.Close(pair[1])
+		return nil, fmt.Errorf("frame socket: %w", err)
+	}
+	return &shmLink{mem: mem, sock: uc, rio: rio, child: os.NewFile(uintptr(pair[1]), "camd-frames-plugin"), regions: map[string]region{}}, nil
 }
 
 // files are the plugin's ExtraFiles, and env what tells it so.
@@ -105,7 +116,7 @@ func (l *shmLink) send(f wire.Frame) error {
 	}
 	copy(l.mapped[r.off:], f.JPEG)
 	l.msg = wire.AppendShmFrame(l.msg[:0], wire.ShmFrame{Frame: f, Offset: uint64(r.off), Length: uint32(len(f.JPEG))})
-	if _, err := l.sock.Write(l.msg); err != nil {
+	if _, err := l.rio.Write(l.msg); err != nil {
 		return fmt.Errorf("frame socket: %w", err)
 	}
 	return nil
@@ -137,27 +148,16 @@ func (l *shmLink) grow(size int) error {
 
 // drain reads the acks that have arrived, without waiting.
 func (l *shmLink) drain(ack func(camera string)) error {
-	raw, err := l.sock.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("frame socket: %w", err)
-	}
 	var buf [wire.MaxShmMessage]byte
 	for {
-		var n int
-		var rerr error
-		if err := raw.Read(func(fd uintptr) bool {
-			n, rerr = syscall.Read(int(fd), buf[:])
-			return true // one attempt: EAGAIN means there is nothing
-		}); err != nil {
-			return fmt.Errorf("frame socket: %w", err)
-		}
+		n, ok, err := l.rio.TryRead(buf[:])
 		switch {
-		case rerr == syscall.EAGAIN || rerr == syscall.EINTR:
-			return nil
-		case rerr != nil:
-			return fmt.Errorf("frame socket: %w", rerr)
-		case n == 0:
+		case errors.Is(err, io.EOF):
 			return errors.New("frame socket: closed by the plugin")
+		case err != nil:
+			return fmt.Errorf("frame socket: %w", err)
+		case !ok:
+			return nil // nothing more
 		}
 		camera, _, err := wire.ParseShmAck(buf[:n])
 		if err != nil {
@@ -181,15 +181,15 @@ func (l *shmLink) waitAcks(ctx context.Context, wake <-chan struct{}, waiting fu
 				continue
 			}
 		}
-		n, err := l.sock.Read(buf)
+		n, err := l.rio.Read(buf)
 		if err != nil {
-			if ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil:
 				return nil
+			case errors.Is(err, io.EOF):
+				return errors.New("frame socket: closed by the plugin")
 			}
 			return fmt.Errorf("frame socket: %w", err)
-		}
-		if n == 0 {
-			return errors.New("frame socket: closed by the plugin")
 		}
 		camera, _, err := wire.ParseShmAck(buf[:n])
 		if err != nil {

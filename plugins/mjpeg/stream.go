@@ -7,12 +7,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"reflect"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
-	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/internal/rawio"
 )
 
 // crlfBoundary ends every part: the next boundary goes right after the
@@ -259,13 +259,19 @@ type connWriter struct {
 
 func newConnWriter(conn net.Conn) *connWriter {
 	c := &connWriter{conn: conn, vectored: true}
-	for under := conn; under != nil; under = sdkConnUnder(under) {
-		switch u := under.(type) {
-		case *net.TCPConn:
-			c.writev = func(v *net.Buffers) (int64, error) { return v.WriteTo(u) }
-			return c
-		case buffersWriter:
-			c.writev = u.WriteBuffers
+	switch u := conn.(type) {
+	case buffersWriter:
+		c.writev = u.WriteBuffers
+		return c
+	case syscall.Conn:
+		// TCP, as it is or through the SDK's connection counting, which
+		// passes its descriptor on. The writev is a raw system call
+		// (rawio): with a thousand viewers each part is a thousand of
+		// them, and through the scheduler the long ones had their thread
+		// handed over. TLS has no descriptor to offer, so it is never
+		// bypassed.
+		if rio, err := rawio.Of(u); err == nil {
+			c.writev = rio.Writev
 			return c
 		}
 	}
@@ -283,31 +289,6 @@ func (c *connWriter) writePart(p *part, deadline time.Time) error {
 	_, err := c.writev(&c.bufs)
 	return err
 }
-
-// sdkConnUnder returns the connection inside the SDK's per-connection
-// wrapper, nil for any other connection. The wrapper counts connections
-// per client and passes bytes through untouched, but hides the TCP
-// connection's writev; the SDK has no accessor for what it wraps, so the
-// wrapper's embedded net.Conn field is read. A TLS connection wraps the
-// SDK's, never the other way round, so TLS is never bypassed.
-func sdkConnUnder(c net.Conn) net.Conn {
-	v := reflect.ValueOf(c)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return nil
-	}
-	t := v.Elem().Type()
-	if t.PkgPath() != sdkPkgPath || t.Name() != "trackedConn" {
-		return nil
-	}
-	f := v.Elem().FieldByName("Conn")
-	if !f.IsValid() || !f.CanInterface() {
-		return nil
-	}
-	inner, _ := f.Interface().(net.Conn)
-	return inner
-}
-
-var sdkPkgPath = reflect.TypeFor[sdk.HTTP]().PkgPath()
 
 // responseWriter writes parts through net/http.
 type responseWriter struct {

@@ -1,0 +1,145 @@
+package rawio
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i * 13)
+	}
+	return b
+}
+
+// TestWritevAndRead: a writev larger than the socket buffers waits while
+// they are full and sends every byte in order, consuming the buffers; the
+// reader sees the stream, then io.EOF.
+func TestWritevAndRead(t *testing.T) {
+	a, b := tcpPair(t)
+	_ = a.SetWriteBuffer(16 << 10) // force partial writes
+	wa, err := Of(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, _ := Of(b)
+	parts := [][]byte{pattern(100), nil, pattern(3 << 20), []byte("\r\n--frame\r\n")}
+	want := bytes.Join(parts, nil)
+	got := make(chan []byte)
+	go func() {
+		var out []byte
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := rb.Read(buf)
+			out = append(out, buf[:n]...)
+			if err != nil {
+				got <- out
+				return
+			}
+		}
+	}()
+	v := net.Buffers(parts)
+	n, err := wa.Writev(&v)
+	if err != nil || n != int64(len(want)) || len(v) != 0 {
+		t.Fatalf("Writev = %d, %v, %d buffers left; want %d, nil, 0", n, err, len(v), len(want))
+	}
+	a.CloseWrite()
+	if out := <-got; !bytes.Equal(out, want) {
+		t.Fatalf("read %d bytes, not the %d written", len(out), len(want))
+	}
+}
+
+// TestDeadlinesAndClose: deadlines come from the poller as they do for
+// the net package's own calls, and a closed connection says so.
+func TestDeadlinesAndClose(t *testing.T) {
+	a, b := tcpPair(t)
+	rb, _ := Of(b)
+	_ = b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := rb.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v", err)
+	}
+	_ = b.SetReadDeadline(time.Time{})
+
+	// A peer that does not read: the write waits, then times out with
+	// what it wrote so far accounted for.
+	_ = a.SetWriteBuffer(16 << 10)
+	_ = b.SetReadBuffer(16 << 10)
+	wa, _ := Of(a)
+	_ = a.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	v := net.Buffers{pattern(8 << 20)}
+	n, err := wa.Writev(&v)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n == 0 || n >= 8<<20 || int64(len(v[0]))+n != 8<<20 {
+		t.Fatalf("Writev to a stalled peer = %d, %v (%d left)", n, err, len(v[0]))
+	}
+
+	b.Close()
+	if _, err := rb.Read(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after Close: %v", err)
+	}
+}
+
+// TestSeqpacket: on a SEQPACKET socket a Write is one message and a Read
+// returns one.
+func TestSeqpacket(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Skip(err)
+	}
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "seqpacket")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.(*net.UnixConn)
+	}
+	a, b := conn(fds[0]), conn(fds[1])
+	wa, _ := Of(a)
+	rb, _ := Of(b)
+	msgs := []string{"H", "frame 1", "ack cam 7"}
+	for _, m := range msgs {
+		if _, err := wa.Write([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 64)
+	for _, m := range msgs {
+		n, err := rb.Read(buf)
+		if err != nil || string(buf[:n]) != m {
+			t.Fatalf("Read = %q, %v; want %q", buf[:n], err, m)
+		}
+	}
+	a.Close()
+	if _, err := rb.Read(buf); err != io.EOF {
+		t.Fatalf("read after the peer closed: %v, want io.EOF", err)
+	}
+}
