@@ -34,7 +34,7 @@ func main() {
 		go2rtc  = flag.String("go2rtc", os.Getenv("GO2RTC"), "a go2rtc binary to measure beside camd (optional)")
 		counts  = flag.String("viewers", "1,50,200,500,1000", "viewer counts to measure")
 		window  = flag.Duration("window", 10*time.Second, "how long each measurement records")
-		repeat  = flag.Int("repeat", 3, "runs of each MJPEG measurement, camd's and go2rtc's in turn; the report gives their medians")
+		repeat  = flag.Int("repeat", 3, "runs of each measurement, taking turns (camd's and go2rtc's; WebRTC's viewer counts); the report gives their medians")
 		warmup  = flag.Duration("warmup", 3*time.Second, "how long viewers run before recording")
 		fps     = flag.Int("fps", 30, "the source's frame rate")
 		size    = flag.Int("frame-bytes", 37000, "the source's frame size, about")
@@ -71,7 +71,7 @@ func main() {
 	}
 	var err error
 	if *rtc {
-		err = (&webrtcBench{bin: *bin, counts: ns, window: *window, warmup: *warmup, udpPort: *udpPort}).run(ctx, w)
+		err = (&webrtcBench{bin: *bin, counts: ns, window: *window, warmup: *warmup, udpPort: *udpPort, repeat: max(1, *repeat)}).run(ctx, w)
 	} else {
 		err = (&bench{repeat: max(1, *repeat), trickle: *trickle, bin: *bin, go2rtc: *go2rtc, counts: ns, window: *window, warmup: *warmup, fps: *fps, frameBytes: *size}).run(ctx, w)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,13 +31,15 @@ type webrtcBench struct {
 	window, warmup time.Duration
 	// udpPort, when set, is ice.udp_ports: every viewer on one socket.
 	udpPort int
+	repeat  int // runs per viewer count; the report has their medians
 	rows    []webrtcRow
 }
 
 // webrtcRow is one measurement at a viewer count.
 type webrtcRow struct {
 	viewers  int
-	plugin   float64 // the plugin's CPU, in cores
+	plugin   float64   // the plugin's CPU, in cores (the median run's)
+	runs     []float64 // each run's plugin CPU
 	camd     float64 // camd's own, in cores
 	rss      int64   // the plugin's, with n viewers
 	minFPS   float64 // of the slowest viewer
@@ -50,13 +54,22 @@ func (b *webrtcBench) run(ctx context.Context, w io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	load0 := loadavg()
-	for _, n := range b.counts {
-		fmt.Fprintf(os.Stderr, "bench: webrtc, %d viewers\n", n)
-		r, err := b.measure(ctx, dir, n)
-		if err != nil {
-			return fmt.Errorf("webrtc, %d viewers: %w", n, err)
+	// The counts take turns, each run on a fresh camd, so that a noisy
+	// stretch of a shared machine falls on one run of several counts
+	// rather than on every run of one.
+	runs := make([][]webrtcRow, len(b.counts))
+	for rep := 1; rep <= b.repeat; rep++ {
+		for i, n := range b.counts {
+			fmt.Fprintf(os.Stderr, "bench: webrtc run %d of %d, %d viewers\n", rep, b.repeat, n)
+			r, err := b.measure(ctx, dir, n)
+			if err != nil {
+				return fmt.Errorf("webrtc, %d viewers: %w", n, err)
+			}
+			runs[i] = append(runs[i], r)
 		}
-		b.rows = append(b.rows, r)
+	}
+	for _, rs := range runs {
+		b.rows = append(b.rows, medianWebRTC(rs))
 	}
 	b.report(w, load0, loadavg())
 	return nil
@@ -342,12 +355,30 @@ func (v *rtcViewer) dial(ctx context.Context, api *webrtc.API, url string) error
 	return pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)})
 }
 
+// medianWebRTC is the run with the median plugin CPU, with its memory
+// and frame rate replaced by their own medians.
+func medianWebRTC(rs []webrtcRow) webrtcRow {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b webrtcRow) int { return cmp.Compare(a.plugin, b.plugin) })
+	out := s[(len(s)-1)/2]
+	rss := make([]int64, len(rs))
+	fps := make([]float64, len(rs))
+	out.runs = nil
+	for i, r := range rs {
+		rss[i], fps[i] = r.rss, r.minFPS
+		out.runs = append(out.runs, r.plugin)
+	}
+	out.rss, out.minFPS = median(rss), median(fps)
+	return out
+}
+
 func (b *webrtcBench) report(w io.Writer, load0, load1 string) {
 	fmt.Fprintf(w, "camd WebRTC benchmark: one sim camera, 640x480 at 30 fps, H.264 at the default 1,500 kbps, pion WHEP viewers on loopback%s, %s windows\n\n",
 		map[bool]string{true: fmt.Sprintf(" (one UDP port, %d)", b.udpPort), false: ""}[b.udpPort > 0], b.window)
 	fmt.Fprintf(w, "Machine: %s. Load average before %s, after %s. %s.\n\n", machine(), load0, load1, time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintln(w, "| viewers | plugin CPU % of a core | ÷ one viewer's | camd CPU % | plugin RSS MB | KB per viewer | slowest viewer fps | all joined in |")
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(w, "Each figure is the median of %d runs, the viewer counts taking turns, each on a fresh camd.\n\n", b.repeat)
+	fmt.Fprintln(w, "| viewers | plugin CPU % of a core | each run's | ÷ one viewer's | camd CPU % | plugin RSS MB | KB per viewer | slowest viewer fps | all joined in |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var one *webrtcRow
 	for i, r := range b.rows {
 		if r.viewers == 1 {
@@ -362,7 +393,11 @@ func (b *webrtcBench) report(w io.Writer, load0, load1 string) {
 				per = fmt.Sprintf("%.0f", float64(r.rss-one.rss)/float64(r.viewers-1)/1024)
 			}
 		}
-		fmt.Fprintf(w, "| %d | %.1f | %s | %.1f | %.1f | %s | %.1f | %s |\n", r.viewers, 100*r.plugin, ratio, 100*r.camd,
+		each := make([]string, len(r.runs))
+		for i, x := range r.runs {
+			each[i] = fmt.Sprintf("%.1f", 100*x)
+		}
+		fmt.Fprintf(w, "| %d | %.1f | %s | %s | %.1f | %.1f | %s | %.1f | %s |\n", r.viewers, 100*r.plugin, strings.Join(each, " / "), ratio, 100*r.camd,
 			float64(r.rss)/1e6, per, r.minFPS, r.joinedIn.Round(10*time.Millisecond))
 	}
 	fmt.Fprintln(w)

@@ -42,6 +42,7 @@ type batchStats struct {
 	Packets atomic.Uint64 // sent in batches
 	Calls   atomic.Uint64 // system calls that sent them
 	Dropped atomic.Uint64 // refused by the kernel (a bad address)
+	GSO     atomic.Uint64 // of Packets, sent as segments of one larger message (UDP GSO)
 }
 
 // batchStatus is the batch's part of Status.
@@ -49,13 +50,14 @@ type batchStatus struct {
 	Packets uint64 `json:"packets"`
 	Calls   uint64 `json:"calls"`
 	Dropped uint64 `json:"dropped"`
+	GSO     uint64 `json:"gso_segments"`
 }
 
 func (b *sendBatch) status() batchStatus {
 	if b == nil {
 		return batchStatus{}
 	}
-	return batchStatus{Packets: b.stats.Packets.Load(), Calls: b.stats.Calls.Load(), Dropped: b.stats.Dropped.Load()}
+	return batchStatus{Packets: b.stats.Packets.Load(), Calls: b.stats.Calls.Load(), Dropped: b.stats.Dropped.Load(), GSO: b.stats.GSO.Load()}
 }
 
 // hold starts queueing writes; release ends the hold and sends what was
