@@ -40,10 +40,10 @@ type webrtcRow struct {
 	viewers  int
 	plugin   float64   // the plugin's CPU, in cores (the median run's)
 	runs     []float64 // each run's plugin CPU
-	camd     float64 // camd's own, in cores
-	rss      int64   // the plugin's, with n viewers
-	minFPS   float64 // of the slowest viewer
-	frames   int     // delivered to all viewers in the window
+	camd     float64   // camd's own, in cores
+	rss      int64     // the plugin's, with n viewers
+	minFPS   float64   // of the slowest viewer
+	frames   int       // delivered to all viewers in the window
 	joinedIn time.Duration
 }
 
