@@ -79,7 +79,9 @@ func (s *shmFrames) run(out Output, log *slog.Logger) error {
 	for {
 		n, err := s.rio.Read(buf)
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			// camd closing its end with acks it has not read (it reads
+			// them lazily) is a reset, not a failure.
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) {
 				return nil
 			}
 			return fmt.Errorf("frame socket: %w", err)
