@@ -41,14 +41,7 @@ func (b *bench) report(w io.Writer, load0, load1 string) {
 		fmt.Fprintf(w, "Plugin hop: camd's p99 with one viewer is %.2f ms, %+.2f ms against a direct read of the source (%.2f ms).\n\n", one.p99, one.p99-b.direct.p99, b.direct.p99)
 	}
 
-	fmt.Fprintln(w, "Targets (issue 13):")
-	check := func(ok bool, format string, args ...any) {
-		mark := "MISS"
-		if ok {
-			mark = "ok  "
-		}
-		fmt.Fprintf(w, "- %s "+format+"\n", append([]any{mark}, args...)...)
-	}
+	check := targets(w)
 	if b.haveIdle {
 		check(ms(b.idle.cpuPer) <= 0.25, "fixed cost %.3f ms per frame (≤ 0.25)", ms(b.idle.cpuPer))
 	}
@@ -101,4 +94,17 @@ func spread(ds []time.Duration, unit func(time.Duration) float64, format string)
 		parts[i] = fmt.Sprintf(format, unit(d))
 	}
 	return strings.Join(parts, " / ")
+}
+
+// targets prints the heading of the targets' list and returns what
+// prints one target, met or missed.
+func targets(w io.Writer) func(ok bool, format string, args ...any) {
+	fmt.Fprintln(w, "Targets (issue 13):")
+	return func(ok bool, format string, args ...any) {
+		mark := "MISS"
+		if ok {
+			mark = "ok  "
+		}
+		fmt.Fprintf(w, "- %s "+format+"\n", append([]any{mark}, args...)...)
+	}
 }

@@ -406,14 +406,7 @@ func (b *webrtcBench) report(w io.Writer, load0, load1 string) {
 	if one == nil {
 		return
 	}
-	fmt.Fprintln(w, "Targets (issue 13):")
-	check := func(ok bool, format string, args ...any) {
-		mark := "MISS"
-		if ok {
-			mark = "ok  "
-		}
-		fmt.Fprintf(w, "- %s "+format+"\n", append([]any{mark}, args...)...)
-	}
+	check := targets(w)
 	check(one.plugin <= 0.10, "one viewer: the plugin uses %.1f %% of a core (encoder ≤ 10 %%)", 100*one.plugin)
 	for _, r := range b.rows {
 		if r.viewers == 50 {

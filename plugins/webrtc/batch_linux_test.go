@@ -10,14 +10,7 @@ import (
 // equal-sized packets leaves as one message and arrives as the packets.
 func TestSendBatchGSO(t *testing.T) {
 	r := receiver(t, "udp4", "127.0.0.1:0")
-	batch := &sendBatch{}
-	n, _ := newBatchNet(batch)
-	uc, err := n.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := uc.(*batchConn)
-	defer conn.Close()
+	batch, conn := batchSocket(t, "udp4", "127.0.0.1:0")
 	to := r.LocalAddr().(*net.UDPAddr).AddrPort()
 	batch.hold()
 	for i := range 4 { // 1200, 1200, 1200, 700: one message

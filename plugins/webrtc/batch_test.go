@@ -46,6 +46,23 @@ func readN(c *net.UDPConn, n int) ([][]byte, error) {
 
 // packet is destination dst's packet i, sized as a frame's are: equal
 // but for a shorter one that ends a run, and a longer one after.
+// batchSocket returns a batch and a UDP socket of its, bound to local.
+func batchSocket(t *testing.T, network, local string) (*sendBatch, *batchConn) {
+	t.Helper()
+	batch := &sendBatch{}
+	n, err := newBatchNet(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := n.ListenUDP(network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(local)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := uc.(*batchConn)
+	t.Cleanup(func() { conn.Close() })
+	return batch, conn
+}
+
 func packet(dst, i int) []byte {
 	sizes := []int{1200, 1200, 1200, 700, 1200, 1300}
 	b := bytes.Repeat([]byte{'.'}, sizes[i%len(sizes)])
@@ -64,17 +81,7 @@ func TestSendBatch(t *testing.T) {
 	} {
 		t.Run(tc.network, func(t *testing.T) {
 			a, b := receiver(t, tc.network, tc.peer), receiver(t, tc.network, tc.peer)
-			batch := &sendBatch{}
-			n, err := newBatchNet(batch)
-			if err != nil {
-				t.Fatal(err)
-			}
-			uc, err := n.ListenUDP(tc.network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.local)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			conn := uc.(*batchConn)
-			defer conn.Close()
+			batch, conn := batchSocket(t, tc.network, tc.local)
 			to := []netip.AddrPort{a.LocalAddr().(*net.UDPAddr).AddrPort(), b.LocalAddr().(*net.UDPAddr).AddrPort()}
 			refused := netip.AddrPortFrom(to[0].Addr(), 0) // port 0: EINVAL
 
@@ -130,14 +137,7 @@ func TestSendBatchBounded(t *testing.T) {
 	r := receiver(t, "udp4", "127.0.0.1:0")
 	// Room in the receiver for everything sent before it reads.
 	_ = r.SetReadBuffer(4 << 20)
-	batch := &sendBatch{}
-	n, _ := newBatchNet(batch)
-	uc, err := n.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := uc.(*batchConn)
-	defer conn.Close()
+	batch, conn := batchSocket(t, "udp4", "127.0.0.1:0")
 	to := r.LocalAddr().(*net.UDPAddr).AddrPort()
 	total := 3*batchPackets + 7
 	type result struct {
