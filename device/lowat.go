@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
 
 	"github.com/camd/camd/internal/rawio"
 )
@@ -104,13 +103,8 @@ func (c *lowatConn) setLocked(n int) {
 	if n == c.mark {
 		return
 	}
-	v := int32(n)
-	var errno syscall.Errno
-	if err := c.raw.Control(func(fd uintptr) {
-		// Raw, as in read: setsockopt cannot block.
-		_, _, errno = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT,
-			uintptr(unsafe.Pointer(&v)), unsafe.Sizeof(v), 0)
-	}); err != nil || errno != 0 {
+	var serr error
+	if err := c.raw.Control(func(fd uintptr) { serr = setRcvlowat(fd, n) }); err != nil || serr != nil {
 		return // a closed connection: the read reports it
 	}
 	c.mark = n
