@@ -158,6 +158,9 @@ type queued struct {
 
 // WriteToAddrPort queues p for to while the batch is held, else sends it.
 func (c *batchConn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
+	if len(p) == 0 || !to.IsValid() || (to.Addr().Is6() && !to.Addr().Is4In6() && c.LocalAddr().(*net.UDPAddr).IP.To4() != nil) {
+		return c.UDPConn.WriteToUDPAddrPort(p, to) // what a batch cannot hold: the kernel's error, not a panic at flush
+	}
 	b := c.batch
 	b.mu.Lock()
 	if b.held == 0 {
