@@ -38,7 +38,6 @@ type row struct {
 	perViewer int64         // bytes of RSS per viewer above the relay at rest
 	delivered int
 	unstamped int
-	runs      int             // measurements the figures are the medians of
 	cpuRuns   []time.Duration // each run's CPU per frame, for the spread
 }
 
@@ -264,7 +263,6 @@ func medianRow(rs []row) row {
 	out.minFPS = pick(func(r row) float64 { return r.minFPS })
 	out.rss = int64(pick(func(r row) float64 { return float64(r.rss) }))
 	out.perViewer = int64(pick(func(r row) float64 { return float64(r.perViewer) }))
-	out.runs = len(rs)
 	for _, r := range rs {
 		out.cpuRuns = append(out.cpuRuns, r.cpuPer)
 	}

@@ -43,7 +43,6 @@ type webrtcRow struct {
 	camd     float64   // camd's own, in cores
 	rss      int64     // the plugin's, with n viewers
 	minFPS   float64   // of the slowest viewer
-	frames   int       // delivered to all viewers in the window
 	joinedIn time.Duration
 }
 
@@ -114,7 +113,6 @@ func (b *webrtcBench) measure(ctx context.Context, dir string, n int) (webrtcRow
 	minFrames := -1
 	for _, v := range vs.vs {
 		f := int(v.counted.Load())
-		out.frames += f
 		if minFrames < 0 || f < minFrames {
 			minFrames = f
 		}

@@ -25,9 +25,9 @@ import (
 const maxIov = 8
 
 // Conn reads and writes one socket. Reads may run beside writes; reads
-// (and writes) are serialised with each other. It allocates nothing per
-// call: the calls' arguments live in the Conn, and the functions handed
-// to the poller are made once.
+// (and writes) are serialised with each other. The functions handed to
+// the poller are made once, with the calls' arguments in the Conn; the
+// caller's buffers escape to the heap, as they do for the net package.
 type Conn struct {
 	rc syscall.RawConn
 
