@@ -38,12 +38,13 @@ type Conn struct {
 	rwait bool // read waits for data; else one attempt
 	readf func(fd uintptr) bool
 
-	wmu    sync.Mutex
-	iov    [maxIov]syscall.Iovec
-	niov   int
-	wn     int
-	werr   syscall.Errno
-	writef func(fd uintptr) bool
+	wmu       sync.Mutex
+	iov       [maxIov]syscall.Iovec
+	niov      int
+	wn        int
+	werr      syscall.Errno
+	writef    func(fd uintptr) bool
+	tryWritef func(fd uintptr)
 }
 
 // New returns a Conn on the socket behind rc, which must be non-blocking
@@ -52,6 +53,10 @@ func New(rc syscall.RawConn) *Conn {
 	c := &Conn{rc: rc}
 	c.readf = c.read
 	c.writef = c.writev
+	c.tryWritef = func(fd uintptr) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), uintptr(c.niov))
+		c.wn, c.werr = int(r), e
+	}
 	return c
 }
 
@@ -166,6 +171,50 @@ func (c *Conn) Writev(v *net.Buffers) (int64, error) {
 			return total, os.NewSyscallError("writev", c.werr)
 		}
 		total += int64(c.wn)
+		consume(v, c.wn)
+	}
+}
+
+// TryWritev writes what of the buffers the socket takes now, with one
+// writev(2) per maxIov buffers and without waiting: done is true when all
+// were written. Like Writev it consumes v. It goes around the poller
+// (syscall.RawConn.Control), so a write deadline set for Writev does not
+// apply and a full socket is no error, only done false: for a caller that
+// writes to many sockets and leaves the rest of a slow one to Writev.
+func (c *Conn) TryWritev(v *net.Buffers) (n int64, done bool, err error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	defer clear(c.iov[:])
+	for {
+		k := 0
+		for _, b := range *v {
+			if k == maxIov {
+				break
+			}
+			if len(b) > 0 {
+				c.iov[k].Base = &b[0]
+				c.iov[k].SetLen(len(b))
+				k++
+			}
+		}
+		if k == 0 {
+			*v = (*v)[len(*v):]
+			return n, true, nil
+		}
+		c.niov = k
+		if err := c.rc.Control(c.tryWritef); err != nil {
+			return n, false, err // closed
+		}
+		switch c.werr {
+		case 0:
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return n, false, nil
+		default:
+			return n, false, os.NewSyscallError("writev", c.werr)
+		}
+		n += int64(c.wn)
 		consume(v, c.wn)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -73,6 +74,62 @@ func TestWritevAndRead(t *testing.T) {
 	a.CloseWrite()
 	if out := <-got; !bytes.Equal(out, want) {
 		t.Fatalf("read %d bytes, not the %d written", len(out), len(want))
+	}
+}
+
+// TestTryWritev: TryWritev writes what the socket takes and returns when
+// it is full, without an error and whatever the write deadline, leaving
+// the rest in the buffers; Writev then finishes them and the reader gets
+// every byte in order. On a closed connection it fails.
+func TestTryWritev(t *testing.T) {
+	a, b := tcpPair(t)
+	_ = a.SetWriteBuffer(16 << 10)
+	_ = b.SetReadBuffer(16 << 10)
+	wa, _ := Of(a)
+	rb, _ := Of(b)
+	_ = a.SetWriteDeadline(time.Now().Add(-time.Second)) // past: Writev would fail at once
+
+	small := net.Buffers{[]byte("head\r\n"), nil, pattern(1000), []byte("\r\n")}
+	if n, done, err := wa.TryWritev(&small); n != 1008 || !done || err != nil || len(small) != 0 {
+		t.Fatalf("TryWritev of 1,008 bytes = %d, %v, %v, %d buffers left; want all written", n, done, err, len(small))
+	}
+	parts := [][]byte{pattern(100), pattern(4 << 20), []byte("\r\n--frame\r\n")}
+	want := append(append(append([]byte("head\r\n"), pattern(1000)...), "\r\n"...), bytes.Join(parts, nil)...)
+	v := net.Buffers(slices.Clone(parts))
+	n, done, err := wa.TryWritev(&v)
+	left := 0
+	for _, p := range v {
+		left += len(p)
+	}
+	if done || err != nil || n == 0 || int(n)+left != len(want)-1008 {
+		t.Fatalf("TryWritev of 4 MB to an unread socket = %d, %v, %v with %d left; want part of it written, no error", n, done, err, left)
+	}
+
+	got := make(chan []byte)
+	go func() {
+		var out []byte
+		buf := make([]byte, 64<<10)
+		for len(out) < len(want) {
+			n, err := rb.Read(buf)
+			out = append(out, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		got <- out
+	}()
+	_ = a.SetWriteDeadline(time.Time{})
+	if _, err := wa.Writev(&v); err != nil || len(v) != 0 {
+		t.Fatalf("Writev of the rest: %v, %d buffers left", err, len(v))
+	}
+	if out := <-got; !bytes.Equal(out, want) {
+		t.Fatalf("read %d bytes, not the %d written", len(out), len(want))
+	}
+
+	a.Close()
+	v = net.Buffers{[]byte("late")}
+	if _, done, err := wa.TryWritev(&v); done || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("TryWritev after Close = %v, %v; want net.ErrClosed", done, err)
 	}
 }
 

@@ -57,8 +57,8 @@ type feed struct {
 	// latest is the newest part, nil before the first frame. Read
 	// without locking by every viewer when woken; replaced by publish.
 	latest atomic.Pointer[part]
-	// wakers wake the feed's viewers when a part is published.
-	wakers wakers
+	// fanout sends each published part to the feed's viewers.
+	fanout fanout
 	// removed ends when the camera is removed from the output: its viewers'
 	// streams end then.
 	removed context.Context
@@ -76,44 +76,10 @@ func newFeed() *feed {
 	return f
 }
 
-// publish makes p the feed's latest part and wakes every viewer.
+// publish makes p the feed's latest part and sends it to the viewers.
 func (f *feed) publish(p *part) {
 	f.latest.Store(p)
-	f.wakers.wakeAll()
-}
-
-// wakers are the wake-up channels of a feed's viewers, each with room
-// for one signal: a viewer busy writing when a part is published finds
-// the signal when it next waits. Each viewer waits on a channel of its
-// own, so a thousand waking at once do not contend for one (as they
-// would for a shared channel closed per part, or a sync.Cond's lock).
-type wakers struct {
-	mu  sync.Mutex
-	all []chan struct{}
-}
-
-func (w *wakers) add(ch chan struct{}) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.all = append(w.all, ch)
-}
-
-func (w *wakers) remove(ch chan struct{}) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if i := slices.Index(w.all, ch); i >= 0 {
-		last := len(w.all) - 1
-		w.all[i], w.all[last] = w.all[last], nil
-		w.all = w.all[:last]
-	}
-}
-
-func (w *wakers) wakeAll() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, ch := range w.all {
-		wakeUp(ch)
-	}
+	f.fanout.publish(p)
 }
 
 // wakeUp leaves a wake-up in ch (capacity 1) unless one is waiting there.

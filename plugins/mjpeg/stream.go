@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -103,6 +104,16 @@ type viewer struct {
 	camera string
 	remote string
 	minGap time.Duration
+
+	wake chan struct{} // a part was published, or the stream ends
+	// direct is the connection the fan-out may write to itself; nil
+	// when only the viewer's goroutine writes (TLS, HTTP/2, ?fps=).
+	direct *connWriter
+	// state says who writes to the connection now (see fanout); the
+	// fields below belong to that writer.
+	state      atomic.Int32
+	last       *part // the part sent last, or being sent
+	handoffErr error // why the fan-out could not write, on a hand-over
 }
 
 // serveConn streams to a connection taken over from net/http until ctx
@@ -182,36 +193,57 @@ type partWriter interface {
 // stream sends the feed's newest frame whenever the viewer is ready for
 // one, until ctx ends or a write fails: a slow viewer skips frames, never
 // holds up the others, and has at most the frame it is writing in flight.
+// Where it can, the fan-out writes the parts (see fanout); this goroutine
+// writes those it cannot, and the rest of a part the socket did not take
+// at once.
 func (v *viewer) stream(ctx context.Context, out partWriter) {
 	timeout := time.Duration(v.m.cfg.WriteTimeout)
-	wake := make(chan struct{}, 1)
-	v.fd.wakers.add(wake)
-	defer v.fd.wakers.remove(wake)
-	defer context.AfterFunc(ctx, func() { wakeUp(wake) })()
-	var (
-		last *part
-		gap  *time.Timer // for minGap
-	)
+	v.wake = make(chan struct{}, 1)
+	if cw, ok := out.(*connWriter); ok && cw.rio != nil && v.minGap == 0 {
+		v.direct = cw
+	}
+	v.fd.fanout.add(v)
+	defer v.fd.fanout.remove(v)
+	defer context.AfterFunc(ctx, func() { wakeUp(v.wake) })()
+	var gap *time.Timer // for minGap
 	for ctx.Err() == nil {
+		switch {
+		case v.state.Load() == handedOver:
+			// The fan-out began a part the socket did not take whole.
+			v.state.Store(streaming)
+			err := v.handoffErr
+			if err == nil {
+				err = v.direct.finish(time.Now().Add(timeout))
+			}
+			if err != nil {
+				v.m.dropped(err, v.remote, v.camera)
+				return
+			}
+			v.fd.sent.Add(1)
+		case !v.state.CompareAndSwap(idle, streaming):
+			<-v.wake // the fan-out writes; it wakes us if it needs us
+			continue
+		}
 		// Wait for a part newer than the last one sent. The first must be
 		// fresh: an old one is left over from before nobody watched (camd
 		// sends no frames then), and the viewer waits for the next, which
 		// its arrival asked for.
 		p := v.fd.latest.Load()
-		if p == nil || p == last || (last == nil && time.Since(p.arrived) > staleFirst) {
-			<-wake
+		if p == nil || p == v.last || (v.last == nil && time.Since(p.arrived) > staleFirst) {
+			// A part published from here on finds the viewer idle and
+			// is written by the fan-out, or finds it streaming and
+			// leaves a wake-up.
+			v.state.Store(idle)
+			<-v.wake
 			continue
 		}
-		// Placeholders are numbered by camd, not the camera: only gaps
-		// between camera frames are frames this viewer skipped.
-		if last != nil && !last.placeholder && !p.placeholder && p.seq > last.seq+1 {
-			v.fd.skipped.Add(p.seq - last.seq - 1)
-		}
-		last = p
+		v.next(p)
 		start := time.Now()
 		// The deadline covers the whole part: a viewer that stops reading
 		// is dropped after write_timeout instead of pinning a goroutine.
-		if err := out.writePart(p, start.Add(timeout)); err != nil {
+		err := out.writePart(p, start.Add(timeout))
+		v.state.Store(idle)
+		if err != nil {
 			v.m.dropped(err, v.remote, v.camera)
 			return
 		}
@@ -235,58 +267,74 @@ func (v *viewer) stream(ctx context.Context, out partWriter) {
 	}
 }
 
-// buffersWriter is a connection wrapper that hands a net.Buffers to the
-// connection it wraps, so that the buffers still go out in one writev:
-// net.Buffers.WriteTo uses writev only on the net package's own
-// connections, and through any other io.Writer makes a Write per buffer.
-type buffersWriter interface {
-	WriteBuffers(v *net.Buffers) (int64, error)
+// next makes p the part being sent, counting the frames skipped since
+// the last one. Placeholders are numbered by camd, not the camera: only
+// gaps between camera frames are frames this viewer skipped.
+func (v *viewer) next(p *part) {
+	if v.last != nil && !v.last.placeholder && !p.placeholder && p.seq > v.last.seq+1 {
+		v.fd.skipped.Add(p.seq - v.last.seq - 1)
+	}
+	v.last = p
 }
 
 // connWriter writes parts to a connection taken over from net/http. On
 // TCP each part is one writev of the part's header, the frame and the
-// boundary, shared with every other viewer and never copied; on TLS (whose
-// records are sealed one write at a time) the three are written in turn.
+// boundary, shared with every other viewer and never copied, made with a
+// raw system call (rawio): with a thousand viewers each part is a
+// thousand of them, and through the scheduler the long ones had their
+// thread handed over. TLS (whose records are sealed one write at a time)
+// has no descriptor to offer, and gets a write per buffer.
 type connWriter struct {
-	conn   net.Conn
-	writev func(*net.Buffers) (int64, error)
-	// vectored says a part is one writev; false on TLS and unknown
-	// connections, which get a write per buffer.
-	vectored bool
-	iov      [3][]byte   // the part being written
-	bufs     net.Buffers // over iov; writing consumes it
+	conn net.Conn
+	rio  *rawio.Conn // nil: not a plain socket
+	iov  [3][]byte   // the part being written
+	bufs net.Buffers // what is left of it; writing consumes it
 }
 
 func newConnWriter(conn net.Conn) *connWriter {
-	c := &connWriter{conn: conn, vectored: true}
-	switch u := conn.(type) {
-	case buffersWriter:
-		c.writev = u.WriteBuffers
-		return c
-	case syscall.Conn:
-		// TCP, as it is or through the SDK's connection counting, which
-		// passes its descriptor on. The writev is a raw system call
-		// (rawio): with a thousand viewers each part is a thousand of
-		// them, and through the scheduler the long ones had their thread
-		// handed over. TLS has no descriptor to offer, so it is never
-		// bypassed.
-		if rio, err := rawio.Of(u); err == nil {
-			c.writev = rio.Writev
-			return c
+	c := &connWriter{conn: conn}
+	// TCP, as it is or through the SDK's connection counting, which
+	// passes its descriptor on.
+	if sc, ok := conn.(syscall.Conn); ok {
+		if rio, err := rawio.Of(sc); err == nil {
+			c.rio = rio
 		}
 	}
-	c.writev = func(v *net.Buffers) (int64, error) { return v.WriteTo(conn) }
-	c.vectored = false
 	return c
 }
 
+// vectored reports whether a part is one writev.
+func (c *connWriter) vectored() bool { return c.rio != nil }
+
 func (c *connWriter) writePart(p *part, deadline time.Time) error {
+	c.begin(p)
+	return c.finish(deadline)
+}
+
+// begin makes p the part to write.
+func (c *connWriter) begin(p *part) {
+	c.iov = [3][]byte{p.head, p.jpeg, crlfBoundary}
+	c.bufs = c.iov[:]
+}
+
+// try writes what the socket takes of the part now, without waiting;
+// done when it took all of it. Only for a vectored writer.
+func (c *connWriter) try() (done bool, err error) {
+	_, done, err = c.rio.TryWritev(&c.bufs)
+	return done, err
+}
+
+// finish writes the rest of the part, waiting while the socket is full
+// until deadline.
+func (c *connWriter) finish(deadline time.Time) error {
 	if err := c.conn.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
-	c.iov = [3][]byte{p.head, p.jpeg, crlfBoundary}
-	c.bufs = c.iov[:]
-	_, err := c.writev(&c.bufs)
+	if c.rio != nil {
+		_, err := c.rio.Writev(&c.bufs)
+		return err
+	}
+	_, err := c.bufs.WriteTo(c.conn)
 	return err
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -22,14 +23,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/camd/camd/sdk"
 )
 
-// countingConn counts what is written to a TCP connection: Write calls
-// and WriteBuffers calls, each of which is one writev.
+// countingConn counts what is written to a TCP connection: Write calls,
+// and the writev system calls made through its descriptor (the raw
+// writes of rawio).
 type countingConn struct {
 	*net.TCPConn
 	writes, writevs atomic.Int64
@@ -40,9 +43,24 @@ func (c *countingConn) Write(b []byte) (int, error) {
 	return c.TCPConn.Write(b)
 }
 
-func (c *countingConn) WriteBuffers(v *net.Buffers) (int64, error) {
-	c.writevs.Add(1)
-	return v.WriteTo(c.TCPConn)
+func (c *countingConn) SyscallConn() (syscall.RawConn, error) {
+	rc, err := c.TCPConn.SyscallConn()
+	return countingRawConn{rc, &c.writevs}, err
+}
+
+// countingRawConn counts the system calls made through Write and Control:
+// each call of the function handed to them is one.
+type countingRawConn struct {
+	syscall.RawConn
+	calls *atomic.Int64
+}
+
+func (c countingRawConn) Write(f func(fd uintptr) bool) error {
+	return c.RawConn.Write(func(fd uintptr) bool { c.calls.Add(1); return f(fd) })
+}
+
+func (c countingRawConn) Control(f func(fd uintptr)) error {
+	return c.RawConn.Control(func(fd uintptr) { c.calls.Add(1); f(fd) })
 }
 
 // countingListener hands out countingConns and remembers them.
@@ -196,7 +214,7 @@ func TestVectoredUnderSDK(t *testing.T) {
 					return
 				}
 				defer conn.Close()
-				fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n%v", newConnWriter(conn).vectored)
+				fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n%v", newConnWriter(conn).vectored())
 			}))
 			defer h.Shutdown(t.Context())
 			resp, err := insecureClient().Get(h.URL("/"))
@@ -370,4 +388,73 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
 		}
 	}
 	return certFile, keyFile
+}
+
+// A viewer slower than the camera gets whole parts, in order, and skips
+// frames: the fan-out writes what its socket takes and its goroutine the
+// rest, and neither starts a part while the other is in one. The parts
+// are larger than the socket buffers so most are handed over.
+func TestSlowViewerGetsWholeParts(t *testing.T) {
+	m := bare(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: m.Handler()}
+	go srv.Serve(ln)
+	defer srv.Close()
+	defer m.streams.stop()
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(16 << 10)
+	_ = conn.SetReadDeadline(time.Now().Add(time.Minute)) // a broken stream fails, not hangs
+	fmt.Fprintf(conn, "GET /cameras/cam/stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(slowReader{conn}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := multipart.NewReader(resp.Body, Boundary)
+
+	const frames, size = 60, 256 << 10
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for seq := uint64(1); seq <= frames; seq++ {
+			m.HandleFrame(sdk.Frame{Camera: "cam", Seq: seq, Captured: time.Now(), JPEG: bytes.Repeat([]byte{byte(seq)}, size)})
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	var last uint64
+	for last < frames {
+		p, err := mr.NextPart()
+		if err != nil {
+			t.Fatalf("after frame %d: %v", last, err)
+		}
+		body, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, _ := strconv.ParseUint(p.Header.Get("X-Frame-Seq"), 10, 64)
+		if seq <= last || len(body) != size || !bytes.Equal(body, bytes.Repeat([]byte{byte(seq)}, size)) {
+			t.Fatalf("after frame %d: frame %d with %d bytes, want a later frame's %d bytes, all its own", last, seq, len(body), size)
+		}
+		last = seq
+	}
+	<-done
+	fd, _ := m.feed("cam")
+	if fd.skipped.Load() == 0 {
+		t.Errorf("the slow viewer skipped no frame")
+	}
+}
+
+// slowReader reads at most 16 KB at a time, a millisecond apart.
+type slowReader struct{ r io.Reader }
+
+func (s slowReader) Read(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	return s.r.Read(p[:min(len(p), 16<<10)])
 }
