@@ -65,6 +65,13 @@ func (l *lowat) expect(n int) {
 	}
 }
 
+// readAhead is how much a lowatConn reads from the socket at once. The
+// HTTP transport above reads in 4 KB (which keeps the bytes it may hold,
+// and so the mark, bounded) and a chunked body's reads stop at each
+// chunk's end: through it alone a frame took four reads. Reading ahead,
+// it takes one, plus the one that finds the socket empty.
+const readAhead = 64 << 10
+
 // lowatConn counts what is read to keep the mark below what is still due.
 type lowatConn struct {
 	net.Conn
@@ -72,27 +79,57 @@ type lowatConn struct {
 	rio *rawio.Conn
 
 	mu   sync.Mutex
-	due  int // bytes still expected; 0: nothing
+	due  int // bytes still expected from the socket; 0: nothing
 	mark int // SO_RCVLOWAT as last set
+	// buf[r:w] was read from the socket and not yet by the caller.
+	// Reads are the one reading goroutine's; mu is for expect.
+	buf  []byte
+	r, w int
 }
 
 func (c *lowatConn) Read(p []byte) (int, error) {
-	n, err := c.read(p)
-	if n > 0 {
-		c.mu.Lock()
-		if c.due > 0 {
-			c.due = max(0, c.due-n)
-			c.setLocked(c.due)
+	c.mu.Lock()
+	buffered := c.w - c.r
+	c.mu.Unlock()
+	if buffered == 0 {
+		if len(p) >= readAhead {
+			n, err := c.read(p)
+			c.got(n, 0, 0)
+			return n, err
 		}
-		c.mu.Unlock()
+		if c.buf == nil {
+			c.buf = make([]byte, readAhead)
+		}
+		n, err := c.read(c.buf)
+		if n == 0 {
+			return 0, err
+		}
+		c.got(n, 0, n)
 	}
-	return n, err
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := copy(p, c.buf[c.r:c.w])
+	c.r += n
+	return n, nil
 }
 
+// got records n bytes read from the socket, of which buf[r:w] are kept.
+func (c *lowatConn) got(n, r, w int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.r, c.w = r, w
+	if n > 0 && c.due > 0 {
+		c.due = max(0, c.due-n)
+		c.setLocked(c.due)
+	}
+}
+
+// expect: n counts bytes the reader holds nowhere, some of which may
+// already sit in buf.
 func (c *lowatConn) expect(n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.due = max(0, n)
+	c.due = max(0, n-(c.w-c.r))
 	c.setLocked(c.due)
 }
 
