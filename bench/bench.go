@@ -24,6 +24,7 @@ type bench struct {
 	direct           row
 	rows             []row
 	idle             idleCost
+	bare             idleCost // a bare read of the source (bare.go)
 	haveIdle, haveGo bool
 }
 
@@ -36,6 +37,7 @@ type row struct {
 	minFPS    float64       // of the slowest viewer
 	rss       int64         // bytes, the relay's processes
 	perViewer int64         // bytes of RSS per viewer above the relay at rest
+	viewerCPU time.Duration // the viewers' CPU (this process) per delivered frame
 	delivered int
 	unstamped int
 	cpuRuns   []time.Duration // each run's CPU per frame, for the spread
@@ -82,7 +84,7 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 	// noise (another guest, a busy host) then falls on both, and the
 	// report's medians leave a bad window out.
 	var directs []row
-	var idles []idleCost
+	var idles, bares []idleCost
 	runs := map[string][]row{} // by relay and viewer count
 	for rep := 1; rep <= b.repeat; rep++ {
 		progress("run %d of %d: direct read of the source, 1 viewer", rep, b.repeat)
@@ -103,6 +105,18 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 			return err
 		}
 		idles = append(idles, idle)
+
+		progress("run %d of %d: bare read of the source, %s", rep, b.repeat, b.window)
+		br, err := startBare(ctx, src.url)
+		if err != nil {
+			return err
+		}
+		bare, err := b.measureBare(ctx, br)
+		br.stop()
+		if err != nil {
+			return err
+		}
+		bares = append(bares, bare)
 
 		for _, n := range b.counts {
 			for _, name := range relays {
@@ -129,6 +143,7 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 	}
 	b.direct = medianRow(directs)
 	b.idle = medianIdle(idles)
+	b.bare = medianIdle(bares)
 	b.haveIdle = true
 	for _, n := range b.counts {
 		for _, name := range relays {
@@ -159,6 +174,7 @@ func (b *bench) measure(ctx context.Context, name string, r *relay, url string, 
 	if r != nil {
 		cpu0 = r.procs.cpu()
 	}
+	self0 := selfCPU()
 	t0 := time.Now()
 	vs.record(true)
 	select {
@@ -167,7 +183,7 @@ func (b *bench) measure(ctx context.Context, name string, r *relay, url string, 
 	case <-time.After(b.window):
 	}
 	vs.record(false)
-	elapsed := time.Since(t0)
+	elapsed, self := time.Since(t0), selfCPU()-self0
 	res := vs.result()
 	out := row{relay: name, viewers: n, p50: res.percentile(50), p99: res.percentile(99),
 		minFPS: float64(res.minFrames) / elapsed.Seconds(), delivered: res.frames, unstamped: res.bad}
@@ -176,6 +192,7 @@ func (b *bench) measure(ctx context.Context, name string, r *relay, url string, 
 		if res.frames > 0 {
 			out.cpuPer = cpu / time.Duration(res.frames)
 		}
+		out.viewerCPU = self / time.Duration(max(1, res.frames))
 		out.rss = r.procs.rss()
 		out.perViewer = max(0, out.rss-restRSS) / int64(n)
 	}
@@ -263,6 +280,7 @@ func medianRow(rs []row) row {
 	out.minFPS = pick(func(r row) float64 { return r.minFPS })
 	out.rss = int64(pick(func(r row) float64 { return float64(r.rss) }))
 	out.perViewer = int64(pick(func(r row) float64 { return float64(r.perViewer) }))
+	out.viewerCPU = time.Duration(pick(func(r row) float64 { return float64(r.viewerCPU) }))
 	for _, r := range rs {
 		out.cpuRuns = append(out.cpuRuns, r.cpuPer)
 	}

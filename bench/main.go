@@ -41,6 +41,7 @@ func main() {
 		outFile = flag.String("o", "", "also write the report (markdown) to this file")
 		trickle = flag.Duration("trickle", 0, "send each frame in 1,460-byte segments spread over this long, as over Wi-Fi (0: at once)")
 		serve   = flag.Bool("serve", false, "only serve the stamped source and print its URL, for profiling by hand")
+		bareURL = flag.String("bare-read", "", "only read this URL's body forever, discarding it (the benchmark's bare reader)")
 		rtc     = flag.Bool("webrtc", false, "measure the webrtc plugin instead: one sim camera, pion WHEP viewers (default -viewers 1,10,50,100)")
 		udpPort = flag.Int("udp-port", 0, "with -webrtc: ice.udp_ports, every viewer on this one UDP port (0: a port per viewer)")
 	)
@@ -58,6 +59,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *bareURL != "" {
+		if err := bareRead(ctx, *bareURL); err != nil {
+			log.Fatalf("bench: bare read: %v", err)
+		}
+		return
+	}
 	if *serve {
 		if err := serveSource(ctx, *fps, *size, *trickle); err != nil {
 			log.Fatalf("bench: %v", err)

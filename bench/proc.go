@@ -51,17 +51,24 @@ func (p procTree) pids() []int {
 func (p procTree) cpu() time.Duration {
 	var total time.Duration
 	for _, pid := range p.pids() {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
-		for _, t := range tasks {
-			b, err := os.ReadFile(t)
-			if err != nil {
-				continue
-			}
-			f := strings.Fields(string(b))
-			if len(f) > 0 {
-				ns, _ := strconv.ParseInt(f[0], 10, 64)
-				total += time.Duration(ns)
-			}
+		total += p.threadsCPU(pid)
+	}
+	return total
+}
+
+// threadsCPU returns the CPU time of pid's threads.
+func (procTree) threadsCPU(pid int) time.Duration {
+	var total time.Duration
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			total += time.Duration(ns)
 		}
 	}
 	return total
