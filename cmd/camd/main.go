@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -34,19 +33,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// gcPercent is camd's GOGC unless the environment sets one. What camd
-// allocates is mostly frames (a 40 KB JPEG 30 times a second per camera),
-// each garbage a moment later, over a live heap of about a megabyte: at
-// Go's default of 100 the heap's 4 MB floor made a collection every two
-// seconds per camera, each a few wake-ups of every thread, a tenth of
-// what a camera nobody watches costs. At 400 it is every ten or so, for
-// about 12 MB more memory.
-const gcPercent = 400
-
 func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
