@@ -145,22 +145,9 @@ func (c *Conn) Writev(v *net.Buffers) (int64, error) {
 	defer clear(c.iov[:]) // hold no buffer past the call
 	var total int64
 	for {
-		n := 0
-		for _, b := range *v {
-			if n == maxIov {
-				break
-			}
-			if len(b) > 0 {
-				c.iov[n].Base = &b[0]
-				c.iov[n].SetLen(len(b))
-				n++
-			}
-		}
-		if n == 0 {
-			*v = (*v)[len(*v):]
+		if !c.load(v) {
 			return total, nil
 		}
-		c.niov = n
 		if err := c.rc.Write(c.writef); err != nil {
 			return total, err
 		}
@@ -186,22 +173,9 @@ func (c *Conn) TryWritev(v *net.Buffers) (n int64, done bool, err error) {
 	defer c.wmu.Unlock()
 	defer clear(c.iov[:])
 	for {
-		k := 0
-		for _, b := range *v {
-			if k == maxIov {
-				break
-			}
-			if len(b) > 0 {
-				c.iov[k].Base = &b[0]
-				c.iov[k].SetLen(len(b))
-				k++
-			}
-		}
-		if k == 0 {
-			*v = (*v)[len(*v):]
+		if !c.load(v) {
 			return n, true, nil
 		}
-		c.niov = k
 		if err := c.rc.Control(c.tryWritef); err != nil {
 			return n, false, err // closed
 		}
@@ -217,6 +191,27 @@ func (c *Conn) TryWritev(v *net.Buffers) (n int64, done bool, err error) {
 		n += int64(c.wn)
 		consume(v, c.wn)
 	}
+}
+
+// load points the iovecs at v's first maxIov non-empty buffers; false
+// when there are none (v is then emptied).
+func (c *Conn) load(v *net.Buffers) bool {
+	c.niov = 0
+	for _, b := range *v {
+		if c.niov == maxIov {
+			break
+		}
+		if len(b) > 0 {
+			c.iov[c.niov].Base = &b[0]
+			c.iov[c.niov].SetLen(len(b))
+			c.niov++
+		}
+	}
+	if c.niov == 0 {
+		*v = (*v)[len(*v):]
+		return false
+	}
+	return true
 }
 
 // consume drops n written bytes from the front of v.
