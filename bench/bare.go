@@ -67,24 +67,8 @@ func startBare(ctx context.Context, src string) (*relay, error) {
 	return &relay{name: "bare read", cmd: cmd, procs: procTree{cmd.Process.Pid}}, nil
 }
 
-// measureBare records a bare reader's CPU per frame; the source is paced,
-// so the frames are the window times the frame rate.
-func (b *bench) measureBare(ctx context.Context, r *relay) (idleCost, error) {
-	time.Sleep(b.warmup)
-	cpu0, t0 := r.procs.cpu(), time.Now()
-	select {
-	case <-ctx.Done():
-		return idleCost{}, ctx.Err()
-	case <-time.After(b.window):
-	}
-	c := idleCost{window: time.Since(t0), cpu: r.procs.cpu() - cpu0, rss: r.procs.rss()}
-	c.frames = uint64(c.window.Seconds()*float64(b.fps) + 0.5)
-	c.cpuPer = c.cpu / time.Duration(c.frames)
-	return c, nil
-}
-
 // selfCPU returns the CPU time this process has used (its threads only):
 // the viewers' and the source's.
 func selfCPU() time.Duration {
-	return procTree{os.Getpid()}.threadsCPU(os.Getpid())
+	return threadsCPU(os.Getpid())
 }

@@ -95,24 +95,14 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 		directs = append(directs, d)
 
 		progress("run %d of %d: camd idle, %s", rep, b.repeat, b.window)
-		cd, err := startCamd(ctx, b.bin, dir, src.url)
-		if err != nil {
-			return err
-		}
-		idle, err := b.measureIdle(ctx, cd)
-		cd.stop()
+		idle, err := b.measureIdle(ctx, func() (*relay, error) { return startCamd(ctx, b.bin, dir, src.url) })
 		if err != nil {
 			return err
 		}
 		idles = append(idles, idle)
 
 		progress("run %d of %d: bare read of the source, %s", rep, b.repeat, b.window)
-		br, err := startBare(ctx, src.url)
-		if err != nil {
-			return err
-		}
-		bare, err := b.measureBare(ctx, br)
-		br.stop()
+		bare, err := b.measureIdle(ctx, func() (*relay, error) { return startBare(ctx, src.url) })
 		if err != nil {
 			return err
 		}
@@ -205,10 +195,22 @@ func (b *bench) measure(ctx context.Context, name string, r *relay, url string, 
 	return out, nil
 }
 
-// measureIdle records camd's CPU per frame read while nobody watches.
-func (b *bench) measureIdle(ctx context.Context, r *relay) (idleCost, error) {
+// measureIdle starts a relay nobody watches, records its CPU per frame
+// read from the source, and stops it. A relay that does not count its
+// frames (the bare reader) reads them at the source's pace.
+func (b *bench) measureIdle(ctx context.Context, start func() (*relay, error)) (idleCost, error) {
+	r, err := start()
+	if err != nil {
+		return idleCost{}, err
+	}
+	defer r.stop()
+	frames := r.frames
+	if frames == nil {
+		t0 := time.Now()
+		frames = func() (uint64, error) { return uint64(time.Since(t0).Seconds()*float64(b.fps) + 0.5), nil }
+	}
 	time.Sleep(b.warmup)
-	f0, err := r.frames()
+	f0, err := frames()
 	if err != nil {
 		return idleCost{}, err
 	}
@@ -218,13 +220,13 @@ func (b *bench) measureIdle(ctx context.Context, r *relay) (idleCost, error) {
 		return idleCost{}, ctx.Err()
 	case <-time.After(b.window):
 	}
-	f1, err := r.frames()
+	f1, err := frames()
 	if err != nil {
 		return idleCost{}, err
 	}
 	c := idleCost{frames: f1 - f0, window: time.Since(t0), cpu: r.procs.cpu() - cpu0, rss: r.procs.rss()}
 	if c.frames == 0 {
-		return c, fmt.Errorf("camd read no frame in %s", b.window)
+		return c, fmt.Errorf("%s read no frame in %s", r.name, b.window)
 	}
 	c.cpuPer = c.cpu / time.Duration(c.frames)
 	return c, nil

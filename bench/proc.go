@@ -51,13 +51,13 @@ func (p procTree) pids() []int {
 func (p procTree) cpu() time.Duration {
 	var total time.Duration
 	for _, pid := range p.pids() {
-		total += p.threadsCPU(pid)
+		total += threadsCPU(pid)
 	}
 	return total
 }
 
 // threadsCPU returns the CPU time of pid's threads.
-func (procTree) threadsCPU(pid int) time.Duration {
+func threadsCPU(pid int) time.Duration {
 	var total time.Duration
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
 	for _, t := range tasks {

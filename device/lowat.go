@@ -89,39 +89,36 @@ type lowatConn struct {
 
 func (c *lowatConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
-	buffered := c.w - c.r
-	c.mu.Unlock()
-	if buffered == 0 {
-		if len(p) >= readAhead {
-			n, err := c.read(p)
-			c.got(n, 0, 0)
-			return n, err
-		}
-		if c.buf == nil {
-			c.buf = make([]byte, readAhead)
-		}
-		n, err := c.read(c.buf)
-		if n == 0 {
-			return 0, err
-		}
-		c.got(n, 0, n)
+	if c.r < c.w {
+		n := copy(p, c.buf[c.r:c.w])
+		c.r += n
+		c.mu.Unlock()
+		return n, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := copy(p, c.buf[c.r:c.w])
-	c.r += n
-	return n, nil
-}
+	if c.buf == nil {
+		c.buf = make([]byte, readAhead)
+	}
+	c.mu.Unlock()
 
-// got records n bytes read from the socket, of which buf[r:w] are kept.
-func (c *lowatConn) got(n, r, w int) {
+	// Not under mu: expect may come while a read waits.
+	direct := len(p) >= readAhead
+	dst := c.buf
+	if direct {
+		dst = p
+	}
+	n, err := c.read(dst)
+
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.r, c.w = r, w
 	if n > 0 && c.due > 0 {
 		c.due = max(0, c.due-n)
 		c.setLocked(c.due)
 	}
+	if direct || n == 0 {
+		return n, err
+	}
+	c.r, c.w = copy(p, c.buf[:n]), n
+	return c.r, nil
 }
 
 // expect: n counts bytes the reader holds nowhere, some of which may

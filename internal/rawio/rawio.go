@@ -53,10 +53,7 @@ func New(rc syscall.RawConn) *Conn {
 	c := &Conn{rc: rc}
 	c.readf = c.read
 	c.writef = c.writev
-	c.tryWritef = func(fd uintptr) {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), uintptr(c.niov))
-		c.wn, c.werr = int(r), e
-	}
+	c.tryWritef = c.writevOnce
 	return c
 }
 
@@ -80,12 +77,14 @@ func (c *Conn) read(fd uintptr) bool {
 }
 
 func (c *Conn) writev(fd uintptr) bool {
+	c.writevOnce(fd)
+	return c.werr != syscall.EAGAIN // else wait until writable
+}
+
+// writevOnce is writev for Control: one attempt, EAGAIN included.
+func (c *Conn) writevOnce(fd uintptr) {
 	r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), uintptr(c.niov))
-	if e == syscall.EAGAIN {
-		return false // wait until writable
-	}
 	c.wn, c.werr = int(r), e
-	return true
 }
 
 // Read reads into p, waiting until the socket is readable. It returns
