@@ -117,9 +117,10 @@ type Stats struct {
 
 // Run delivers frames to emit until ctx ends: the source's good frames and,
 // while there are none, placeholders, all numbered in one sequence. emit is
-// never called concurrently and must not block for long. Run returns after
-// every goroutine it started has ended.
-func (c *Camera) Run(ctx context.Context, emit func(wire.Frame)) {
+// never called concurrently and must not block for long. It reports whether
+// it kept the frame's JPEG; if not, the source may reuse the bytes (see
+// Source). Run returns after every goroutine it started has ended.
+func (c *Camera) Run(ctx context.Context, emit func(wire.Frame) (kept bool)) {
 	c.mu.Lock()
 	seq := c.seq
 	c.mu.Unlock()
@@ -164,7 +165,7 @@ func (c *Camera) Run(ctx context.Context, emit func(wire.Frame)) {
 // sequence shared by real frames and placeholders.
 type run struct {
 	c                                *Camera
-	emit                             func(wire.Frame)
+	emit                             func(wire.Frame) bool
 	log                              *slog.Logger
 	minRetry, maxRetry, offlineAfter time.Duration
 	maxBytes                         int
@@ -178,11 +179,12 @@ type run struct {
 	lastPlaceholder time.Time
 }
 
-// emitLocked numbers f and emits it; r.emitMu is held.
-func (r *run) emitLocked(f wire.Frame) {
+// emitLocked numbers f and emits it, reporting whether emit kept it;
+// r.emitMu is held.
+func (r *run) emitLocked(f wire.Frame) bool {
 	r.seq++
 	f.Seq = r.seq
-	r.emit(f)
+	return r.emit(f)
 }
 
 // sendPlaceholder emits a placeholder drawn when the newest good frame had
@@ -215,14 +217,14 @@ func (r *run) connect(ctx context.Context) {
 			r.c.mu.Unlock()
 		}
 		good := false
-		err := r.c.Source.Stream(ctx, func(rf RawFrame) {
+		err := r.c.Source.Stream(ctx, func(rf RawFrame) bool {
 			w, h, n, err := CheckJPEG(rf.JPEG, r.maxBytes)
 			if err != nil {
 				r.drop(err)
-				return
+				return false
 			}
 			good = true
-			r.deliver(wire.Frame{Camera: r.c.Name, Captured: rf.Captured, Width: w, Height: h, JPEG: rf.JPEG[:n]})
+			return r.deliver(wire.Frame{Camera: r.c.Name, Captured: rf.Captured, Width: w, Height: h, JPEG: rf.JPEG[:n]})
 		})
 		if ctx.Err() != nil {
 			return
@@ -304,8 +306,9 @@ func stateOf(f failure) State {
 	return StateOffline
 }
 
-// deliver records a good frame and emits it.
-func (r *run) deliver(f wire.Frame) {
+// deliver records a good frame and emits it, reporting whether emit kept
+// it.
+func (r *run) deliver(f wire.Frame) bool {
 	c := r.c
 	r.emitMu.Lock()
 	defer r.emitMu.Unlock()
@@ -330,7 +333,7 @@ func (r *run) deliver(f wire.Frame) {
 	case wasDeclared:
 		r.log.Info("camera live again", "down_for", now.Sub(downSince).Round(time.Millisecond))
 	}
-	r.emitLocked(f)
+	return r.emitLocked(f)
 }
 
 // drop records a bad frame: it counts it, and if no good frame comes

@@ -140,14 +140,14 @@ func countIf(fs []recorded, pred func(recorded) bool) int {
 // records when each Stream and Probe call started and when each Stream
 // returned.
 type scripted struct {
-	stream func(ctx context.Context, n int, emit func(RawFrame)) error
+	stream func(ctx context.Context, n int, emit func(RawFrame) bool) error
 	probe  func(n int) error
 
 	mu                    sync.Mutex
 	streams, ends, probes []time.Time
 }
 
-func (s *scripted) Stream(ctx context.Context, emit func(RawFrame)) error {
+func (s *scripted) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 	s.mu.Lock()
 	n := len(s.streams)
 	s.streams = append(s.streams, time.Now())
@@ -176,14 +176,14 @@ func (s *scripted) calls() (streams, ends, probes []time.Time) {
 // noProbe hides a scripted source's Probe.
 type noProbe struct{ s *scripted }
 
-func (n noProbe) Stream(ctx context.Context, emit func(RawFrame)) error { return n.s.Stream(ctx, emit) }
+func (n noProbe) Stream(ctx context.Context, emit func(RawFrame) bool) error { return n.s.Stream(ctx, emit) }
 
 var errRefused = &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 80},
 	Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 
 // frames emits good frames every 20 ms, n of them (or until ctx ends if n
 // is 0), then returns err.
-func frames(ctx context.Context, emit func(RawFrame), n int, err error) error {
+func frames(ctx context.Context, emit func(RawFrame) bool, n int, err error) error {
 	sim := NewSim(160, 120, 1, 50)
 	for i := 1; n == 0 || i <= n; i++ {
 		b, _ := sim.Frame(uint64(i), time.Now())
@@ -229,7 +229,7 @@ func TestReconnectPolicy(t *testing.T) {
 	}{{
 		name: "unreachable: probes until it answers, then one real connection",
 		src: &scripted{
-			stream: func(ctx context.Context, n int, emit func(RawFrame)) error {
+			stream: func(ctx context.Context, n int, emit func(RawFrame) bool) error {
 				if n == 0 {
 					return errRefused
 				}
@@ -263,7 +263,7 @@ func TestReconnectPolicy(t *testing.T) {
 	}, {
 		name: "connection lost after frames: probes at once, reconnects",
 		src: &scripted{
-			stream: func(ctx context.Context, n int, emit func(RawFrame)) error {
+			stream: func(ctx context.Context, n int, emit func(RawFrame) bool) error {
 				if n == 0 {
 					return frames(ctx, emit, 3, answered(fmt.Errorf("GET x: %w", io.ErrUnexpectedEOF)))
 				}
@@ -284,7 +284,7 @@ func TestReconnectPolicy(t *testing.T) {
 	}, {
 		name: "answers but fails: backs off, never probes",
 		src: &scripted{
-			stream: func(context.Context, int, func(RawFrame)) error { return statusErr },
+			stream: func(context.Context, int, func(RawFrame) bool) error { return statusErr },
 			probe:  func(int) error { return nil },
 		},
 		probes: true,
@@ -298,7 +298,7 @@ func TestReconnectPolicy(t *testing.T) {
 	}, {
 		name: "good frames reset the backoff",
 		src: &scripted{
-			stream: func(ctx context.Context, n int, emit func(RawFrame)) error {
+			stream: func(ctx context.Context, n int, emit func(RawFrame) bool) error {
 				if n == 4 {
 					return frames(ctx, emit, 3, statusErr)
 				}
@@ -320,7 +320,7 @@ func TestReconnectPolicy(t *testing.T) {
 	}, {
 		name: "probe passes but connections fail: paced by the probes",
 		src: &scripted{
-			stream: func(context.Context, int, func(RawFrame)) error { return errRefused },
+			stream: func(context.Context, int, func(RawFrame) bool) error { return errRefused },
 			probe:  func(int) error { return nil },
 		},
 		probes: true,
@@ -335,7 +335,7 @@ func TestReconnectPolicy(t *testing.T) {
 	}, {
 		name: "a source that cannot probe backs off",
 		src: &scripted{
-			stream: func(context.Context, int, func(RawFrame)) error { return errRefused },
+			stream: func(context.Context, int, func(RawFrame) bool) error { return errRefused },
 		},
 		until: func(streams, probes int) bool { return streams == 5 },
 		check: func(t *testing.T, streams, ends, probes []time.Time) { backoffGaps(t, streams, minRetry) },

@@ -122,11 +122,12 @@ func collect(t *testing.T, src Source, n int, timeout time.Duration) (*Camera, [
 	defer cancel()
 	cam := &Camera{Name: "esp", Source: src, MinRetry: 20 * time.Millisecond, MaxRetry: 100 * time.Millisecond}
 	var frames []wire.Frame
-	cam.Run(ctx, func(f wire.Frame) {
+	cam.Run(ctx, func(f wire.Frame) bool {
 		frames = append(frames, f)
 		if len(frames) == n {
 			cancel()
 		}
+		return true
 	})
 	return cam, frames
 }
@@ -237,7 +238,7 @@ func TestDeviceGoneAndBack(t *testing.T) {
 	cam := &Camera{Name: "esp", Source: NewCapture("http://"+addr+"/capture", 50), MinRetry: 20 * time.Millisecond, MaxRetry: 200 * time.Millisecond}
 	got := make(chan uint64, 1000)
 	done := make(chan struct{})
-	go func() { defer close(done); cam.Run(ctx, func(f wire.Frame) { got <- f.Seq }) }()
+	go func() { defer close(done); cam.Run(ctx, func(f wire.Frame) bool { got <- f.Seq; return false }) }()
 
 	waitState := func(want State) {
 		t.Helper()

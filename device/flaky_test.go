@@ -240,7 +240,8 @@ type recorded struct {
 	at time.Time
 }
 
-func (r *recorder) emit(f wire.Frame) {
+// emit keeps every frame.
+func (r *recorder) emit(f wire.Frame) bool {
 	if r.inflight.Add(1) != 1 {
 		r.t.Errorf("emit called concurrently (frame %d)", f.Seq)
 	}
@@ -251,6 +252,7 @@ func (r *recorder) emit(f wire.Frame) {
 		r.t.Errorf("emit after Run returned (frame %d, placeholder %v)", f.Seq, f.Placeholder)
 	}
 	r.frames = append(r.frames, recorded{f, time.Now()})
+	return true
 }
 
 func (r *recorder) snapshot() []recorded {

@@ -159,7 +159,7 @@ func (c *Capture) Probe(ctx context.Context) error {
 }
 
 // Stream implements Source.
-func (c *Capture) Stream(ctx context.Context, emit func(RawFrame)) error {
+func (c *Capture) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 	// A failed connection is not reused for the next attempt, and none is
 	// left open for a probe to compete with.
 	defer c.client.CloseIdleConnections()
@@ -170,8 +170,10 @@ func (c *Capture) Stream(ctx context.Context, emit func(RawFrame)) error {
 		tick = t.C
 	}
 	lastSeq := ""
+	var spare []byte // the last frame's bytes if emit did not keep them
 	for {
-		f, seq, err := c.get(ctx)
+		f, seq, err := c.get(ctx, spare)
+		spare = nil
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -181,7 +183,11 @@ func (c *Capture) Stream(ctx context.Context, emit func(RawFrame)) error {
 		// The firmware numbers frames; the same number twice means the
 		// board had nothing newer (we polled faster than it captures).
 		if seq == "" || seq != lastSeq {
-			emit(f)
+			if !emit(f) {
+				spare = f.JPEG
+			}
+		} else {
+			spare = f.JPEG
 		}
 		lastSeq = seq
 		if tick != nil {
@@ -196,7 +202,8 @@ func (c *Capture) Stream(ctx context.Context, emit func(RawFrame)) error {
 	}
 }
 
-func (c *Capture) get(ctx context.Context) (RawFrame, string, error) {
+// get fetches one frame, into spare if it is large enough.
+func (c *Capture) get(ctx context.Context, spare []byte) (RawFrame, string, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = deviceTimeout(c.fps)
@@ -224,14 +231,18 @@ func (c *Capture) get(ctx context.Context) (RawFrame, string, error) {
 	}
 	var body []byte
 	if resp.ContentLength >= 0 {
-		body = make([]byte, resp.ContentLength)
+		if int64(cap(spare)) >= resp.ContentLength {
+			body = spare[:resp.ContentLength]
+		} else {
+			body = make([]byte, resp.ContentLength)
+		}
 		if c.lowat != nil {
 			c.lowat.expect(int(resp.ContentLength) - transportBuffer)
 			defer c.lowat.expect(0)
 		}
 		_, err = io.ReadFull(resp.Body, body)
 	} else {
-		body, err = io.ReadAll(io.LimitReader(resp.Body, MaxFrameBytes+1))
+		body, err = readAllInto(spare[:0], io.LimitReader(resp.Body, MaxFrameBytes+1))
 	}
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
@@ -240,6 +251,23 @@ func (c *Capture) get(ctx context.Context) (RawFrame, string, error) {
 		return RawFrame{}, "", answered(fmt.Errorf("GET %s: reading body: %w", c.safeURL, err))
 	}
 	return RawFrame{JPEG: body, Captured: captured}, resp.Header.Get("X-Frame-Seq"), nil
+}
+
+// readAllInto is io.ReadAll appending to buf.
+func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // MJPEG reads a multipart/x-mixed-replace stream: the firmware's /stream,
@@ -279,7 +307,7 @@ func (m *MJPEG) Probe(ctx context.Context) error {
 var errStalled = errors.New("stream stalled")
 
 // Stream implements Source.
-func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
+func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 	defer m.client.CloseIdleConnections()
 	idle := m.Idle
 	if idle <= 0 {
@@ -357,7 +385,9 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame)) error {
 			return answered(fmt.Errorf("GET %s: %w", m.safeURL, err))
 		}
 		rearm()
-		emit(RawFrame{JPEG: body, Captured: time.Now()})
+		if !emit(RawFrame{JPEG: body, Captured: time.Now()}) {
+			r.Recycle(body)
+		}
 	}
 }
 

@@ -159,13 +159,14 @@ func TestMJPEGTrickle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	got := 0
-	err = m.Stream(ctx, func(f RawFrame) {
+	err = m.Stream(ctx, func(f RawFrame) bool {
 		if !bytes.Equal(f.JPEG, big) {
 			t.Errorf("frame %d: %d bytes differ from the %d sent", got, len(f.JPEG), len(big))
 		}
 		if got++; got == frames {
 			cancel()
 		}
+		return false // the next frame may reuse the bytes
 	})
 	if got != frames {
 		t.Fatalf("got %d frames, want %d (err %v)", got, frames, err)

@@ -28,8 +28,9 @@ type MultipartReader struct {
 	maxPart  int
 	maxHeads int
 
-	pendingDelim bool // the last body scan already consumed the next delimiter
-	closed       bool // the closing delimiter was seen
+	pendingDelim bool   // the last body scan already consumed the next delimiter
+	closed       bool   // the closing delimiter was seen
+	spare        []byte // a body given back with Recycle, for the next part
 
 	// Expect, when set, is told before a part's body is read how many of
 	// its bytes the reader does not hold yet (n > 0), and after it 0. The
@@ -56,8 +57,9 @@ func NewMultipartReader(r io.Reader, boundary string, maxPart int) *MultipartRea
 // cannot grow memory.
 const maxLine = 4096
 
-// NextPart returns the headers and body of the next part. The body is a
-// fresh slice owned by the caller.
+// NextPart returns the headers and body of the next part. The body is the
+// caller's: the reader does not touch it again unless it is given back
+// with Recycle.
 func (m *MultipartReader) NextPart() (textproto.MIMEHeader, []byte, error) {
 	if err := m.skipToDelimiter(); err != nil {
 		return nil, nil, err
@@ -74,7 +76,7 @@ func (m *MultipartReader) NextPart() (textproto.MIMEHeader, []byte, error) {
 		if m.maxPart > 0 && n > m.maxPart {
 			return nil, nil, fmt.Errorf("%w: part of %d bytes, limit %d", ErrFrameTooLarge, n, m.maxPart)
 		}
-		body := make([]byte, n)
+		body := m.buffer(n)[:n]
 		if m.Expect != nil {
 			m.Expect(n - m.r.Buffered())
 			defer m.Expect(0)
@@ -89,6 +91,26 @@ func (m *MultipartReader) NextPart() (textproto.MIMEHeader, []byte, error) {
 		return nil, nil, err
 	}
 	return hdr, body, nil
+}
+
+// Recycle gives back a body NextPart returned that the caller no longer
+// holds (nor any slice of it): the next part is read into it if it fits,
+// so a stream whose frames are dropped at once allocates nothing per frame.
+func (m *MultipartReader) Recycle(body []byte) {
+	if cap(body) > cap(m.spare) {
+		m.spare = body
+	}
+}
+
+// buffer returns an empty slice of capacity at least n for a part's body:
+// the recycled one if it is large enough, else a new one.
+func (m *MultipartReader) buffer(n int) []byte {
+	b := m.spare[:0]
+	m.spare = nil
+	if cap(b) < n {
+		return make([]byte, 0, n)
+	}
+	return b
 }
 
 // skipToDelimiter consumes input up to and including the next delimiter
@@ -168,7 +190,7 @@ func (m *MultipartReader) readHeader() (textproto.MIMEHeader, error) {
 // readUntilDelimiter returns the bytes before the next "\r\n--boundary" (or
 // "\n--boundary") and leaves the delimiter line consumed.
 func (m *MultipartReader) readUntilDelimiter() ([]byte, error) {
-	var body []byte
+	body := m.buffer(0)
 	for {
 		chunk, err := m.r.ReadSlice('\n')
 		body = append(body, chunk...)

@@ -85,6 +85,47 @@ func TestMultipartFramings(t *testing.T) {
 	}
 }
 
+// TestMultipartRecycle: a body given back is reused for the next part
+// that fits, in every framing, and a body kept is never written again.
+func TestMultipartRecycle(t *testing.T) {
+	good := testJPEG(t)
+	small := append(bytes.Clone(good[:len(good)/2]), 0xFF, 0xD9)
+	big := append(bytes.Clone(good), good...)
+	// Parts 0 and 2 are recycled; 1 and 3 are kept. Part 1 fits in part
+	// 0's buffer, part 3 is larger than part 2's.
+	frames := [][]byte{good, small, good, big}
+	for name, stream := range framings(frames) {
+		t.Run(name, func(t *testing.T) {
+			r := NewMultipartReader(bytes.NewReader(stream), "123456789000000000000987654321", 1<<20)
+			var kept, bodies [][]byte
+			for i := range frames {
+				_, body, err := r.NextPart()
+				if err != nil {
+					t.Fatalf("part %d: %v", i, err)
+				}
+				if !bytes.Equal(body, frames[i]) {
+					t.Fatalf("part %d: %d bytes, want %d", i, len(body), len(frames[i]))
+				}
+				bodies = append(bodies, body)
+				if i%2 == 0 {
+					r.Recycle(body)
+				} else {
+					kept = append(kept, body)
+				}
+			}
+			if &bodies[1][0] != &bodies[0][0] {
+				t.Error("part 1 was not read into part 0's recycled buffer")
+			}
+			if cap(bodies[2]) < len(big) && &bodies[3][0] == &bodies[2][0] {
+				t.Error("part 3 was read into a buffer too small for it")
+			}
+			if !bytes.Equal(kept[0], small) || !bytes.Equal(kept[1], big) {
+				t.Error("a kept part was overwritten")
+			}
+		})
+	}
+}
+
 func TestMultipartBadInput(t *testing.T) {
 	good := testJPEG(t)
 	tests := []struct {

@@ -49,11 +49,12 @@ func NewSim(w, h int, fps float64, quality int) *Sim {
 
 // Stream implements Source. Frames are paced by a ticker; if encoding falls
 // behind, ticks are skipped rather than queued.
-func (s *Sim) Stream(ctx context.Context, emit func(RawFrame)) error {
+func (s *Sim) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 	r := newSimRenderer(s.w, s.h)
 	t := time.NewTicker(time.Duration(float64(time.Second) / s.fps))
 	defer t.Stop()
 	var buf bytes.Buffer
+	var spare []byte // the last frame's bytes if emit did not keep them
 	for n := uint64(1); ; n++ {
 		now := time.Now()
 		img := r.render(n, now)
@@ -61,7 +62,11 @@ func (s *Sim) Stream(ctx context.Context, emit func(RawFrame)) error {
 		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: s.quality}); err != nil {
 			return fmt.Errorf("sim: encode: %w", err)
 		}
-		emit(RawFrame{JPEG: bytes.Clone(buf.Bytes()), Captured: now})
+		jpg := append(spare[:0], buf.Bytes()...)
+		spare = nil
+		if !emit(RawFrame{JPEG: jpg, Captured: now}) {
+			spare = jpg
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -22,10 +22,13 @@ type RawFrame struct {
 // Source delivers frames from one device.
 type Source interface {
 	// Stream connects to the device and calls emit for every frame until
-	// ctx ends (it then returns ctx.Err()) or the connection fails. emit
-	// must not retain the RawFrame after it returns unless it owns JPEG:
-	// sources always hand over a fresh slice, so it may.
-	Stream(ctx context.Context, emit func(RawFrame)) error
+	// ctx ends (it then returns ctx.Err()) or the connection fails.
+	//
+	// emit reports whether it kept the frame's JPEG. A source hands over
+	// bytes nobody else holds; those emit did not keep it may reuse for a
+	// later frame, so a camera whose frames nobody takes (no viewer, or a
+	// plugin that copied them out at once) allocates nothing per frame.
+	Stream(ctx context.Context, emit func(RawFrame) (kept bool)) error
 }
 
 // SourceConfig selects and configures a source. It mirrors

@@ -228,11 +228,11 @@ func (d *Daemon) startCamera(c config.Camera) *cameraRun {
 		cam:  &device.Camera{Name: c.Name, Source: src, Log: d.log, OfflineAfter: time.Duration(c.OfflineAfter)},
 		stop: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
 	}
-	emit := func(f wire.Frame) {
+	emit := func(f wire.Frame) bool {
 		if !f.Placeholder {
 			r.bytes.Add(uint64(len(f.JPEG)))
 		}
-		d.router.Publish(f)
+		return d.router.Publish(f)
 	}
 	go func() {
 		defer close(r.done)
@@ -250,7 +250,7 @@ func (d *Daemon) startCamera(c config.Camera) *cameraRun {
 
 // runOnDemand runs an on_demand camera while some output wants it and for
 // its linger after the last one stopped, until ctx ends.
-func (d *Daemon) runOnDemand(ctx context.Context, r *cameraRun, emit func(wire.Frame)) {
+func (d *Daemon) runOnDemand(ctx context.Context, r *cameraRun, emit func(wire.Frame) bool) {
 	linger := time.Duration(r.cfg.Linger)
 	for {
 		now := time.Now()

@@ -154,19 +154,20 @@ func (o *Output) setDemand(cameras []string, all bool) {
 }
 
 // Offer implements router.Sink. Frames of cameras the plugin does not
-// want now are not sent: an output nobody uses costs nothing.
-func (o *Output) Offer(f sdk.Frame) {
+// want now are not sent: an output nobody uses costs nothing. On the
+// shared-memory link a frame the plugin can take now is copied there at
+// once, and not kept; one that waits for an ack is.
+func (o *Output) Offer(f sdk.Frame) (kept bool) {
 	if !o.Wants(f.Camera) {
-		return
+		return false
 	}
 	l := o.direct.Load()
 	if l == nil {
-		o.mb.Offer(f)
-		return
+		return o.mb.Offer(f)
 	}
 	if err := l.drain(o.ack(l)); err != nil {
 		l.fail(err)
-		return
+		return false
 	}
 	f, ok := o.mb.OfferTake(f)
 	if !ok {
@@ -174,11 +175,12 @@ func (o *Output) Offer(f sdk.Frame) {
 		case l.waiting <- struct{}{}:
 		default:
 		}
-		return
+		return true
 	}
 	if err := l.send(f); err != nil {
 		l.fail(err)
 	}
+	return false
 }
 
 // ack returns what an ack on l does: free the camera and send its waiting

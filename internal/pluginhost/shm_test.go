@@ -44,8 +44,10 @@ func TestSharedMemoryFrames(t *testing.T) {
 	var want []string
 	send := func(f wire.Frame) {
 		t.Helper()
-		o.Offer(f)
 		want = append(want, fmt.Sprintf("%s %d %d %x %v", f.Camera, f.Seq, len(f.JPEG), sha256.Sum256(f.JPEG), f.Placeholder))
+		if !o.Offer(f) {
+			scribble(f.JPEG) // not kept: the camera may reuse the bytes now
+		}
 		// One at a time, handled before the next is offered, so none is
 		// replaced by a newer one. (Its ack may still be on its way:
 		// then the next frame waits for it.)
@@ -69,7 +71,10 @@ func TestSharedMemoryFrames(t *testing.T) {
 	// A burst: frames offered faster than acks come wait, newest wins,
 	// and the newest is sent when the ack comes, with no later offer.
 	for i := range 50 {
-		o.Offer(wire.Frame{Camera: "a", Seq: uint64(1000 + i), Captured: time.Now(), JPEG: frame(40<<10, byte(i))})
+		f := wire.Frame{Camera: "a", Seq: uint64(1000 + i), Captured: time.Now(), JPEG: frame(40<<10, byte(i))}
+		if !o.Offer(f) {
+			scribble(f.JPEG)
+		}
 	}
 	last := fmt.Sprintf("a 1049 %d %x false", 40<<10, sha256.Sum256(frame(40<<10, 49)))
 	deadline := time.Now().Add(30 * time.Second)
@@ -107,5 +112,12 @@ func TestSharedMemoryFrames(t *testing.T) {
 	}
 	if g, w := strings.Join(kept, "\n"), strings.Join(want, "\n"); g != w {
 		t.Errorf("the plugin got\n%s\nwant\n%s", g, w)
+	}
+}
+
+// scribble overwrites a frame the way a camera reusing its buffer would.
+func scribble(b []byte) {
+	for i := range b {
+		b[i] = 0xEE
 	}
 }

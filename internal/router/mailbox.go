@@ -57,8 +57,8 @@ func (m *Mailbox) signal() {
 }
 
 // Offer implements Sink: f replaces any frame of its camera still waiting,
-// which is counted as dropped.
-func (m *Mailbox) Offer(f wire.Frame) {
+// which is counted as dropped. The mailbox keeps f.
+func (m *Mailbox) Offer(f wire.Frame) bool {
 	m.mu.Lock()
 	s := m.slot(f.Camera)
 	if s.pending != nil {
@@ -72,6 +72,7 @@ func (m *Mailbox) Offer(f wire.Frame) {
 	if takeable {
 		m.signal()
 	}
+	return true
 }
 
 // OfferTake is Offer for a sender that can send at once, in the caller's

@@ -95,3 +95,38 @@ func TestRouterPublish(t *testing.T) {
 		t.Fatalf("b got cam1 after unsubscribe: %+v", got)
 	}
 }
+
+// decline is a sink that never keeps a frame (like an output that copied
+// it out at once, or wants none).
+type decline struct{ offers int }
+
+func (d *decline) Offer(wire.Frame) bool { d.offers++; return false }
+
+func TestPublishReportsKept(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sinks func() []Sink
+		kept  bool
+	}{
+		{"no sink", func() []Sink { return nil }, false},
+		{"a sink that does not keep it", func() []Sink { return []Sink{&decline{}} }, false},
+		{"a mailbox keeps it", func() []Sink { return []Sink{NewMailbox()} }, true},
+		{"kept by one of several", func() []Sink { return []Sink{&decline{}, NewMailbox(), &decline{}} }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := New()
+			sinks := tc.sinks()
+			for _, s := range sinks {
+				r.Subscribe("cam", s)
+			}
+			if got := r.Publish(frame("cam", 1)); got != tc.kept {
+				t.Errorf("Publish reported kept %v, want %v", got, tc.kept)
+			}
+			for i, s := range sinks {
+				if d, ok := s.(*decline); ok && d.offers != 1 {
+					t.Errorf("sink %d was offered the frame %d times, want 1", i, d.offers)
+				}
+			}
+		})
+	}
+}

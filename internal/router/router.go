@@ -10,9 +10,11 @@ import (
 	"github.com/camd/camd/sdk/wire"
 )
 
-// Sink receives frames. Offer must not block.
+// Sink receives frames. Offer must not block. It reports whether the sink
+// kept f's JPEG (to send later); one that copied it out or ignored f did
+// not, and the camera may then reuse the bytes for its next frame.
 type Sink interface {
-	Offer(f wire.Frame)
+	Offer(f wire.Frame) (kept bool)
 }
 
 // Router maps camera names to the sinks subscribed to them.
@@ -45,11 +47,14 @@ func (r *Router) Unsubscribe(camera string, s Sink) {
 }
 
 // Publish hands f to every sink subscribed to its camera. The JPEG bytes
-// are shared, not copied.
-func (r *Router) Publish(f wire.Frame) {
+// are shared, not copied. It reports whether any sink kept them.
+func (r *Router) Publish(f wire.Frame) (kept bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, s := range r.subs[f.Camera] {
-		s.Offer(f)
+		if s.Offer(f) {
+			kept = true
+		}
 	}
+	return kept
 }
