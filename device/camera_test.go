@@ -176,7 +176,9 @@ func (s *scripted) calls() (streams, ends, probes []time.Time) {
 // noProbe hides a scripted source's Probe.
 type noProbe struct{ s *scripted }
 
-func (n noProbe) Stream(ctx context.Context, emit func(RawFrame) bool) error { return n.s.Stream(ctx, emit) }
+func (n noProbe) Stream(ctx context.Context, emit func(RawFrame) bool) error {
+	return n.s.Stream(ctx, emit)
+}
 
 var errRefused = &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 80},
 	Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
