@@ -42,6 +42,12 @@ type Info struct {
 // memory: a plugin may keep a reference (e.g. as the latest frame) but must
 // never modify it. Placeholder marks the pictures camd draws while the
 // camera is offline.
+//
+// A plugin that knows when it has finished with a frame may call
+// f.Release then: the SDK reads a later frame into the same bytes instead
+// of new memory, so a camera costs the plugin no allocation and no garbage
+// collection per frame. It is optional; the mjpeg plugin does it with a
+// reference count per frame (the latest, and each viewer writing it).
 type Frame = wire.Frame
 
 // Config is what camd hands a plugin when it configures it.

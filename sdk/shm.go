@@ -23,6 +23,8 @@ type shmFrames struct {
 	sock   *net.UnixConn
 	rio    *rawio.Conn // sock, without the scheduler's wake-ups
 	mapped []byte      // read-only; only run uses it
+	// buffers are the frames' copies the output released (Frame.Release).
+	buffers wire.Buffers
 }
 
 // openShmFrames takes the descriptors camd passed, or returns nil when it
@@ -97,9 +99,10 @@ func (s *shmFrames) run(out Output, log *slog.Logger) error {
 			}
 		}
 		// A copy the output may keep: camd writes this region again
-		// once the frame is acknowledged.
+		// once the frame is acknowledged. An output that releases its
+		// frames has them copied into the same few buffers.
 		f := m.Frame
-		f.JPEG = append([]byte(nil), s.mapped[m.Offset:end]...)
+		s.buffers.Fill(&f, s.mapped[m.Offset:end])
 		w.dispatch(f)
 	}
 }

@@ -19,7 +19,8 @@ import (
 
 // TestSharedMemoryFrames: a Go plugin takes frames through shared memory,
 // and every frame arrives whole: several cameras, frames that outgrow
-// their region, a placeholder.
+// their region, a placeholder; the frames it releases are reused, and
+// those it keeps never change.
 func TestSharedMemoryFrames(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "recorder")
@@ -54,6 +55,9 @@ func TestSharedMemoryFrames(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			b, _ := os.ReadFile(record)
+			if bytes.Contains(b, []byte("kept frame changed")) {
+				t.Fatalf("a frame the plugin kept changed when it released another:\n%s", b)
+			}
 			if bytes.Count(b, []byte("\n")) == len(want) {
 				return
 			}

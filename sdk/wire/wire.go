@@ -8,6 +8,7 @@ package wire
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -50,6 +51,19 @@ type Frame struct {
 	// is offline: a picture saying so, at 1 fps. A live view shows it; a
 	// still or a recording should not pass it off as the camera's.
 	Placeholder bool
+
+	buffers *Buffers // where JPEG goes back on Release; nil: nowhere
+}
+
+// Release hands f.JPEG back to the Buffers it was filled from, if any, so
+// that a later frame is read into it instead of into new memory. Calling
+// it is optional (a frame never released is left to the garbage
+// collector), but a holder that calls it must do so once, after its last
+// use of f.JPEG and of every slice of it.
+func (f Frame) Release() {
+	if f.buffers != nil {
+		f.buffers.put(f.JPEG)
+	}
 }
 
 // GRPCPlugin is the go-plugin glue for the Output service. The plugin side
@@ -124,5 +138,54 @@ func FrameToProto(f Frame) *pb.Frame {
 		Height:           uint32(f.Height),
 		Jpeg:             f.JPEG,
 		Placeholder:      f.Placeholder,
+	}
+}
+
+// Buffers is a short list of frame buffers given back with Frame.Release,
+// for a receiver that copies frames in (the SDK from shared memory): with
+// an output that releases its frames, a camera costs no new memory, and no
+// garbage collection, per frame. It is safe for concurrent use.
+type Buffers struct {
+	mu   sync.Mutex
+	free [][]byte
+}
+
+// maxFreeBuffers bounds the free list: frames in flight at once (the
+// latest of each camera and those a slow viewer is still writing) are few;
+// buffers released beyond it are left to the garbage collector.
+const maxFreeBuffers = 8
+
+// Fill sets f.JPEG to a copy of jpeg, in a released buffer large enough if
+// there is one, else in a new one with room for somewhat larger frames;
+// f.Release gives it back.
+func (b *Buffers) Fill(f *Frame, jpeg []byte) {
+	b.mu.Lock()
+	var buf []byte
+	for i, x := range b.free {
+		if cap(x) >= len(jpeg) {
+			last := len(b.free) - 1
+			buf, b.free[i], b.free[last] = x, b.free[last], nil
+			b.free = b.free[:last]
+			break
+		}
+	}
+	b.mu.Unlock()
+	if buf == nil {
+		// JPEG sizes wander with the scene: an eighth more fits most of
+		// the next frames.
+		buf = make([]byte, 0, len(jpeg)+len(jpeg)/8)
+	}
+	f.JPEG = append(buf[:0], jpeg...)
+	f.buffers = b
+}
+
+func (b *Buffers) put(jpeg []byte) {
+	if cap(jpeg) == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.free) < maxFreeBuffers {
+		b.free = append(b.free, jpeg[:0])
 	}
 }

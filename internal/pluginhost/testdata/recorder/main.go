@@ -1,6 +1,8 @@
 // Command recorder is a test plugin: it appends a line per frame it gets
 // (camera, seq, size, SHA-256, placeholder) to the file named by its
-// config's `file:` key.
+// config's `file:` key. It releases camera a's frames at once and keeps
+// camera b's, checking on every frame that none it kept has changed (a
+// line "kept frame changed" if one has).
 package main
 
 import (
@@ -15,8 +17,14 @@ import (
 )
 
 type recorder struct {
-	mu sync.Mutex
-	f  *os.File
+	mu   sync.Mutex
+	f    *os.File
+	kept []kept
+}
+
+type kept struct {
+	f   sdk.Frame
+	sum [32]byte
 }
 
 func (r *recorder) Configure(cfg sdk.Config) error {
@@ -37,7 +45,18 @@ func (r *recorder) Start(context.Context) ([]string, error) { return nil, nil }
 func (r *recorder) HandleFrame(f sdk.Frame) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fmt.Fprintf(r.f, "%s %d %d %x %v\n", f.Camera, f.Seq, len(f.JPEG), sha256.Sum256(f.JPEG), f.Placeholder)
+	sum := sha256.Sum256(f.JPEG)
+	fmt.Fprintf(r.f, "%s %d %d %x %v\n", f.Camera, f.Seq, len(f.JPEG), sum, f.Placeholder)
+	if f.Camera == "a" {
+		f.Release()
+	} else {
+		r.kept = append(r.kept, kept{f, sum})
+	}
+	for _, k := range r.kept {
+		if sha256.Sum256(k.f.JPEG) != k.sum {
+			fmt.Fprintf(r.f, "kept frame changed: %s %d\n", k.f.Camera, k.f.Seq)
+		}
+	}
 }
 
 func (r *recorder) Stop(context.Context) error { return r.f.Close() }
