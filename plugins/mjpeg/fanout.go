@@ -69,6 +69,7 @@ func (o *fanout) publish(p *part) {
 			continue
 		}
 		v.handoffErr = err
+		p.hold() // for the goroutine; the feed holds p while this runs
 		v.state.Store(handedOver)
 		wakeUp(v.wake)
 	}

@@ -76,10 +76,15 @@ func newFeed() *feed {
 	return f
 }
 
-// publish makes p the feed's latest part and sends it to the viewers.
+// publish makes p the feed's latest part and sends it to the viewers. The
+// feed holds p until the next part replaces it.
 func (f *feed) publish(p *part) {
-	f.latest.Store(p)
+	p.refs.Store(1)
+	old := f.latest.Swap(p)
 	f.fanout.publish(p)
+	if old != nil {
+		old.drop()
+	}
 }
 
 // wakeUp leaves a wake-up in ch (capacity 1) unless one is waiting there.
@@ -92,12 +97,40 @@ func wakeUp(ch chan struct{}) {
 
 // part is a frame ready to send, built once per frame and shared read-only
 // by every viewer, which writes head, jpeg and the boundary in one writev.
+//
+// Its frame is released (sdk.Frame.Release: the SDK reads a later frame
+// into the bytes) when the last holder drops it: the feed while the part is
+// the latest, and each viewer writing it after the feed may have moved on
+// (a viewer's goroutine, or one the fan-out handed the rest of a part to).
 type part struct {
 	seq         uint64
 	placeholder bool
 	arrived     time.Time // when the plugin got it
 	head        []byte    // the part's header lines and the blank line
 	jpeg        []byte
+	frame       sdk.Frame
+	refs        atomic.Int32 // holders of jpeg; once 0, never held again
+}
+
+// hold takes a reference to p's frame for a write, unless p is already
+// released (the feed replaced it and nobody was writing it).
+func (p *part) hold() bool {
+	for {
+		n := p.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if p.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// drop gives back a reference taken by hold or publish.
+func (p *part) drop() {
+	if p.refs.Add(-1) == 0 {
+		p.frame.Release()
+	}
 }
 
 // staleFirst is how old the newest frame may be to greet a new viewer. An
@@ -214,7 +247,7 @@ func (m *MJPEG) HandleFrame(f sdk.Frame) {
 	head := fmt.Appendf(nil, "Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %d.%06d\r\nX-Frame-Seq: %d\r\nX-Camera-State: %s\r\n\r\n",
 		len(f.JPEG), ts/1e6, ts%1e6, f.Seq, state)
 	fd.frames.Add(1)
-	fd.publish(&part{seq: f.Seq, placeholder: f.Placeholder, arrived: time.Now(), head: head, jpeg: f.JPEG})
+	fd.publish(&part{seq: f.Seq, placeholder: f.Placeholder, arrived: time.Now(), head: head, jpeg: f.JPEG, frame: f})
 }
 
 // Handler returns the plugin's HTTP routes.

@@ -215,6 +215,7 @@ func (v *viewer) stream(ctx context.Context, out partWriter) {
 			if err == nil {
 				err = v.direct.finish(time.Now().Add(timeout))
 			}
+			v.last.drop() // the part handed over, held by the fan-out for us
 			if err != nil {
 				v.m.dropped(err, v.remote, v.camera)
 				return
@@ -237,11 +238,16 @@ func (v *viewer) stream(ctx context.Context, out partWriter) {
 			<-v.wake
 			continue
 		}
+		if !p.hold() { // replaced and released since: look again
+			v.state.Store(idle)
+			continue
+		}
 		v.next(p)
 		start := time.Now()
 		// The deadline covers the whole part: a viewer that stops reading
 		// is dropped after write_timeout instead of pinning a goroutine.
 		err := out.writePart(p, start.Add(timeout))
+		p.drop()
 		v.state.Store(idle)
 		if err != nil {
 			v.m.dropped(err, v.remote, v.camera)

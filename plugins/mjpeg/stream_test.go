@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/camd/camd/sdk"
+	"github.com/camd/camd/sdk/wire"
 )
 
 // countingConn counts what is written to a TCP connection: Write calls,
@@ -421,12 +422,17 @@ func TestSlowViewerGetsWholeParts(t *testing.T) {
 	}
 	mr := multipart.NewReader(resp.Body, Boundary)
 
+	// The frames come as from the SDK, in buffers released ones are
+	// reused for: the part being handed over must stay held.
 	const frames, size = 60, 256 << 10
+	var bufs wire.Buffers
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for seq := uint64(1); seq <= frames; seq++ {
-			m.HandleFrame(sdk.Frame{Camera: "cam", Seq: seq, Captured: time.Now(), JPEG: bytes.Repeat([]byte{byte(seq)}, size)})
+			f := sdk.Frame{Camera: "cam", Seq: seq, Captured: time.Now()}
+			bufs.Fill(&f, bytes.Repeat([]byte{byte(seq)}, size))
+			m.HandleFrame(f)
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
@@ -461,4 +467,49 @@ type slowReader struct{ r io.Reader }
 func (s slowReader) Read(p []byte) (int, error) {
 	time.Sleep(time.Millisecond)
 	return s.r.Read(p[:min(len(p), 16<<10)])
+}
+
+// TestFramesReleased: the plugin releases each frame once nobody holds it,
+// with or without viewers, so the SDK reads the next frames into the same
+// few buffers.
+func TestFramesReleased(t *testing.T) {
+	for _, viewers := range []int{0, 2} {
+		t.Run(fmt.Sprintf("%d viewers", viewers), func(t *testing.T) {
+			m := bare(t)
+			srv := httptest.NewServer(m.Handler())
+			defer srv.Close()
+			defer m.streams.stop()
+			var readers []*multipart.Reader
+			for range viewers {
+				resp, err := http.Get(srv.URL + "/cameras/cam/stream.mjpg")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				readers = append(readers, multipart.NewReader(resp.Body, Boundary))
+			}
+			var bufs wire.Buffers
+			img := jpegFrame(t)
+			seen := map[*byte]bool{}
+			for seq := uint64(1); seq <= 50; seq++ {
+				f := sdk.Frame{Camera: "cam", Seq: seq, Captured: time.Now()}
+				bufs.Fill(&f, img)
+				seen[&f.JPEG[0]] = true
+				m.HandleFrame(f)
+				for i, r := range readers { // each viewer has it before the next
+					p, err := r.NextPart()
+					if err != nil {
+						t.Fatalf("viewer %d, frame %d: %v", i, seq, err)
+					}
+					if body, _ := io.ReadAll(p); !bytes.Equal(body, img) {
+						t.Fatalf("viewer %d, frame %d: not the frame sent", i, seq)
+					}
+				}
+			}
+			// The latest, and one a viewer's goroutine may still hold.
+			if len(seen) > 3 {
+				t.Errorf("50 frames took %d buffers: frames were not released", len(seen))
+			}
+		})
+	}
 }
