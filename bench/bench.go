@@ -150,10 +150,15 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 func (b *bench) measure(ctx context.Context, name string, r *relay, url string, n int, restRSS int64) (row, error) {
 	vctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	vs := newViewers(url)
+	vs, err := newViewers(url)
+	if err != nil {
+		return row{}, err
+	}
 	defer func() { cancel(); vs.wg.Wait() }()
 	for added := 0; added < n; added += 100 {
-		vs.add(vctx, min(100, n-added))
+		if err := vs.add(vctx, min(100, n-added)); err != nil {
+			return row{}, fmt.Errorf("%s, %d viewers: %w", name, n, err)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err := vs.ready(ctx, 60*time.Second); err != nil {
