@@ -47,10 +47,10 @@ var errStreamEnded = errors.New("the stream ended")
 // feed parses the next bytes of the response.
 func (p *streamParser) feed(b []byte) error {
 	for !p.inBody && len(b) > 0 {
-		line, rest, ok := p.line(&p.hline, b)
+		line, rest, ok := nextLine(&p.hline, b)
 		b = rest
 		if !ok {
-			return p.bounded(p.hline)
+			return bounded(p.hline)
 		}
 		if err := p.headLine(line); err != nil {
 			return err
@@ -76,10 +76,10 @@ func (p *streamParser) feed(b []byte) error {
 			}
 			p.afterData, b = false, b[i+1:]
 		default:
-			line, rest, ok := p.line(&p.hline, b)
+			line, rest, ok := nextLine(&p.hline, b)
 			b = rest
 			if !ok {
-				return p.bounded(p.hline)
+				return bounded(p.hline)
 			}
 			if i := bytes.IndexByte(line, ';'); i >= 0 {
 				line = line[:i]
@@ -133,10 +133,10 @@ func (p *streamParser) multipart(b []byte) error {
 			}
 			continue
 		}
-		line, rest, ok := p.line(&p.mline, b)
+		line, rest, ok := nextLine(&p.mline, b)
 		b = rest
 		if !ok {
-			return p.bounded(p.mline)
+			return bounded(p.mline)
 		}
 		switch {
 		case len(line) == 0 && p.inHeaders:
@@ -159,11 +159,11 @@ func (p *streamParser) multipart(b []byte) error {
 	return nil
 }
 
-// line returns the next whole line of b (without its CR LF), joined to
+// nextLine returns the next whole line of b (without its CR LF), joined to
 // what *buf holds of it, and the bytes after it; or, when b ends before
 // the line does, keeps b in *buf and returns ok false. The line is only
 // valid until the next call.
-func (p *streamParser) line(buf *[]byte, b []byte) (line, rest []byte, ok bool) {
+func nextLine(buf *[]byte, b []byte) (line, rest []byte, ok bool) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
 		*buf = append(*buf, b...)
@@ -178,7 +178,8 @@ func (p *streamParser) line(buf *[]byte, b []byte) (line, rest []byte, ok bool) 
 	return bytes.TrimSuffix(line, []byte("\r")), rest, true
 }
 
-func (p *streamParser) bounded(buf []byte) error {
+// bounded fails once a partial line outgrows maxLine.
+func bounded(buf []byte) error {
 	if len(buf) > maxLine {
 		return fmt.Errorf("a line of more than %d bytes", maxLine)
 	}

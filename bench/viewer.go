@@ -118,7 +118,6 @@ type loop struct {
 
 type conn struct {
 	fd int
-	v  *viewer
 	p  *streamParser
 	at int64 // the time of the read being parsed, for frame
 }
@@ -162,7 +161,7 @@ func (l *loop) connect(host, request string, v *viewer) error {
 		syscall.Close(fd)
 		return err
 	}
-	c := &conn{fd: fd, v: v}
+	c := &conn{fd: fd}
 	c.p = newStreamParser(func(start []byte) { l.vs.frame(v, start, c.at) })
 	l.mu.Lock()
 	if l.conns == nil { // the loop has ended

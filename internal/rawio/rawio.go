@@ -139,26 +139,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 // full, until all are written or an error. Like net.Buffers.WriteTo it
 // consumes v: after an error v holds what was not written.
 func (c *Conn) Writev(v *net.Buffers) (int64, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	defer clear(c.iov[:]) // hold no buffer past the call
-	var total int64
-	for {
-		if !c.load(v) {
-			return total, nil
-		}
-		if err := c.rc.Write(c.writef); err != nil {
-			return total, err
-		}
-		switch {
-		case c.werr == syscall.EINTR:
-			continue
-		case c.werr != 0:
-			return total, os.NewSyscallError("writev", c.werr)
-		}
-		total += int64(c.wn)
-		consume(v, c.wn)
-	}
+	n, _, err := c.writeAll(v, true)
+	return n, err
 }
 
 // TryWritev writes what of the buffers the socket takes now, with one
@@ -168,15 +150,27 @@ func (c *Conn) Writev(v *net.Buffers) (int64, error) {
 // apply and a full socket is no error, only done false: for a caller that
 // writes to many sockets and leaves the rest of a slow one to Writev.
 func (c *Conn) TryWritev(v *net.Buffers) (n int64, done bool, err error) {
+	return c.writeAll(v, false)
+}
+
+// writeAll writes v, one writev(2) per maxIov buffers. With wait it waits
+// through the poller while the socket is full (EAGAIN never reaches it);
+// without, it stops there, done false.
+func (c *Conn) writeAll(v *net.Buffers, wait bool) (n int64, done bool, err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	defer clear(c.iov[:])
+	defer clear(c.iov[:]) // hold no buffer past the call
 	for {
 		if !c.load(v) {
 			return n, true, nil
 		}
-		if err := c.rc.Control(c.tryWritef); err != nil {
-			return n, false, err // closed
+		if wait {
+			err = c.rc.Write(c.writef)
+		} else {
+			err = c.rc.Control(c.tryWritef)
+		}
+		if err != nil {
+			return n, false, err // closed, or the deadline passed
 		}
 		switch c.werr {
 		case 0:

@@ -103,13 +103,10 @@ func wakeUp(ch chan struct{}) {
 // the latest, and each viewer writing it after the feed may have moved on
 // (a viewer's goroutine, or one the fan-out handed the rest of a part to).
 type part struct {
-	seq         uint64
-	placeholder bool
-	arrived     time.Time // when the plugin got it
-	head        []byte    // the part's header lines and the blank line
-	jpeg        []byte
-	frame       sdk.Frame
-	refs        atomic.Int32 // holders of jpeg; once 0, never held again
+	frame   sdk.Frame
+	arrived time.Time    // when the plugin got it
+	head    []byte       // the part's header lines and the blank line
+	refs    atomic.Int32 // holders of the frame; once 0, never held again
 }
 
 // hold takes a reference to p's frame for a write, unless p is already
@@ -247,7 +244,7 @@ func (m *MJPEG) HandleFrame(f sdk.Frame) {
 	head := fmt.Appendf(nil, "Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %d.%06d\r\nX-Frame-Seq: %d\r\nX-Camera-State: %s\r\n\r\n",
 		len(f.JPEG), ts/1e6, ts%1e6, f.Seq, state)
 	fd.frames.Add(1)
-	fd.publish(&part{seq: f.Seq, placeholder: f.Placeholder, arrived: time.Now(), head: head, jpeg: f.JPEG, frame: f})
+	fd.publish(&part{frame: f, arrived: time.Now(), head: head})
 }
 
 // Handler returns the plugin's HTTP routes.

@@ -277,8 +277,8 @@ func (v *viewer) stream(ctx context.Context, out partWriter) {
 // the last one. Placeholders are numbered by camd, not the camera: only
 // gaps between camera frames are frames this viewer skipped.
 func (v *viewer) next(p *part) {
-	if v.last != nil && !v.last.placeholder && !p.placeholder && p.seq > v.last.seq+1 {
-		v.fd.skipped.Add(p.seq - v.last.seq - 1)
+	if last := v.last; last != nil && !last.frame.Placeholder && !p.frame.Placeholder && p.frame.Seq > last.frame.Seq+1 {
+		v.fd.skipped.Add(p.frame.Seq - last.frame.Seq - 1)
 	}
 	v.last = p
 }
@@ -319,7 +319,7 @@ func (c *connWriter) writePart(p *part, deadline time.Time) error {
 
 // begin makes p the part to write.
 func (c *connWriter) begin(p *part) {
-	c.iov = [3][]byte{p.head, p.jpeg, crlfBoundary}
+	c.iov = [3][]byte{p.head, p.frame.JPEG, crlfBoundary}
 	c.bufs = c.iov[:]
 }
 
@@ -352,7 +352,7 @@ type responseWriter struct {
 
 func (r *responseWriter) writePart(p *part, deadline time.Time) error {
 	_ = r.rc.SetWriteDeadline(deadline)
-	for _, b := range [...][]byte{p.head, p.jpeg, crlfBoundary} {
+	for _, b := range [...][]byte{p.head, p.frame.JPEG, crlfBoundary} {
 		if _, err := r.w.Write(b); err != nil {
 			return err
 		}

@@ -273,6 +273,8 @@ func TestStreamHead(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.camera, func(t *testing.T) {
+			// The GET's viewer leaves once the plugin sees it hang up.
+			eventually(t, 10*time.Second, "no viewer", func() bool { return h.Status()["viewers"] == 0.0 })
 			req, _ := http.NewRequest(tt.method, base+"/cameras/"+tt.camera+"/stream.mjpg", nil)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
