@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
@@ -145,15 +146,31 @@ func TestDeadlinesAndClose(t *testing.T) {
 	_ = b.SetReadDeadline(time.Time{})
 
 	// A peer that does not read: the write waits, then times out with
-	// what it wrote so far accounted for.
+	// what it wrote so far accounted for. The deadline is set once the
+	// first writev has filled the socket (bytes wait in its send queue),
+	// so something was written however slow the machine.
 	_ = a.SetWriteBuffer(16 << 10)
 	_ = b.SetReadBuffer(16 << 10)
 	wa, _ := Of(a)
-	_ = a.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
 	v := net.Buffers{pattern(8 << 20)}
-	n, err := wa.Writev(&v)
-	if !errors.Is(err, os.ErrDeadlineExceeded) || n == 0 || n >= 8<<20 || int64(len(v[0]))+n != 8<<20 {
-		t.Fatalf("Writev to a stalled peer = %d, %v (%d left)", n, err, len(v[0]))
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		n, err := wa.Writev(&v)
+		done <- result{n, err}
+	}()
+	for start := time.Now(); sendQueue(t, a) == 0; time.Sleep(time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("Writev wrote nothing in 30s")
+		}
+	}
+	_ = a.SetWriteDeadline(time.Now())
+	r := <-done
+	if !errors.Is(r.err, os.ErrDeadlineExceeded) || r.n == 0 || r.n >= 8<<20 || int64(len(v[0]))+r.n != 8<<20 {
+		t.Fatalf("Writev to a stalled peer = %d, %v (%d left)", r.n, r.err, len(v[0]))
 	}
 
 	b.Close()
@@ -199,4 +216,22 @@ func TestSeqpacket(t *testing.T) {
 	if _, err := rb.Read(buf); err != io.EOF {
 		t.Fatalf("read after the peer closed: %v, want io.EOF", err)
 	}
+}
+
+// sendQueue returns the bytes c's socket holds unsent (SIOCOUTQ).
+func sendQueue(t *testing.T, c *net.TCPConn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int32
+	var errno syscall.Errno
+	_ = rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n)))
+	})
+	if errno != 0 {
+		t.Fatalf("SIOCOUTQ: %v", errno)
+	}
+	return int(n)
 }
