@@ -44,6 +44,9 @@ type Spec struct {
 	SocketDir  string // where go-plugin puts the plugin's unix socket
 
 	MinBackoff, MaxBackoff time.Duration // restart backoff; zero: 250ms and 30s
+	// AckTimeout is how long a frame may go unacknowledged before the
+	// plugin counts as hung and is restarted; zero: 30s.
+	AckTimeout time.Duration
 }
 
 // Output states.
@@ -278,7 +281,7 @@ func (o *Output) SetCameras(ctx context.Context, cameras []string) error {
 const (
 	healthyAfter = 10 * time.Second
 	// ackTimeout: a plugin that holds a frame longer than this is hung and
-	// is restarted.
+	// is restarted (Spec.AckTimeout).
 	ackTimeout = 30 * time.Second
 )
 
@@ -476,7 +479,11 @@ func (o *Output) stream(ctx context.Context, p *proc) error {
 	}
 	defer stopSend() // before the socket closes and wg waits
 
-	watch := time.NewTicker(time.Second)
+	hungAfter := o.spec.AckTimeout
+	if hungAfter <= 0 {
+		hungAfter = ackTimeout
+	}
+	watch := time.NewTicker(min(time.Second, hungAfter/2))
 	defer watch.Stop()
 	for {
 		select {
@@ -491,11 +498,11 @@ func (o *Output) stream(ctx context.Context, p *proc) error {
 			}
 			return ctx.Err()
 		case now := <-watch.C:
+			if d := o.mb.OldestInFlight(now); d > hungAfter {
+				return fmt.Errorf("plugin hung: frame unacknowledged for %s", d.Round(time.Second))
+			}
 			if drain != nil { // acks that came while no frame did
 				drain()
-			}
-			if d := o.mb.OldestInFlight(now); d > ackTimeout {
-				return fmt.Errorf("plugin hung: frame unacknowledged for %s", d.Round(time.Second))
 			}
 		}
 	}

@@ -95,7 +95,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// TryRead is Read without waiting: ok is false when nothing is there.
+// TryRead is Read without waiting: ok is false when nothing is there,
+// and also while a Read waits on the socket: that Read gets what comes,
+// and TryRead must not wait behind it (a camera offering a frame would
+// stall until a hung peer answers).
 func (c *Conn) TryRead(p []byte) (n int, ok bool, err error) {
 	return c.read1(p, false)
 }
@@ -104,7 +107,11 @@ func (c *Conn) read1(p []byte, wait bool) (int, bool, error) {
 	if len(p) == 0 {
 		return 0, true, nil
 	}
-	c.rmu.Lock()
+	if wait {
+		c.rmu.Lock()
+	} else if !c.rmu.TryLock() {
+		return 0, false, nil
+	}
 	defer c.rmu.Unlock()
 	c.rbuf, c.rwait = p, wait
 	defer func() { c.rbuf = nil }()

@@ -235,3 +235,75 @@ func sendQueue(t *testing.T, c *net.TCPConn) int {
 	}
 	return int(n)
 }
+
+// TestTryReadNeverWaits: TryRead returns at once while a Read waits on
+// the socket (a camera offering frames must not stall behind the goroutine
+// waiting for a plugin's ack), and the waiting Read still gets the message.
+func TestTryReadNeverWaits(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Skip(err)
+	}
+	conn := func(fd int) *Conn {
+		f := os.NewFile(uintptr(fd), "seqpacket")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		rc, err := Of(c.(*net.UnixConn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rc
+	}
+	a, b := conn(fds[0]), conn(fds[1])
+	buf := make([]byte, 64)
+	if n, ok, err := b.TryRead(buf); n != 0 || ok || err != nil {
+		t.Fatalf("TryRead on an empty socket = %d, %v, %v; want 0, false, nil", n, ok, err)
+	}
+
+	got := make(chan string, 1)
+	go func() {
+		rbuf := make([]byte, 64)
+		n, err := b.Read(rbuf)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(rbuf[:n])
+	}()
+	// The Read holds rmu while it waits.
+	for deadline := time.Now().Add(10 * time.Second); b.rmu.TryLock(); {
+		b.rmu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("the Read did not start in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	tried := make(chan bool, 1)
+	go func() {
+		_, ok, _ := b.TryRead(make([]byte, 64))
+		tried <- ok
+	}()
+	select {
+	case ok := <-tried:
+		if ok {
+			t.Fatal("TryRead read a message from an empty socket")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("TryRead waited behind a waiting Read")
+	}
+	if _, err := a.Write([]byte("ack cam 7")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m != "ack cam 7" {
+			t.Fatalf("the waiting Read got %q, want %q", m, "ack cam 7")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting Read got nothing in 10s")
+	}
+}

@@ -2,7 +2,8 @@
 // (camera, seq, size, SHA-256, placeholder) to the file named by its
 // config's `file:` key. It releases camera a's frames at once and keeps
 // camera b's, checking on every frame that none it kept has changed (a
-// line "kept frame changed" if one has).
+// line "kept frame changed" if one has). With a second line `hang: yes`
+// it never returns from its first frame, as a hung plugin.
 package main
 
 import (
@@ -20,6 +21,7 @@ type recorder struct {
 	mu   sync.Mutex
 	f    *os.File
 	kept []kept
+	hang bool
 }
 
 type kept struct {
@@ -28,7 +30,9 @@ type kept struct {
 }
 
 func (r *recorder) Configure(cfg sdk.Config) error {
-	name, ok := strings.CutPrefix(strings.TrimSpace(string(cfg.Raw)), "file: ")
+	first, rest, _ := strings.Cut(strings.TrimSpace(string(cfg.Raw)), "\n")
+	r.hang = strings.TrimSpace(rest) == "hang: yes"
+	name, ok := strings.CutPrefix(first, "file: ")
 	if !ok {
 		return &sdk.ConfigError{Key: "file", Message: "required"}
 	}
@@ -47,6 +51,9 @@ func (r *recorder) HandleFrame(f sdk.Frame) {
 	defer r.mu.Unlock()
 	sum := sha256.Sum256(f.JPEG)
 	fmt.Fprintf(r.f, "%s %d %d %x %v\n", f.Camera, f.Seq, len(f.JPEG), sum, f.Placeholder)
+	if r.hang {
+		select {}
+	}
 	if f.Camera == "a" {
 		f.Release()
 	} else {
