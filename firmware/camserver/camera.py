@@ -76,6 +76,7 @@ class Camera:
         self.led = None
         self.led_intensity = -1
         self.xclk_mhz = xclk_hz // 1000000
+        self.holding = False  # the last take() returned a frame: its buffer is ours
         try:
             self._open(xclk_hz)
         except Exception as e:  # MemoryError, a driver surprise: still serve
@@ -115,8 +116,10 @@ class Camera:
                     frame_size=getattr(espcamera.FrameSize, self.settings.frame_size),
                     jpeg_quality=self.settings.jpeg_quality,
                     framebuffer_count=self.settings.fb_count,
-                    # With 2 buffers, LATEST keeps frames fresh; WHEN_EMPTY
-                    # would hand out a stale frame after an idle spell.
+                    # LATEST replaces a queued frame only while the driver
+                    # has a free buffer, and CircuitPython holds one until
+                    # the next take(): after an idle spell the queued frame
+                    # is old all the same (FrameSource drops it).
                     grab_mode=espcamera.GrabMode.LATEST if self.settings.fb_count > 1 else espcamera.GrabMode.WHEN_EMPTY,
                 )
                 break
@@ -159,8 +162,17 @@ class Camera:
             return True
 
     def take(self):
-        """A memoryview valid only until the next take(), or None."""
-        return self.cam.take(0)
+        """A memoryview valid only until the next take(), or None.
+        CircuitPython keeps the frame's buffer until that next take() gives
+        it back, and the driver captures only into a free buffer."""
+        mv = self.cam.take(0)
+        self.holding = mv is not None
+        return mv
+
+    def holds_only_buffer(self):
+        """True while we hold the driver's only buffer: it captures nothing
+        until a take() gives it back."""
+        return self.holding and self.settings.fb_count == 1
 
     def set_control(self, var, val):
         """Apply /control?var=&val=. Not framesize: that one reinitialises
@@ -209,6 +221,14 @@ class Camera:
         """Only the capture task calls this, between frames: it swaps the
         driver's buffers (and blocks the VM while it does)."""
         try:
+            # reconfigure() frees the buffers but CircuitPython keeps the
+            # one it holds, to give back at the next take(): that address
+            # may then be a new buffer's, one the driver is filling. So
+            # give it back first, with take()s until one finds no frame.
+            for _ in range(3):
+                if self.cam.take(0) is None:
+                    break
+            self.holding = False
             # The driver clamps to the sensor's largest size.
             self.cam.reconfigure(frame_size=size)
         except Exception as e:

@@ -23,7 +23,7 @@ class Settings:
         self.stream_clients = 3       # of which /stream viewers
         self.frame_size = "VGA"
         self.jpeg_quality = 12        # 2..55, lower is better quality
-        self.fb_count = 2             # 2 + GrabMode.LATEST: frames are fresh
+        self.fb_count = 2             # the driver's frame buffers (PSRAM); see README
         self.max_fps = 0              # 0: as fast as the sensor
         self.token = ""               # if set, every endpoint but /health wants it
         self.pins = {}                # CAMSERVER_PIN_<ROLE> given: {role: str}

@@ -17,6 +17,13 @@ viewer, and capturing goes on with the buffers there are.
 
 Only this task touches the driver: take(), and reconfigure() between
 frames for /control?var=framesize.
+
+The driver captures only into a free buffer, and CircuitPython holds the
+one take() returned until the next take() gives it back. So with one
+buffer this task gives it back as soon as the frame is copied (a take()
+that finds no frame); and a frame queued while nobody took one (idle,
+throttled, every Frame pinned) may be old however the driver's grab mode
+replaces frames: it is dropped (STALE_MS), and the next one published.
 """
 
 import asyncio
@@ -29,6 +36,10 @@ from .compat import sleep_ms, ticks_ms, ticks_add, ticks_diff, timestamp
 # long before trying to add one again; each failure in a row doubles it.
 GROW_BACKOFF_MS = 1000
 GROW_BACKOFF_MAX_MS = 60000
+
+# A frame that may have waited in the driver's queue longer than this is
+# dropped: frames are stamped when published. (handlers.FRESH_MS likewise.)
+STALE_MS = 150
 
 
 class Frame:
@@ -66,12 +77,14 @@ class FrameSource:
         self.seq = 0
         self._event = asyncio.Event()
         self._demand_until = ticks_ms()
+        self._empty_at = ticks_ms()  # when the driver's queue was last seen empty
         self._requests = []      # _Reconfigure, for the capture task
         self._grow_after = ticks_ms()
         self._grow_backoff = GROW_BACKOFF_MS
         self.on_pressure = None  # called after a MemoryError, to shed load
         self.frames = 0
         self.timeouts = 0
+        self.dropped = 0         # frames dropped as stale
         self.mem_errors = 0
         self.errors = 0
         self.last_error = ""
@@ -91,7 +104,8 @@ class FrameSource:
         """The capture task. Idles (no take()) while nobody watches. Nothing
         it meets ends it: not a driver error, not a MemoryError."""
         gap = 1000 // self.settings.max_fps if self.settings.max_fps else 0
-        last = ticks_ms()
+        last = ticks_ms()  # when the last frame was published, or its stale one dropped
+        dropped_at = None
         while not self._stop:
             try:
                 if self._requests:
@@ -101,17 +115,28 @@ class FrameSource:
                 if not self.camera.ok or not self._demanded():
                     await sleep_ms(20)
                     continue
+                self._hand_back()
                 if gap and ticks_diff(ticks_ms(), last) < gap:
                     await sleep_ms(max(1, gap - ticks_diff(ticks_ms(), last)))
                     continue
                 if not self.camera.frame_available():
+                    self._empty_at = ticks_ms()
                     await sleep_ms(3)
+                    continue
+                if ticks_diff(ticks_ms(), self._empty_at) > STALE_MS:
+                    # Queued before then, and not replaced since: the driver
+                    # had no free buffer. Drop it; the next one is captured
+                    # into the buffer this take() gives back.
+                    if self._take() is not None:
+                        self.dropped += 1
+                    dropped_at = ticks_ms()
+                    await sleep_ms(0)
                     continue
                 into = self._free()
                 if into is None:  # every buffer is being sent: wait for one
                     await sleep_ms(5)
                     continue
-                mv = self.camera.take()
+                mv = self._take()
                 if mv is None:
                     self.timeouts += 1
                     await sleep_ms(3)
@@ -125,8 +150,11 @@ class FrameSource:
                 into.mv[:n] = mv  # the one copy, into a buffer we reuse
                 into.n = n
                 mv = None  # never keep the driver's buffer
+                self._hand_back()
                 self._publish(into)
-                last = ticks_ms()
+                # max_fps counts from the drop, if any: it costs no rate.
+                last = ticks_ms() if dropped_at is None else dropped_at
+                dropped_at = None
                 await sleep_ms(0)
             except MemoryError:
                 self._pressure()
@@ -135,6 +163,20 @@ class FrameSource:
                 self.errors += 1
                 self.last_error = repr(e)
                 await sleep_ms(100)
+
+    def _take(self):
+        mv = self.camera.take()
+        # The queue holds at most one frame (LATEST with 2 buffers, or 1
+        # buffer): this take() emptied it.
+        self._empty_at = ticks_ms()
+        return mv
+
+    def _hand_back(self):
+        """With one buffer the driver is idle while we hold it: give it
+        back, by a take() that finds no frame (which on an ESP32-S3 also
+        resets the idle DMA: harmless). Not a timeout."""
+        if self.camera.holds_only_buffer():
+            self._take()
 
     def _free(self):
         """A Frame to capture into: unpinned and not the newest. Adds one
@@ -231,6 +273,7 @@ class FrameSource:
             self.camera.reconfigure(reqs[-1].size)
         except ControlError as e:
             err = e
+        self._empty_at = ticks_ms()  # new buffers, an empty queue
         # The newest frame has the old size: nobody gets it as fresh now.
         # (Clients sending it have it pinned; that is still safe.)
         self.newest = None

@@ -161,6 +161,7 @@ async def status(srv, conn, req):
     body = "{" + ",".join('"%s":%d' % kv for kv in pairs)
     extras = (
         ("fps", round(src.fps, 2)), ("frames", src.frames), ("timeouts", src.timeouts),
+        ("stale_dropped", src.dropped),
         ("clients", srv.clients), ("stream_clients", srv.stream_clients), ("requests", srv.requests),
         ("stalled_dropped", srv.stalled), ("refused", srv.refused), ("evicted", srv.evicted),
         ("shed", srv.shed), ("mem_errors", srv.mem_errors + src.mem_errors),

@@ -9,13 +9,35 @@ sensor, as common-hal/espcamera/Camera.c does. When the start fails
 still claimed: on the board they come back only when the garbage collector
 finalises the half-made object, so here they come back at gc.collect().
 
-The synthetic sensor captures at FPS frames per second. take() returns a
-memoryview into one reused buffer that the next take() overwrites, like the
-driver's frame buffer. Each frame is a real JPEG from tests/testdata with a
-COM segment "frame N" after SOI, and, with PAD_TO set, filler COM segments
-(every byte N % 251) up to about PAD_TO bytes, so big frames are cheap and a
-torn frame shows. Tests script timeouts with `fail_takes` and setter
-failures with `reject`.
+The synthetic sensor starts a frame every 1/FPS s (a VSYNC), and the
+driver is modelled as esp32-camera's cam_hal.c runs it (adafruit/esp32-camera,
+the branch CircuitPython builds): `framebuffer_count` buffers, each free or
+not; at a VSYNC the frame being captured is finished and queued, and the
+next one starts only if a buffer is free. The queue holds fb_count frames,
+fb_count - 1 with GrabMode.LATEST and 2 buffers; a finished frame finding it
+full replaces the queued one, which frees that one's buffer. take() is
+common_hal_espcamera_camera_take: it first gives back the buffer the last
+take() returned (CircuitPython holds it until then: `buffer_to_return`), then
+takes the oldest queued frame, waiting up to `timeout`. So with one buffer the
+driver captures nothing more until the next take(); with two and LATEST, a
+frame that sits in the queue while CircuitPython holds the other buffer is
+not replaced: after an idle spell it is old. `frame_available` only looks at
+the queue. A take() that finds the queue empty resets the DMA (as on an
+ESP32-S3; here on every chip): a frame being captured then is lost
+(`dma_resets` counts them). reconfigure() frees and reallocates the buffers
+but, like CircuitPython, keeps `buffer_to_return`: the next take() gives that
+freed address back, which may be a new buffer's, and the shim assumes the
+worst, the queued one: that take() returns a frame the driver may be
+overwriting. A frame returned from a buffer the driver may write into is torn
+(its second half zeroed), and a buffer given back is scribbled over at once,
+so reading a frame after the next take() shows.
+
+Each frame is a real JPEG from tests/testdata with a COM segment
+"frame N at T" after SOI (N the sensor's frame number, T the time.monotonic()
+its capture started), and, with PAD_TO set, filler COM segments (every byte
+N % 251) up to about PAD_TO bytes, so big frames are cheap and a torn frame
+shows. Tests script timeouts with `fail_takes` and setter failures with
+`reject`.
 """
 
 import ctypes
@@ -33,6 +55,7 @@ PAD_TO = 0        # pad frames to about this many bytes (0: no padding)
 INIT_FAILURES = 0  # the next N constructions fail in esp_camera_init
 SENSOR = "OV2640"
 MAX_FRAME_SIZE = "UXGA"  # the OV2640's largest
+BUF_SIZE = 256 * 1024  # one driver frame buffer
 
 _TESTDATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testdata")
 
@@ -92,6 +115,7 @@ _RANGES = {"contrast": (-2, 2), "brightness": (-2, 2), "saturation": (-2, 2), "s
            "wb_mode": (0, 4), "ae_level": (-2, 2), "denoise": (0, 8)}
 
 live_camera = None
+_FREED = "freed"  # buffer_to_return after reconfigure(): a freed buffer's address
 _unreachable = []  # cameras whose start failed: pins held until gc.collect()
 
 
@@ -174,13 +198,15 @@ class Camera:
         self._props["quality"] = jpeg_quality
         self._props["gain_ceiling"] = GainCeiling.GAIN_2X
         self._set_size(frame_size)
-        self._buf = bytearray(256 * 1024)  # the driver's frame buffer
-        self._addr = ctypes.addressof((ctypes.c_char * len(self._buf)).from_buffer(self._buf))
-        self._n = 0
-        self._next = time.monotonic()
+        self._period = 1.0 / FPS
+        self._t0 = time.monotonic()  # VSYNC k is at _t0 + k * _period
+        self._bufs = []
+        self._held = None            # buffer_to_return: a buffer, _FREED or None
+        self._start(framebuffer_count)
         self.fail_takes = 0  # scripted: the next N takes time out
         self.reject = set()  # scripted: setters of these names fail
         self.reconfigures = 0
+        self.dma_resets = 0  # frames lost to a take() on an empty queue
         live_camera = self
 
     def _set_size(self, fs):
@@ -206,35 +232,110 @@ class Camera:
     def max_frame_size(self):
         return getattr(FrameSize, MAX_FRAME_SIZE)
 
+    def _start(self, count):
+        """cam_config: count buffers, every one free, an empty queue, and
+        the driver idle until the next VSYNC. The shim reuses its buffers'
+        memory: like the driver's (PSRAM), it is not the VM's heap."""
+        while len(self._bufs) < count:
+            b = bytearray(BUF_SIZE)
+            self._bufs.append((b, ctypes.addressof((ctypes.c_char * len(b)).from_buffer(b))))
+        del self._bufs[count:]
+        self._free = [True] * count   # frames[x].en
+        self._shot = [None] * count   # (frame number, capture start) in each buffer
+        self._len = [0] * count
+        latest = self.grab_mode.name == "LATEST" and count > 1
+        self._qlen = count - 1 if latest else count
+        self._queue = []              # finished frames (buffer numbers), oldest first
+        self._filling = None          # the buffer being captured into; None: idle
+        self._pos = 0                 # cam_task's frame_pos
+        self._k = int((time.monotonic() - self._t0) / self._period) + 1
+
+    def _run_until(self, now):
+        """cam_task, VSYNC by VSYNC, up to now. Without a take() in between
+        the state settles within 4 VSYNCs (idle, or alternating between
+        two buffers), so a long gap is cut short after them: only frame
+        numbers are skipped."""
+        last = int((now - self._t0) / self._period)
+        settled = self._k + 4
+        while self._k <= last:
+            if self._k == settled and last - self._k > 4:
+                self._k = last - 4
+            if self._filling is not None:  # the frame is done: queue it
+                x, self._filling = self._filling, None
+                self._free[x] = False
+                if len(self._queue) >= self._qlen:  # full: the new one replaces the oldest
+                    self._free[self._queue.pop(0)] = True
+                self._queue.append(x)
+            if not self._free[self._pos]:  # cam_get_next_frame
+                for i, free in enumerate(self._free):
+                    if free:
+                        self._pos = i
+                        break
+            if self._free[self._pos]:  # cam_start_frame: only into a free buffer
+                self._filling = self._pos
+                self._shot[self._pos] = (self._k, self._t0 + self._k * self._period)
+            self._k += 1
+
+    @property
+    def capturing(self):
+        """For tests: is a frame being captured now?"""
+        self._run_until(time.monotonic())
+        return self._filling is not None
+
     @property
     def frame_available(self):
+        """cam_avail: is a finished frame queued?"""
         self._check_deinit()
-        return time.monotonic() >= self._next
+        self._run_until(time.monotonic())
+        return bool(self._queue)
 
     def take(self, timeout=0.25):
-        """Blocks the whole VM (like the real driver) for up to timeout."""
+        """common_hal_espcamera_camera_take. Blocks the whole VM (like the
+        real driver) for up to timeout (twice: the retry after a DMA reset)."""
         self._check_deinit()
+        self._run_until(time.monotonic())
+        x, self._held = self._held, None
+        if x is _FREED:  # a freed buffer's address: assume the worst
+            x = self._queue[0] if self._queue else None
+        if x is not None:  # esp_camera_fb_return
+            self._free[x] = True
+            b, addr = self._bufs[x]
+            ctypes.memset(addr, 0, self._len[x])  # the driver may overwrite it from now on
         if self.fail_takes > 0:
             self.fail_takes -= 1
             time.sleep(timeout)
             return None
-        wait = self._next - time.monotonic()
-        if wait > timeout:
-            time.sleep(timeout)
+        x = self._receive(timeout)
+        if x is None:  # cam_take on an ESP32-S3: reset the DMA, wait again
+            if self._filling is not None:
+                self._filling = None
+                self.dma_resets += 1
+            x = self._receive(timeout)
+        if x is None:
             return None
-        if wait > 0:
-            time.sleep(wait)
-        self._next = max(self._next + 1.0 / FPS, time.monotonic())
-        self._n += 1
-        return self._render(self._n)
+        self._held = x
+        return self._render(x)
 
-    def _render(self, n):
-        """Frame n, written straight into the driver buffer: like the DMA,
-        making a frame takes no memory from the heap (which matters when
-        tests give the firmware a small one)."""
+    def _receive(self, timeout):
+        """xQueueReceive: the oldest queued frame, waiting up to timeout."""
+        deadline = time.monotonic() + timeout
+        while not self._queue:
+            now = time.monotonic()
+            if now >= deadline:
+                return None
+            time.sleep(max(0.0, min(deadline, self._t0 + self._k * self._period) - now) + 0.0005)
+            self._run_until(time.monotonic())
+        return self._queue.pop(0)
+
+    def _render(self, x):
+        """The frame in buffer x, written in place: like the DMA, making a
+        frame takes no memory from the heap (which matters when tests give
+        the firmware a small one)."""
+        n, t = self._shot[x]
         jpg = self._frames[n % len(self._frames)]
-        com = b"frame %d" % n
-        buf, at = self._buf, 0
+        com = b"frame %d at %.6f" % (n, t)
+        buf, addr = self._bufs[x]
+        at = 0
 
         def put(b):
             nonlocal at
@@ -249,11 +350,14 @@ class Camera:
             k = min(pad - 4, 65533)
             put(b"\xff\xfe")
             put((k + 2).to_bytes(2, "big"))
-            ctypes.memset(self._addr + at, n % 251, k)  # filler: every byte n % 251
+            ctypes.memset(addr + at, n % 251, k)  # filler: every byte n % 251
             at += k
             pad -= k + 4
         put(memoryview(jpg)[2:])
-        return memoryview(buf)[:at]  # overwritten by the next take()
+        self._len[x] = at
+        if self._free[x]:  # the driver may be capturing into it right now
+            ctypes.memset(addr + at // 2, 0, at - at // 2)
+        return memoryview(buf)[:at].toreadonly()  # given back by the next take()
 
     def reconfigure(self, frame_size=None, pixel_format=None, grab_mode=None, framebuffer_count=None):
         self._check_deinit()
@@ -265,12 +369,23 @@ class Camera:
             self.reconfigured_in = asyncio.current_task()
         except RuntimeError:
             self.reconfigured_in = None
+        if grab_mode is not None:
+            _check_enum(grab_mode, GrabMode, "grab_mode")
+            self.grab_mode = grab_mode
+        if framebuffer_count is not None:
+            if not 1 <= framebuffer_count <= 2:
+                raise ValueError("framebuffer_count must be 1-2")
+            self.framebuffer_count = framebuffer_count
         time.sleep(0.05)  # deinit + init: slow, and it blocks
         self.reconfigures += 1
         if frame_size is not None:
             if frame_size.value > self.max_frame_size.value:
                 frame_size = self.max_frame_size
             self._set_size(frame_size)
+        # cam_deinit frees the buffers; CircuitPython keeps buffer_to_return.
+        if self._held is not None:
+            self._held = _FREED
+        self._start(self.framebuffer_count)
 
     def deinit(self):
         global live_camera
