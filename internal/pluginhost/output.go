@@ -510,6 +510,7 @@ func (o *Output) stream(ctx context.Context, p *proc) error {
 
 // proc is a started plugin process.
 type proc struct {
+	cmd            *exec.Cmd
 	client         *plugin.Client
 	out            pb.OutputClient
 	shm            *shmLink // nil: frames over gRPC
@@ -523,10 +524,29 @@ func (p *proc) pid() int {
 	return 0
 }
 
+// killGrace is how long kill waits for go-plugin's graceful shutdown
+// before it kills the process itself.
+const killGrace = 5 * time.Second
+
 // kill stops the process (gracefully, then by force) and logs what it
-// printed last.
+// printed last. go-plugin's Kill first asks the plugin to shut down over
+// gRPC and waits for the answer until the process exits: a frozen or
+// stopped process never answers, so after killGrace the process is killed
+// here, which ends that wait.
 func (p *proc) kill() {
-	p.client.Kill()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.client.Kill()
+	}()
+	select {
+	case <-done:
+	case <-time.After(killGrace):
+		if p.cmd.Process != nil {
+			_ = p.cmd.Process.Kill()
+		}
+		<-done
+	}
 	if p.shm != nil {
 		p.shm.close()
 	}
@@ -554,7 +574,7 @@ func start(spec Spec, log *slog.Logger) (*proc, error) {
 		cmd.Env = append(cmd.Env, plugin.EnvUnixSocketDir+"="+spec.SocketDir)
 	}
 
-	p := &proc{stdout: newLineWriter(log, slog.LevelInfo, "stdout"), stderr: newLineWriter(log, slog.LevelWarn, "stderr")}
+	p := &proc{cmd: cmd, stdout: newLineWriter(log, slog.LevelInfo, "stdout"), stderr: newLineWriter(log, slog.LevelWarn, "stderr")}
 	if link, err := newShmLink(); err != nil {
 		log.Debug("frames over gRPC: no shared memory", "err", err)
 	} else {

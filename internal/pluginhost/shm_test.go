@@ -2,13 +2,9 @@ package pluginhost
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,25 +19,9 @@ import (
 // those it keeps never change.
 func TestSharedMemoryFrames(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "recorder")
-	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/recorder").CombinedOutput(); err != nil {
-		t.Fatalf("build the test plugin: %v\n%s", err, out)
-	}
 	record := filepath.Join(dir, "frames.txt")
-	o := New(Spec{Name: "rec", Plugin: "recorder", Path: bin, Cameras: []string{"a", "b"},
-		ConfigYAML: []byte("file: " + record)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); o.Run(ctx, "") }()
-	defer func() { cancel(); <-done }()
-	select {
-	case err := <-o.Launched():
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the plugin did not start in 60s")
-	}
+	o, ctx := runOutput(t, Spec{Name: "rec", Plugin: "recorder", Path: buildPlugin(t, "recorder"),
+		Cameras: []string{"a", "b"}, ConfigYAML: []byte("file: " + record)})
 	var want []string
 	send := func(f wire.Frame) {
 		t.Helper()
@@ -116,71 +96,6 @@ func TestSharedMemoryFrames(t *testing.T) {
 	}
 	if g, w := strings.Join(kept, "\n"), strings.Join(want, "\n"); g != w {
 		t.Errorf("the plugin got\n%s\nwant\n%s", g, w)
-	}
-}
-
-// TestHungPluginOnSharedMemory: a plugin that never acknowledges a frame
-// holds up nobody. The camera offering frames carries on (the frames wait
-// in the mailbox, newest wins) and the output restarts the plugin once a
-// frame has gone unacknowledged for AckTimeout.
-func TestHungPluginOnSharedMemory(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "recorder")
-	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/recorder").CombinedOutput(); err != nil {
-		t.Fatalf("build the test plugin: %v\n%s", err, out)
-	}
-	o := New(Spec{Name: "rec", Plugin: "recorder", Path: bin, Cameras: []string{"a"},
-		ConfigYAML: []byte("file: " + filepath.Join(dir, "frames.txt") + "\nhang: yes"),
-		AckTimeout: time.Second, MinBackoff: 50 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); o.Run(ctx, "") }()
-	defer func() { cancel(); <-done }()
-	select {
-	case err := <-o.Launched():
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the plugin did not start in 60s")
-	}
-
-	// A camera's loop: an Offer that does not return in 10s has stalled
-	// the camera.
-	offered := make(chan struct{})
-	go func() {
-		for seq := uint64(1); ctx.Err() == nil; seq++ {
-			o.Offer(wire.Frame{Camera: "a", Seq: seq, Captured: time.Now(), JPEG: bytes.Repeat([]byte{byte(seq)}, 1000)})
-			select {
-			case offered <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for o.Counters().Restarts == 0 {
-		select {
-		case <-offered:
-		case <-time.After(10 * time.Second):
-			t.Fatal("an Offer waited more than 10s: the hung plugin stalls the camera")
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the hung plugin was not restarted in 60s (state %q)", o.Counters().State)
-		}
-	}
-	// The restart is counted just before its reason is recorded.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
-		last := o.Status(sctx).LastError
-		scancel()
-		if strings.Contains(last, "plugin hung") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("last error %q, want it to say the plugin hung", last)
-		}
 	}
 }
 
