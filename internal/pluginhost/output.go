@@ -424,6 +424,7 @@ func (o *Output) stream(ctx context.Context, p *proc) error {
 	sendCtx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
 	var drain func()
+	var sendClosed chan struct{} // frames over gRPC: closed once sending is
 	if p.shm != nil {
 		// Frames go out from Offer and from whoever reads the ack that
 		// frees their camera; a frame offered before the link was up is
@@ -462,12 +463,17 @@ func (o *Output) stream(ctx context.Context, p *proc) error {
 			}
 		}
 	} else {
+		// The frames goroutine owns the sending side: gRPC forbids
+		// CloseSend beside a SendMsg, so it closes it when told to stop.
+		sendClosed = make(chan struct{})
 		wg.Add(1)
 		go func() { // frames
 			defer wg.Done()
+			defer close(sendClosed)
 			for {
 				f, err := o.mb.Next(sendCtx)
 				if err != nil {
+					_ = stream.CloseSend()
 					return
 				}
 				if err := stream.Send(&pb.FramesRequest{Frame: wire.FrameToProto(f)}); err != nil {
@@ -491,7 +497,14 @@ func (o *Output) stream(ctx context.Context, p *proc) error {
 			return err
 		case <-ctx.Done():
 			stopSend()
-			_ = stream.CloseSend()
+			if sendClosed == nil {
+				_ = stream.CloseSend()
+			} else {
+				select { // a Send the plugin does not take ends with the stream
+				case <-sendClosed:
+				case <-time.After(time.Second):
+				}
+			}
 			select { // give the plugin a moment to finish the last frame
 			case <-errc:
 			case <-time.After(time.Second):
