@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -77,11 +76,15 @@ func PrincipalOf(r *http.Request) *Principal {
 	return p
 }
 
-// Failed-login limits per client address: after maxFailures within
-// failureWindow the client gets 429 until the window has passed.
+// Failed-login limits per client (an IPv4 address or an IPv6 /64): after
+// maxFailures within failureWindow the client gets 429 until the window
+// has passed, for all but credentials that cost nothing to check and
+// cannot be guessed (see Authenticate). At most maxClientsTracked
+// clients are remembered.
 const (
-	maxFailures   = 10
-	failureWindow = time.Minute
+	maxFailures       = 10
+	failureWindow     = time.Minute
+	maxClientsTracked = 4096
 	// verifiedFor is how long a checked user:password pair is remembered,
 	// so a page polling stills does not pay bcrypt's deliberate ~50 ms per
 	// request. Only a SHA-256 of the pair is kept.
@@ -125,35 +128,51 @@ const dummyHash = "$2a$10$gMwF1NDkezkyainroS6do.3WL4OZg3Mv8KW85FYvnSr/RaFPtJDDS"
 
 // Authenticate returns who r is. It fails with 401 when r carries no valid
 // credential, and 429 when r's client failed too often of late.
+//
+// A blocked client is still let in with a valid token, or a user's
+// password checked in the last verifiedFor: both cost a hash to check and
+// cannot be guessed (tokens are long and random; the password was proved
+// already), so refusing them would only let an attacker lock out everyone
+// who shares its address, such as every client of a reverse proxy. Only
+// new password checks (bcrypt, guessable) are refused.
 func (a *Authenticator) Authenticate(r *http.Request) (*Principal, int) {
-	client := clientHost(r.RemoteAddr)
-	if a.blocked(client) {
-		return nil, http.StatusTooManyRequests
-	}
+	client := clientOf(r.RemoteAddr).String()
+	blocked := a.blocked(client)
 	cred, ok := ParseCredential(r.Header.Get("Authorization"), r.URL.Query().Get("token"))
-	if !ok {
+	switch {
+	case !ok && blocked:
+		return nil, http.StatusTooManyRequests
+	case !ok:
 		return nil, http.StatusUnauthorized
 	}
 	var p *Principal
 	if cred.User != "" || cred.Kind == "basic" {
-		p = a.checkUser(cred.User, cred.Secret)
+		p = a.checkUser(cred.User, cred.Secret, !blocked)
 	} else {
 		p = a.checkToken(cred.Secret)
 	}
-	if p == nil {
-		a.fail(client, cred)
-		return nil, http.StatusUnauthorized
+	switch {
+	case p != nil:
+		return p, http.StatusOK
+	case blocked:
+		return nil, http.StatusTooManyRequests
 	}
-	return p, http.StatusOK
+	a.fail(client, cred)
+	return nil, http.StatusUnauthorized
 }
 
-func (a *Authenticator) checkUser(name, password string) *Principal {
+// checkUser checks a user's password: against those proved in the last
+// verifiedFor, then, if bcrypt, with bcrypt.
+func (a *Authenticator) checkUser(name, password string, bcryptToo bool) *Principal {
 	key := sha256.Sum256([]byte(name + "\x00" + password))
 	a.mu.Lock()
 	at, ok := a.verified[key]
 	a.mu.Unlock()
 	if ok && a.now().Sub(at) < verifiedFor {
 		return &Principal{Name: name, Admin: true}
+	}
+	if !bcryptToo {
+		return nil
 	}
 	hash := []byte(dummyHash)
 	i := slices.IndexFunc(a.sec.Users, func(u User) bool { return u.Name == name })
@@ -213,8 +232,8 @@ func (a *Authenticator) fail(client string, cred Credential) {
 	a.mu.Lock()
 	f := a.failures[client]
 	if f == nil || a.now().Sub(f.since) > failureWindow {
-		if len(a.failures) > 4096 { // a botnet must not grow this without end
-			clear(a.failures)
+		if f == nil && len(a.failures) >= maxClientsTracked {
+			a.forgetOldest()
 		}
 		f = &failures{since: a.now()}
 		a.failures[client] = f
@@ -227,6 +246,33 @@ func (a *Authenticator) fail(client string, cred Credential) {
 		who = fmt.Sprintf("user %q", cred.User)
 	}
 	a.log.Warn("authentication failed", "client", client, "with", who, "failures", n)
+}
+
+// forgetOldest makes room in failures: the expired entries, else the
+// oldest client not blocked, else the oldest. (Clearing the table would
+// let a botnet failing from many addresses unblock a client.)
+func (a *Authenticator) forgetOldest() {
+	now := a.now()
+	var oldest, oldestFree string
+	for c, f := range a.failures {
+		switch {
+		case now.Sub(f.since) > failureWindow:
+			delete(a.failures, c)
+		case f.count < maxFailures:
+			if oldestFree == "" || f.since.Before(a.failures[oldestFree].since) {
+				oldestFree = c
+			}
+		case oldest == "" || f.since.Before(a.failures[oldest].since):
+			oldest = c
+		}
+	}
+	switch {
+	case len(a.failures) < maxClientsTracked:
+	case oldestFree != "":
+		delete(a.failures, oldestFree)
+	default:
+		delete(a.failures, oldest)
+	}
 }
 
 // Credential is what a request presents: HTTP Basic, a bearer token, or a
@@ -278,8 +324,11 @@ func ParseCredential(authorization, queryToken string) (Credential, bool) {
 func (a *Authenticator) Guard(next http.Handler, public *http.ServeMux, admin bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.cors(w, r)
-		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-			next.ServeHTTP(w, r) // preflights carry no credentials, by the CORS spec
+		if IsPreflight(r) {
+			// Preflights carry no credentials, by the CORS spec, so no
+			// handler sees them: they learn what an origin may send
+			// (the headers above), nothing more.
+			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 		if !a.Enabled() || isPublic(public, r) {
@@ -319,8 +368,17 @@ func challenge(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// IsPreflight reports whether r is a CORS preflight.
+func IsPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+}
+
 // cors answers for the origins in AllowOrigins; other origins get no CORS
-// headers, so their pages cannot read responses.
+// headers, so their pages cannot read responses. A named origin's pages
+// may send the browser's saved login (Basic); "*" lets any page read
+// responses, but only with a credential of its own (a token it sends in
+// Authorization or ?token=): browsers never send a saved login to a
+// wildcard, so a site the user happens to visit cannot use theirs.
 func (a *Authenticator) cors(w http.ResponseWriter, r *http.Request) {
 	origin := r.Header.Get("Origin")
 	if origin == "" || a == nil {
@@ -328,11 +386,15 @@ func (a *Authenticator) cors(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Add("Vary", "Origin")
-	if !slices.Contains(a.sec.AllowOrigins, origin) && !slices.Contains(a.sec.AllowOrigins, "*") {
+	switch {
+	case slices.Contains(a.sec.AllowOrigins, origin):
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Credentials", "true")
+	case slices.Contains(a.sec.AllowOrigins, "*"):
+		h.Set("Access-Control-Allow-Origin", "*")
+	default:
 		return
 	}
-	h.Set("Access-Control-Allow-Origin", origin)
-	h.Set("Access-Control-Allow-Credentials", "true")
 	h.Set("Access-Control-Expose-Headers", "Location, Link, ETag, Accept-Post, X-Camera-State, X-Frame-Seq, X-Timestamp")
 	if r.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, PATCH, OPTIONS")
@@ -358,11 +420,4 @@ func CameraOfPath(path string) string {
 	}
 	cam, _, _ := strings.Cut(rest, "/")
 	return cam
-}
-
-func clientHost(remote string) string {
-	if h, _, err := net.SplitHostPort(remote); err == nil {
-		return h
-	}
-	return remote
 }

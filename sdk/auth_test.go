@@ -3,6 +3,7 @@ package sdk
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -121,18 +122,119 @@ func TestAuthenticator(t *testing.T) {
 			t.Errorf("%s: %d %q, want %d %q", tc.name, code, body, tc.code, tc.body)
 		}
 	}
-	// Ten failures from one address: that address is refused, others not.
-	for i := 0; i < maxFailures; i++ {
-		do(h, "/", "192.0.2.9:1", bearer("wrong"))
+	// Ten failures from one client (an IPv4 address, an IPv6 /64): that
+	// client is refused new password checks and wrong credentials for the
+	// rest of the window; other clients are not. Valid tokens, and
+	// passwords already proved, still get in: they cannot be guessed, and
+	// refusing them would let anyone behind the same address (a reverse
+	// proxy's clients) lock out everyone.
+	do(h, "/", "192.0.2.9:1", basic("alice", "pw-alice")) // proved before the attack
+	for _, attacker := range []string{"192.0.2.9:1", "[2001:db8:1:2::1]:1"} {
+		for range maxFailures {
+			do(h, "/", attacker, bearer("wrong-token-guess"))
+		}
 	}
-	if code, _ := do(h, "/", "192.0.2.9:1", bearer("admin-token")); code != http.StatusTooManyRequests {
-		t.Errorf("after %d failures: %d, want 429 even with a good token", maxFailures, code)
-	}
-	if code, _ := do(h, "/", "192.0.2.10:1", bearer("admin-token")); code != 200 {
-		t.Errorf("another address after the failures: %d, want 200", code)
+	for _, tc := range []struct {
+		name   string
+		remote string
+		set    func(*http.Request)
+		code   int
+	}{
+		{"blocked: a wrong token", "192.0.2.9:1", bearer("wrong"), 429},
+		{"blocked: no credential", "192.0.2.9:1", nil, 429},
+		{"blocked: a password not yet proved", "192.0.2.9:1", basic("bob", "guess"), 429},
+		{"blocked: a valid token", "192.0.2.9:1", bearer("admin-token"), 200},
+		{"blocked: a password proved before", "192.0.2.9:1", basic("alice", "pw-alice"), 200},
+		{"blocked /64: another address in it", "[2001:db8:1:2::ffff]:1", bearer("wrong"), 429},
+		{"another /64", "[2001:db8:1:3::1]:1", bearer("wrong"), 401},
+		{"another address", "192.0.2.10:1", bearer("admin-token"), 200},
+	} {
+		if code, _ := do(h, "/", tc.remote, tc.set); code != tc.code {
+			t.Errorf("after %d failures, %s: %d, want %d", maxFailures, tc.name, code, tc.code)
+		}
 	}
 	a.now = func() time.Time { return time.Now().Add(failureWindow + time.Second) }
-	if code, _ := do(h, "/", "192.0.2.9:1", bearer("admin-token")); code != 200 {
-		t.Errorf("after the window: %d, want 200", code)
+	if code, _ := do(h, "/", "192.0.2.9:1", bearer("wrong")); code != 401 {
+		t.Errorf("after the window, a wrong token: %d, want 401", code)
+	}
+}
+
+// TestFailureTableBounded: a botnet failing from more addresses than are
+// tracked neither grows the table without end nor unblocks a client that
+// is blocked now.
+func TestFailureTableBounded(t *testing.T) {
+	a := NewAuthenticator(Security{AuthRequired: true}, nil)
+	start := time.Now()
+	clock := start
+	a.now = func() time.Time { return clock }
+	for range maxFailures {
+		a.fail("192.0.2.1", Credential{Kind: "bearer"})
+	}
+	for i := range 2 * maxClientsTracked {
+		clock = start.Add(time.Duration(i+1) * time.Millisecond)
+		a.fail(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Credential{Kind: "bearer"})
+	}
+	if len(a.failures) > maxClientsTracked {
+		t.Errorf("%d clients tracked, want at most %d", len(a.failures), maxClientsTracked)
+	}
+	if !a.blocked("192.0.2.1") {
+		t.Errorf("the blocked client was forgotten to make room")
+	}
+}
+
+// TestCORS: which pages may read responses, and that a preflight is
+// answered by the guard, without a credential and without reaching the
+// handler (which may say more than a preflight should: WHEP's OPTIONS
+// lists ICE servers with their credentials).
+func TestCORS(t *testing.T) {
+	const dash, evil = "https://dash.example.net", "https://evil.example"
+	token := func(r *http.Request) { r.Header.Set("Authorization", "Bearer view-token") }
+	preflight := func(r *http.Request) { r.Header.Set("Access-Control-Request-Method", "POST") }
+	for _, tc := range []struct {
+		name        string
+		allow       []string
+		method      string
+		origin      string
+		set         func(*http.Request)
+		code        int
+		allowOrigin string
+		credentials bool
+	}{
+		{"preflight, a listed origin", []string{dash}, "OPTIONS", dash, preflight, 204, dash, true},
+		{"preflight, another origin", []string{dash}, "OPTIONS", evil, preflight, 204, "", false},
+		{"preflight, *", []string{"*"}, "OPTIONS", evil, preflight, 204, "*", false},
+		{"preflight, a listed origin beside *", []string{"*", dash}, "OPTIONS", dash, preflight, 204, dash, true},
+		{"GET, a listed origin", []string{dash}, "GET", dash, token, 200, dash, true},
+		{"GET, another origin", []string{dash}, "GET", evil, token, 200, "", false},
+		{"GET, * (never with the saved login)", []string{"*"}, "GET", evil, token, 200, "*", false},
+		{"GET, no credential", []string{"*"}, "GET", evil, nil, 401, "*", false},
+		{"plain OPTIONS needs a credential", []string{dash}, "OPTIONS", dash, nil, 401, dash, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := NewAuthenticator(Security{AuthRequired: true, AllowOrigins: tc.allow,
+				Tokens: []Token{{Name: "ha", SHA256: sha256.Sum256([]byte("view-token")), Scope: ScopeView}}}, nil)
+			h := a.Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("handler")) }), nil, false)
+			r := httptest.NewRequest(tc.method, "/cameras/front/whep", nil)
+			r.Header.Set("Origin", tc.origin)
+			if tc.set != nil {
+				tc.set(r)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			hd := w.Result().Header
+			if w.Code != tc.code || hd.Get("Access-Control-Allow-Origin") != tc.allowOrigin ||
+				(hd.Get("Access-Control-Allow-Credentials") == "true") != tc.credentials {
+				t.Fatalf("%d, Allow-Origin %q, Allow-Credentials %q; want %d, %q, %v",
+					w.Code, hd.Get("Access-Control-Allow-Origin"), hd.Get("Access-Control-Allow-Credentials"), tc.code, tc.allowOrigin, tc.credentials)
+			}
+			if preflight := r.Header.Get("Access-Control-Request-Method") != ""; preflight {
+				if w.Body.Len() != 0 {
+					t.Errorf("the preflight reached the handler: %q", w.Body.String())
+				}
+				if tc.allowOrigin != "" && !strings.Contains(hd.Get("Access-Control-Allow-Headers"), "Authorization") {
+					t.Errorf("Allow-Headers %q, want Authorization named", hd.Get("Access-Control-Allow-Headers"))
+				}
+			}
+		})
 	}
 }

@@ -162,11 +162,16 @@ class Guard:
 
     def cors(self, origin):
         """The CORS headers for a request from origin: none unless camd's
-        cors.allow_origins lists it, so other sites' pages cannot read."""
+        cors.allow_origins lists it, so other sites' pages cannot read.
+        "*" lets any page read, but never with the browser's saved login."""
         allowed = self.sec.allow_origins
-        if not origin or (origin not in allowed and "*" not in allowed):
+        if not origin:
             return {}
-        return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
+        if origin in allowed:
+            return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
+        if "*" in allowed:
+            return {"Access-Control-Allow-Origin": "*", "Vary": "Origin"}
+        return {}
 
 
 # --- HTTP --------------------------------------------------------------------

@@ -68,7 +68,11 @@ func (d *Daemon) secure(next http.Handler) http.Handler {
 }
 
 // proxied reports whether r is for an output under /outputs/ (after
-// cleaning: /outputs/x/../../api/status is the API, not an output).
+// cleaning: /outputs/x/../../api/status is the API, not an output). Both
+// the path and its escaped form must say so: ServeMux routes on the
+// escaped one, where %2F is no separator, so /cameras/x%2F..%2F..%2Foutputs%2Fy/
+// is a camera page, whatever its decoded path says.
 func proxied(r *http.Request) bool {
-	return strings.HasPrefix(path.Clean("/"+r.URL.Path), proxyPrefix)
+	return strings.HasPrefix(path.Clean("/"+r.URL.Path), proxyPrefix) &&
+		strings.HasPrefix(path.Clean("/"+r.URL.EscapedPath()), proxyPrefix)
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -172,10 +173,11 @@ func (d *Daemon) output(name string) *pluginhost.Output {
 // authorized checks r's credential when the output requires one, with
 // the daemon's authenticator, and answers w as the plugin would when it
 // is missing, wrong, or not for the camera in path. CORS preflights carry
-// no credentials and pass, as on the plugin's port.
+// no credentials and pass: the plugin's own guard answers them, and no
+// handler of the plugin sees them.
 func (p *outputProxy) authorized(w http.ResponseWriter, r *http.Request, required bool, path string) bool {
 	auth := p.d.guard.Load().auth
-	if !required || !auth.Enabled() || (r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "") {
+	if !required || !auth.Enabled() || sdk.IsPreflight(r) {
 		return true
 	}
 	who, code := auth.Authenticate(r)
@@ -254,13 +256,18 @@ func (p *outputProxy) failed(w http.ResponseWriter, r *http.Request, err error) 
 
 // viewerSource returns the loopback address the proxy connects to a
 // plugin from on behalf of the client at remoteAddr: 127.a.b.c, from a
-// hash of the client's IP address, avoiding .0 and .255 in each byte
-// that could matter. Two clients share one only by chance (one in ~16
-// million).
+// hash of the client's IP address (of its /64 for IPv6, which the
+// plugins' per-client limits count as one client), avoiding .0 and .255
+// in each byte that could matter. Two clients share one only by chance
+// (one in ~16 million).
 func viewerSource(remoteAddr string) net.IP {
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
 		host = remoteAddr
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.Unmap().Is6() {
+		p, _ := a.WithZone("").Prefix(64)
+		host = p.String()
 	}
 	h := fnv.New32a()
 	h.Write([]byte(host))

@@ -62,9 +62,18 @@ func TestProxyViewerSource(t *testing.T) {
 		}
 		seen[ip.String()] = remote
 	}
-	// The port does not matter: one client, one address.
-	if a, b := viewerSource("192.168.1.20:1"), viewerSource("192.168.1.20:60000"); !a.Equal(b) {
-		t.Errorf("one client, two addresses: %v, %v", a, b)
+	// One client, one address: the port does not matter, nor, for IPv6,
+	// the address within its /64 (as the plugins' per-client limits count).
+	for _, pair := range [][2]string{
+		{"192.168.1.20:1", "192.168.1.20:60000"},
+		{"[2001:db8:1:2::1]:1", "[2001:db8:1:2:ffff::9]:2"},
+	} {
+		if a, b := viewerSource(pair[0]), viewerSource(pair[1]); !a.Equal(b) {
+			t.Errorf("one client (%s, %s), two addresses: %v, %v", pair[0], pair[1], a, b)
+		}
+	}
+	if a, b := viewerSource("[2001:db8:1:2::1]:1"), viewerSource("[2001:db8:1:3::1]:1"); a.Equal(b) {
+		t.Errorf("two /64s share %v", a)
 	}
 }
 
@@ -195,9 +204,12 @@ func TestProxyPathsAreGuarded(t *testing.T) {
 		{"/outputs/../api/reload", false},
 		{"/api/status", false},
 		{"//outputs/web/", true}, // cleaned the same way ServeMux does
+		// ServeMux routes on the escaped path: an escaped slash is no
+		// path separator to it, so this is the dashboard's camera page.
+		{"/cameras/x%2F..%2F..%2Foutputs%2Fweb/", false},
+		{"/outputs%2Fweb/cameras/a/stream.mjpg", false},
 	} {
-		r := httptest.NewRequest("GET", "http://camd/", nil)
-		r.URL.Path = tc.path
+		r := httptest.NewRequest("GET", "http://camd"+tc.path, nil)
 		if got := proxied(r); got != tc.proxied {
 			t.Errorf("proxied(%q) = %v, want %v", tc.path, got, tc.proxied)
 		}

@@ -301,6 +301,39 @@ func TestWHEPSecurity(t *testing.T) {
 		})
 	}
 
+	// WHEP's OPTIONS lists the ICE servers, TURN credentials included:
+	// only for a request with a credential, never for a preflight.
+	t.Run("TURN credentials only with a credential", func(t *testing.T) {
+		_, base := startWith(t, []string{"cam"}, "ice:\n  servers:\n    - {urls: [\"turn:127.0.0.1:3478\"], username: turnuser, credential: TurnPassw0rd}\n", sec)
+		for _, tc := range []struct {
+			name     string
+			set      func(*http.Request)
+			want     int
+			withTURN bool
+		}{
+			{"preflight", func(r *http.Request) {
+				r.Header.Set("Origin", "http://dash.example")
+				r.Header.Set("Access-Control-Request-Method", "POST")
+			}, http.StatusNoContent, false},
+			{"OPTIONS without a token", nil, http.StatusUnauthorized, false},
+			{"OPTIONS with the camera's token", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }, http.StatusNoContent, true},
+		} {
+			req, _ := http.NewRequest(http.MethodOptions, base+"/cameras/cam/whep", nil)
+			if tc.set != nil {
+				tc.set(req)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			link := strings.Join(resp.Header.Values("Link"), ", ")
+			if resp.StatusCode != tc.want || strings.Contains(link, "TurnPassw0rd") != tc.withTURN {
+				t.Errorf("%s: %s, Link %q; want %d, TURN credentials %v", tc.name, resp.Status, link, tc.want, tc.withTURN)
+			}
+		}
+	})
+
 	t.Run("a viewer with the camera's token plays and hangs up", func(t *testing.T) {
 		hdr := http.Header{"Authorization": {"Bearer " + token}, "Origin": {"http://dash.example"}}
 		v, resp, err := dialWHEPWith(t, whep, hdr)
