@@ -467,6 +467,37 @@ func (c *Config) Secrets() []string {
 			out = append(out, u.PasswordHash)
 		}
 	}
+	for i := range c.Outputs {
+		out = append(out, secretsOfNode(&c.Outputs[i].Config, "")...)
+	}
+	return out
+}
+
+// secretKeyRE matches the keys of plugin config values that are secrets.
+var secretKeyRE = regexp.MustCompile(`(?i)(^|[_-])(password|passwd|pass|secret|token|credential|api_?key|passphrase)$`)
+
+// secretsOfNode returns the secrets in a plugin's config block, which camd
+// does not know the shape of: the values of secret-looking keys, and the
+// passwords and token-like parameters of URLs anywhere in it.
+func secretsOfNode(n *yaml.Node, key string) []string {
+	var out []string
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if secretKeyRE.MatchString(key) {
+			out = append(out, n.Value)
+		}
+		if strings.Contains(n.Value, "://") {
+			out = append(out, redact.SecretsOfURL(n.Value)...)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			out = append(out, secretsOfNode(n.Content[i+1], n.Content[i].Value)...)
+		}
+	case yaml.SequenceNode, yaml.DocumentNode:
+		for _, c := range n.Content {
+			out = append(out, secretsOfNode(c, key)...)
+		}
+	}
 	return out
 }
 

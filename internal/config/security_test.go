@@ -70,6 +70,13 @@ auth:
 outputs:
   - {name: web, plugin: mjpeg}
   - {name: stills, plugin: snapshot, auth: none}
+  - name: rtc
+    plugin: webrtc
+    config:
+      ice: {servers: [{urls: ["turn:relay"], username: u, credential: turn-credential-789}]}
+      whip: {back: {url: "http://pub:url-password-012@relay/whip?access_token=url-token-345&fps=2"}}
+      mqtt_password: plugin-password-678
+      listen: "127.0.0.1:8889"
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -96,13 +103,20 @@ outputs:
 	if len(web.Users) != 1 || string(web.Users[0].PasswordBcrypt) != pwHash {
 		t.Fatalf("users = %+v", web.Users)
 	}
-	for _, s := range []string{"token-from-a-file-123", "token-from-the-env-456"} {
+	for _, s := range []string{"token-from-a-file-123", "token-from-the-env-456",
+		// in a plugin's config block, whose shape camd does not know
+		"turn-credential-789", "url-password-012", "url-token-345", "plugin-password-678"} {
 		found := false
 		for _, sec := range c.Secrets() {
 			found = found || sec == s
 		}
 		if !found {
 			t.Errorf("Secrets() lacks %q: it could be logged", s)
+		}
+	}
+	for _, sec := range c.Secrets() {
+		if sec == "127.0.0.1:8889" || sec == "u" || sec == "turn:relay" {
+			t.Errorf("Secrets() holds %q, which is no secret", sec)
 		}
 	}
 }

@@ -84,6 +84,9 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	}
 	for i := range st.Outputs {
 		st.Outputs[i].LastError = d.redactor.String(st.Outputs[i].LastError)
+		if ps := st.Outputs[i].PluginStatus; len(ps) > 0 {
+			st.Outputs[i].PluginStatus = d.redactor.JSON(ps) // it may show the plugin's config
+		}
 	}
 	return st
 }

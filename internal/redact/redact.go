@@ -7,7 +7,9 @@
 package redact
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/url"
 	"regexp"
@@ -93,6 +95,40 @@ func (r *Redactor) String(s string) string {
 	}
 	s = authRE.ReplaceAllString(s, "${1}"+Mask)
 	return s
+}
+
+// JSON returns the JSON document raw with every string in it (not the
+// keys) passed through String, or nil if raw is not JSON. It is for what
+// plugins report about themselves: a plugin's status may hold a URL from
+// its config, with its password.
+func (r *Redactor) JSON(raw []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // numbers stay as they were written
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil
+	}
+	out, err := json.Marshal(r.value(v))
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+func (r *Redactor) value(v any) any {
+	switch v := v.(type) {
+	case string:
+		return r.String(v)
+	case []any:
+		for i := range v {
+			v[i] = r.value(v[i])
+		}
+	case map[string]any:
+		for k := range v {
+			v[k] = r.value(v[k])
+		}
+	}
+	return v
 }
 
 // Handler wraps h so that every message and attribute value it writes has

@@ -30,6 +30,21 @@ func TestString(t *testing.T) {
 	}
 }
 
+func TestJSON(t *testing.T) {
+	r := New("Known-Secret-1")
+	for _, tc := range []struct{ in, want string }{
+		{`{"whip":{"back":{"url":"http://pub:PubPassw0rd@relay/whip?access_token=Q&fps=2","up":true}},"n":12345678901234567890}`,
+			`{"n":12345678901234567890,"whip":{"back":{"up":true,"url":"http://pub:***@relay/whip?access_token=***\u0026fps=2"}}}`},
+		{`["Known-Secret-1 in a list", 1.50, null]`, `["*** in a list",1.50,null]`},
+		{`{"Known-Secret-1": "keys stay"}`, `{"Known-Secret-1":"keys stay"}`},
+		{`not json`, ``},
+	} {
+		if got := string(r.JSON([]byte(tc.in))); got != tc.want {
+			t.Errorf("JSON(%s)\n got %s\nwant %s", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestSecretsOfURL(t *testing.T) {
 	got := SecretsOfURL("http://u:pw1@cam/x?token=t1&fps=2&key=k1")
 	want := map[string]bool{"pw1": true, "t1": true, "k1": true}
