@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -34,7 +35,10 @@ const (
 
 // securedConfig is camd with auth, all three plugins and two cameras.
 // allowed is the one origin (besides none) whose pages may read responses.
+// The admin token comes from camd's environment, as with systemd's
+// EnvironmentFile.
 func securedConfig(t *testing.T, allowed, tlsBlock string) string {
+	t.Setenv("CAMD_E2E_ADMIN_TOKEN", adminToken)
 	hash, err := bcrypt.GenerateFromPassword([]byte(alicePW), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +48,7 @@ auth:
   users:
     - {name: alice, password_hash: %q}
   tokens:
-    - {name: ops, token: %s, scope: admin}
+    - {name: ops, token: "${CAMD_E2E_ADMIN_TOKEN}", scope: admin}
     - {name: ha, token: %s, cameras: [a]}
 cors:
   allow_origins: [%q]
@@ -57,7 +61,7 @@ outputs:
   - {name: web, plugin: mjpeg, config: {listen: "127.0.0.1:0"}}
   - {name: stills, plugin: snapshot, config: {listen: "127.0.0.1:0"}}
   - {name: rtc, plugin: webrtc, config: {listen: "127.0.0.1:0"}}
-`, tlsBlock, hash, adminToken, viewAToken, allowed)
+`, tlsBlock, hash, viewAToken, allowed)
 }
 
 // cred is one way of presenting (or not) a credential.
@@ -128,6 +132,17 @@ func TestAuthMatrix(t *testing.T) {
 				t.Fatalf("api at %s, want %s", c.api, scheme)
 			}
 			web, stills, rtc := outputURL(s, "web", "/"), outputURL(s, "stills", "/"), outputURL(s, "rtc", "/")
+			// Plugins get hashes of the credentials, not the environment
+			// variable that holds one.
+			for _, o := range s.Outputs {
+				env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", o.PID))
+				if err != nil {
+					t.Fatalf("output %s: %v", o.Name, err)
+				}
+				if bytes.Contains(env, []byte(adminToken)) {
+					t.Errorf("output %s (pid %d) has the admin token in its environment", o.Name, o.PID)
+				}
+			}
 			type ep struct{ method, url string }
 			// The WebRTC player page is public: it holds no video, and
 			// without a token it explains how to get one (checked below).

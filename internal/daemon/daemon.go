@@ -400,7 +400,23 @@ func Spec(cfg *config.Config, i int) (pluginhost.Spec, error) {
 		Name: o.Name, Plugin: name, Path: cfg.PluginPath(o), SHA256: o.SHA256,
 		Cameras: o.Cameras, ConfigYAML: raw, AutoMTLS: cfg.PluginAutoMTLS, Security: cfg.Security(i),
 		MinBackoff: time.Duration(o.Restart.Backoff), MaxBackoff: time.Duration(o.Restart.MaxBackoff),
+		Env: pluginEnv(os.Environ(), cfg.Secrets()),
 	}, nil
+}
+
+// pluginEnv is camd's environment without the variables that hold one of
+// its secrets (CAMD_ADMIN_TOKEN=… for a token: ${CAMD_ADMIN_TOKEN}):
+// plugins get hashes of the credentials, and the values their own config
+// block needs, expanded, in it; not camd's secrets.
+func pluginEnv(env, secrets []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		_, v, _ := strings.Cut(kv, "=")
+		if v == "" || !slices.Contains(secrets, v) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // outputErrors places an error from starting or validating output i in

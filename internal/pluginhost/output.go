@@ -42,6 +42,9 @@ type Spec struct {
 	Security   sdk.Security // who may use it
 	AutoMTLS   bool
 	SocketDir  string // where go-plugin puts the plugin's unix socket
+	// Env is the plugin's environment (before go-plugin's own
+	// variables); nil: camd's.
+	Env []string
 
 	MinBackoff, MaxBackoff time.Duration // restart backoff; zero: 250ms and 30s
 	// AckTimeout is how long a frame may go unacknowledged before the
@@ -580,7 +583,10 @@ func start(spec Spec, log *slog.Logger) (*proc, error) {
 	// The plugin dies with camd, even if camd is killed with SIGKILL. The
 	// SDK also watches its parent, for plugins on other systems.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Env = os.Environ()
+	cmd.Env = spec.Env
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
 	if spec.SocketDir != "" {
 		// The plugin creates its socket here, in camd's private directory,
 		// instead of in the shared $TMPDIR.
