@@ -90,7 +90,9 @@ type Output struct {
 	direct atomic.Pointer[directLink]
 
 	// wanted is the cameras the plugin wants frames of (see sdk.Demand);
-	// nil while it wants all of them, as plugins that never say do.
+	// nil while it wants all of them, as plugins that never say do. No
+	// camera while no plugin process has taken its config: an output
+	// starting, crashing or failed keeps no on_demand camera awake.
 	wanted atomic.Pointer[map[string]bool]
 	// OnDemand, if set, is called after the plugin's demand changed.
 	OnDemand func()
@@ -110,10 +112,12 @@ type Output struct {
 
 // New returns a supervisor for spec. Call Run to start it.
 func New(spec Spec, log *slog.Logger) *Output {
-	return &Output{
+	o := &Output{
 		spec: spec, log: log.With("output", spec.Name), mb: router.NewMailbox(), state: StateStarting,
 		cameras: spec.Cameras, launched: make(chan error, 1),
 	}
+	o.wanted.Store(&map[string]bool{})
+	return o
 }
 
 // Launched delivers the outcome of the first start, once: nil when the
@@ -375,8 +379,10 @@ func (o *Output) runOnce(ctx context.Context, ready func()) error {
 	if err != nil {
 		return err
 	}
-	// A new process: it wants what it says, from nothing if it says.
+	// A new process: it wants what it says, from nothing if it says;
+	// once it is gone, nothing.
 	o.setDemand(nil, !resp.OnDemand)
+	defer o.setDemand(nil, false)
 	o.mu.Lock()
 	o.state, o.urls, o.client, o.pid, o.version = StateRunning, resp.Urls, p.out, p.pid(), info.Version
 	o.listen = resp.Listen

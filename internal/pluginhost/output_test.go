@@ -157,3 +157,37 @@ func TestStopWhileFramesFlowOverGRPC(t *testing.T) {
 		<-fed
 	}
 }
+
+// TestDemandFollowsTheProcess: an output wants its cameras only while a
+// plugin process has taken its config, so an output starting, crashing
+// or restarting keeps no on_demand camera connected.
+func TestDemandFollowsTheProcess(t *testing.T) {
+	spec := Spec{Name: "rec", Plugin: "recorder", Path: buildPlugin(t, "recorder"), Cameras: []string{"a"},
+		ConfigYAML: []byte("file: " + filepath.Join(t.TempDir(), "frames.txt")), MinBackoff: 3 * time.Second}
+	if New(spec, slog.New(slog.DiscardHandler)).Wants("a") {
+		t.Fatal("an output not yet started wants its camera")
+	}
+	o, ctx := runOutput(t, spec)
+	if !o.Wants("a") {
+		t.Fatal("the running plugin (it never says what it wants) does not want its camera")
+	}
+	pid := o.Status(ctx).PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the output to notice its plugin died", func() bool { return o.Counters().Restarts > 0 })
+	if o.Wants("a") {
+		t.Errorf("state %q: the dead plugin's output still wants its camera", o.Counters().State)
+	}
+	eventually(t, 30*time.Second, "the plugin to run again", func() bool { return o.Wants("a") && o.Counters().State == StateRunning })
+}
+
+// eventually waits up to d for cond, failing the test with what it waited for.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", d, what)
+		}
+	}
+}
