@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -87,6 +88,18 @@ outputs:
 			}
 			if st := cameraState(); st != "idle" {
 				t.Errorf("state while nobody watches = %q, want idle", st)
+			}
+			// /metrics says so too, with no frame age growing (an
+			// alert on it would fire for every sleeping camera).
+			metrics := string(c.apiGet("/metrics"))
+			for want, ok := range map[string]bool{
+				`camd_camera_state{camera="esp",state="idle"} 1`:    true,
+				`camd_camera_state{camera="esp",state="stopped"} 1`: false,
+				`camd_camera_last_frame_age_seconds{camera="esp"}`:  false,
+			} {
+				if strings.Contains(metrics, want) != ok {
+					t.Errorf("/metrics while nobody watches: has %s = %v, want %v", want, !ok, ok)
+				}
 			}
 
 			// A viewer arrives: frames soon (the target is 1 s; a busy

@@ -68,6 +68,18 @@ type cameraRun struct {
 	asleep atomic.Pointer[time.Time]
 }
 
+// stats is the camera's Stats as camd reports them: an on_demand camera
+// nobody wants is idle since it was put to sleep (asleep true), whatever
+// its device loop last said.
+func (r *cameraRun) stats() (s device.Stats, asleep bool) {
+	s = r.cam.Stats()
+	if t := r.asleep.Load(); t != nil {
+		s.State, s.Since, s.Reason = device.StateIdle, *t, ""
+		return s, true
+	}
+	return s, false
+}
+
 // outputRun is a running output plugin and what stops it.
 type outputRun struct {
 	spec pluginhost.Spec

@@ -53,13 +53,10 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	st := Status{UptimeS: now.Sub(d.started).Seconds(), Goroutines: runtime.NumGoroutine(), Cameras: []CameraStatus{}, Outputs: make([]pluginhost.Status, len(outs)), Reload: reload}
 	for _, r := range cams {
 		c := r.cam
-		s := c.Stats()
+		s, _ := r.stats()
 		age := int64(-1)
 		if !s.LastFrame.IsZero() {
 			age = now.Sub(s.LastFrame).Milliseconds()
-		}
-		if t := r.asleep.Load(); t != nil { // on_demand, and nobody wants it
-			s.State, s.Since, s.Reason = device.StateIdle, *t, ""
 		}
 		st.Cameras = append(st.Cameras, CameraStatus{
 			Name: c.Name, Source: r.cfg.Source.Type, State: s.State, Since: s.Since, Reason: s.Reason,

@@ -36,7 +36,7 @@ var (
 	descBytes   = prometheus.NewDesc("camd_camera_bytes_total", "Bytes of the good frames the camera delivered.", camLabels, nil)
 	descPlace   = prometheus.NewDesc("camd_camera_placeholder_frames_total", "Offline placeholder frames sent for the camera.", camLabels, nil)
 	descDrops   = prometheus.NewDesc("camd_camera_dropped_frames_total", "Frames from the camera dropped as bad, by reason.", []string{"camera", "reason"}, nil)
-	descState   = prometheus.NewDesc("camd_camera_state", "1 for the camera's current state (live, offline, failing, stopped).", []string{"camera", "state"}, nil)
+	descState   = prometheus.NewDesc("camd_camera_state", "1 for the camera's current state (live, offline, failing, stopped, idle: on_demand and unwanted).", []string{"camera", "state"}, nil)
 	descAge     = prometheus.NewDesc("camd_camera_last_frame_age_seconds", "Time since the camera's newest good frame was captured.", camLabels, nil)
 	descReconn  = prometheus.NewDesc("camd_camera_reconnects_total", "Connection attempts to the camera after the first.", camLabels, nil)
 	outLabels   = []string{"output"}
@@ -44,7 +44,7 @@ var (
 	descODrop   = prometheus.NewDesc("camd_output_frames_dropped_total", "Frames the output skipped because its plugin was still busy with an older one.", []string{"output", "camera"}, nil)
 	descRestart = prometheus.NewDesc("camd_output_restarts_total", "Times the output's plugin was restarted.", outLabels, nil)
 	descUp      = prometheus.NewDesc("camd_output_up", "1 while the output's plugin runs.", outLabels, nil)
-	states      = []device.State{device.StateLive, device.StateOffline, device.StateFailing, device.StateStopped}
+	states      = []device.State{device.StateLive, device.StateOffline, device.StateFailing, device.StateStopped, device.StateIdle}
 )
 
 // camdCollector reads the cameras' and outputs' counters at scrape time:
@@ -63,7 +63,8 @@ func (c camdCollector) Collect(ch chan<- prometheus.Metric) {
 	c.d.mu.Unlock()
 	now := time.Now()
 	for _, r := range cams {
-		s, name := r.cam.Stats(), r.cfg.Name
+		s, asleep := r.stats()
+		name := r.cfg.Name
 		ch <- prometheus.MustNewConstMetric(descFrames, prometheus.CounterValue, float64(s.Frames), name)
 		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(r.bytes.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descPlace, prometheus.CounterValue, float64(s.Placeholders), name)
@@ -77,7 +78,7 @@ func (c camdCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, name, string(st))
 		}
-		if !s.LastFrame.IsZero() {
+		if !s.LastFrame.IsZero() && !asleep { // asleep, no frame is due
 			ch <- prometheus.MustNewConstMetric(descAge, prometheus.GaugeValue, now.Sub(s.LastFrame).Seconds(), name)
 		}
 		ch <- prometheus.MustNewConstMetric(descReconn, prometheus.CounterValue, float64(s.Reconnects), name)
