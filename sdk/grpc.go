@@ -258,8 +258,14 @@ func WithSecurity(ctx context.Context, sec Security) context.Context {
 // SecurityFrom returns the Security in ctx (the zero value, which lets
 // everyone in, when there is none).
 func SecurityFrom(ctx context.Context) Security {
-	sec, _ := ctx.Value(securityKey{}).(Security)
+	sec, _ := securityIn(ctx)
 	return sec
+}
+
+// securityIn returns the Security in ctx, and whether there is one.
+func securityIn(ctx context.Context) (Security, bool) {
+	sec, ok := ctx.Value(securityKey{}).(Security)
+	return sec, ok
 }
 
 // SecurityFromProto converts the wire form.

@@ -190,6 +190,13 @@ func (h *HTTP) Listen(ctx context.Context) error {
 	if errs := h.Config.Check(); len(errs) > 0 {
 		return errs
 	}
+	// Who may connect comes with Start's context. A context without it
+	// (one made afresh) fails here: serving everyone instead would turn
+	// the user's auth off without a word.
+	sec, ok := securityIn(ctx)
+	if !ok {
+		return errors.New("sdk: HTTP.Listen needs the context given to Start (it says who may connect), or one made with sdk.WithSecurity")
+	}
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", h.Config.Listen)
 	if err != nil {
 		return Errorf("listen", "cannot listen on %s: %v", h.Config.Listen, listenCause(err))
@@ -198,7 +205,6 @@ func (h *HTTP) Listen(ctx context.Context) error {
 	h.refusers = make(chan struct{}, maxRefusers)
 	lim := &limitListener{Listener: ln, h: h}
 	h.ln = lim
-	sec := SecurityFrom(ctx)
 	h.auth = NewAuthenticator(sec, h.Log)
 	h.demand = DemandFrom(ctx)
 	h.scheme = "http"

@@ -75,7 +75,7 @@ func serve(t *testing.T, h *sdk.HTTP) string {
 	if h.Config.MaxViewersPerClient == 0 {
 		h.Config.MaxViewersPerClient = sdk.DefaultMaxViewersPerClient
 	}
-	if err := h.Listen(context.Background()); err != nil {
+	if err := h.Listen(sdk.WithSecurity(context.Background(), sdk.Security{})); err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
@@ -351,7 +351,7 @@ func TestHTTPListenError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		h := &sdk.HTTP{Config: sdk.DefaultHTTPConfig(tt.listen)}
-		err := h.Listen(context.Background())
+		err := h.Listen(sdk.WithSecurity(context.Background(), sdk.Security{}))
 		if es := sdk.AsConfigErrors(err); len(es) != 1 || es[0].Key != "listen" || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("%s: %v (%T), want a config error %q", tt.listen, err, err, tt.want)
 		}
@@ -374,7 +374,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func ExampleHTTP() {
 	h := &sdk.HTTP{Config: sdk.DefaultHTTPConfig("127.0.0.1:0"), MaxViewers: 100}
-	if err := h.Listen(context.Background()); err != nil {
+	if err := h.Listen(sdk.WithSecurity(context.Background(), sdk.Security{})); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -396,4 +396,18 @@ func ExampleHTTP() {
 	b, _ := io.ReadAll(resp.Body)
 	fmt.Println(resp.StatusCode, string(b))
 	// Output: 200 hello
+}
+
+// TestListenNeedsSecurity: a context that does not say who may connect
+// (not Start's) is refused, rather than serving everyone.
+func TestListenNeedsSecurity(t *testing.T) {
+	h := &sdk.HTTP{Config: sdk.DefaultHTTPConfig("127.0.0.1:0")}
+	err := h.Listen(context.Background())
+	if err == nil {
+		h.Shutdown(context.Background())
+		t.Fatal("Listen served with no Security in its context")
+	}
+	if !strings.Contains(err.Error(), "Start") {
+		t.Errorf("error %q does not say which context to pass", err)
+	}
 }

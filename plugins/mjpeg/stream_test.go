@@ -205,7 +205,7 @@ func TestVectoredUnderSDK(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := &sdk.HTTP{Config: sdk.DefaultHTTPConfig("127.0.0.1:0")}
 			h.Config.TLS = tt.tls
-			if err := h.Listen(t.Context()); err != nil {
+			if err := h.Listen(sdk.WithSecurity(t.Context(), sdk.Security{})); err != nil {
 				t.Fatal(err)
 			}
 			h.Serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
