@@ -81,10 +81,13 @@ func newOutputProxy(d *Daemon) *outputProxy {
 		FlushInterval:  -1, // streams: every part reaches the viewer at once
 		BufferPool:     &proxyBuffers{},
 		Transport: &http.Transport{
-			DialContext:            dialPlugin,
-			DialTLSContext:         dialPluginTLS,
-			DisableKeepAlives:      true, // each request connects from its client's address
-			TLSHandshakeTimeout:    10 * time.Second,
+			DialContext:         dialPlugin,
+			DialTLSContext:      dialPluginTLS,
+			DisableKeepAlives:   true, // each request connects from its client's address
+			TLSHandshakeTimeout: 10 * time.Second,
+			// A plugin that takes this long to begin an answer is hung:
+			// the client gets 502 rather than a request that never ends.
+			ResponseHeaderTimeout:  30 * time.Second,
 			MaxResponseHeaderBytes: 64 << 10,
 			DisableCompression:     true, // pass bytes through; never decode and re-encode
 		},

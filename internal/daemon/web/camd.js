@@ -149,9 +149,16 @@
   }
   // A still from a snapshot output; its offline picture when the camera is.
   async function fetchStill(url) {
-    const r = await fetch(withToken(url, "placeholder=1"), {cache: "no-store"});
-    if (!r.ok) throw new Error("status " + r.status);
-    return URL.createObjectURL(await r.blob());
+    // Bounded, like grabFrame: a hung output must not hold one of the
+    // browser's few connections to camd for good.
+    const ctl = new AbortController(), timer = setTimeout(() => ctl.abort(), 10000);
+    try {
+      const r = await fetch(withToken(url, "placeholder=1"), {cache: "no-store", signal: ctl.signal});
+      if (!r.ok) throw new Error("status " + r.status);
+      return URL.createObjectURL(await r.blob());
+    } finally {
+      clearTimeout(timer);
+    }
   }
   // The first frame of an MJPEG stream: read its first part, then hang up.
   async function grabFrame(url) {
