@@ -57,8 +57,13 @@ INSTALL_PATHS := -e 's|/usr/local/bin/camd|$(BINDIR)/camd|g' \
 	-e 's|/usr/local/lib/camd|$(PLUGINDIR)|g' \
 	-e 's|/usr/local/etc/camd|$(SYSCONFDIR)/camd|g'
 
+# install only copies what `make build` built: run that first as yourself
+# (root's PATH often lacks go, and a build as root leaves root's files in bin/).
 .PHONY: install
-install: build
+install:
+	@for f in $(BIN)/camd $(addprefix $(BIN)/camd-plugin-,$(PLUGINS)); do \
+		[ -x $$f ] || { echo "install: $$f is missing: run make build first (not as root), then make install"; exit 1; }; \
+	done
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(SYSCONFDIR)/camd $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BIN)/camd $(DESTDIR)$(BINDIR)/camd
 	install -m 0755 $(addprefix $(BIN)/camd-plugin-,$(PLUGINS)) $(DESTDIR)$(PLUGINDIR)/

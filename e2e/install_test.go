@@ -8,9 +8,17 @@ import (
 	"testing"
 )
 
-// makeInstall runs `make install` with args, building into bin.
+// makeInstall runs `make install` with args, installing what make build
+// put in bin (building it first, the first time).
 func makeInstall(t *testing.T, bin string, args ...string) string {
 	t.Helper()
+	if _, err := os.Stat(filepath.Join(bin, "camd")); err != nil {
+		build := exec.Command("make", "-s", "build", "BIN="+bin)
+		build.Dir = ".."
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("make build: %v\n%s", err, out)
+		}
+	}
 	cmd := exec.Command("make", append([]string{"-s", "install", "BIN=" + bin}, args...)...)
 	cmd.Dir = ".."
 	out, err := cmd.CombinedOutput()
@@ -28,6 +36,20 @@ func makeInstall(t *testing.T, bin string, args ...string) string {
 func TestInstall(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "build") // built once: the later installs find it up to date
+
+	// install only copies: with nothing built it says what to run, and
+	// builds nothing (as root, go is often not on PATH).
+	t.Run("not built", func(t *testing.T) {
+		cmd := exec.Command("make", "-s", "install", "BIN="+filepath.Join(dir, "empty"), "PREFIX="+filepath.Join(dir, "never"))
+		cmd.Dir = ".."
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "run make build first") {
+			t.Errorf("make install with nothing built: %v\n%s", err, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "never")); err == nil {
+			t.Error("make install with nothing built created the prefix")
+		}
+	})
 
 	t.Run("prefix", func(t *testing.T) {
 		prefix := filepath.Join(dir, "prefix")
