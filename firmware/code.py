@@ -13,12 +13,20 @@ from camserver.app import App
 
 settings = config.load()
 # CIRCUITPY_WIFI_SSID/PASSWORD in settings.toml connect at boot; this is
-# for a network that was not there yet.
+# for a network that was not there yet. Without an SSID there is nothing
+# to retry (connect(None) is a TypeError): say what to set. Saving
+# settings.toml restarts code.py.
 while not wifi.radio.connected:
+    ssid = os.getenv("CIRCUITPY_WIFI_SSID")
+    if not ssid:
+        print('camserver: Wi-Fi: no network: set CIRCUITPY_WIFI_SSID = "your-network" and '
+              'CIRCUITPY_WIFI_PASSWORD = "your-password" in settings.toml')
+        time.sleep(5)
+        continue
     try:
-        wifi.radio.connect(os.getenv("CIRCUITPY_WIFI_SSID"), os.getenv("CIRCUITPY_WIFI_PASSWORD"))
+        wifi.radio.connect(str(ssid), os.getenv("CIRCUITPY_WIFI_PASSWORD"))
     except Exception as e:
-        print("camserver: Wi-Fi:", e, "- retrying in 5 s")
+        print("camserver: Wi-Fi %r:" % ssid, e, "- retrying in 5 s")
         time.sleep(5)
 app = App(settings, socketpool.SocketPool(wifi.radio))
 print("camserver on http://%s:%d/" % (wifi.radio.ipv4_address, settings.port))

@@ -13,6 +13,8 @@ class App:
         self.settings = settings
         for e in settings.errors:
             print("camserver: settings.toml:", e)
+        for n in settings.notes:
+            print("camserver: note:", n)
         self.camera = Camera(settings)  # never raises; camera.error says what went wrong
         if self.camera.ok:
             print("camserver: camera %s on %s (%s)" % (getattr(self.camera.cam, "sensor_name", "?"), self.camera.board_id,

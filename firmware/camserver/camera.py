@@ -12,6 +12,10 @@ except ImportError:
         import esp32_camera as espcamera
     except ImportError:  # a build without it: serve anyway, and say so
         espcamera = None
+try:
+    import espidf
+except ImportError:
+    espidf = None
 
 # esp32-camera's framesize_t numbers (the /control?var=framesize values),
 # by name: the enum's own order differs between CircuitPython versions.
@@ -21,6 +25,27 @@ FRAMESIZE_NUM = {
     "P_3MP": 18, "QXGA": 19, "QHD": 20, "WQXGA": 21, "P_FHD": 22, "QSXGA": 23,
 }
 FRAMESIZE_NAME = dict((v, k) for k, v in FRAMESIZE_NUM.items())
+# (width, height) by name: esp32-camera's resolution[] (driver/sensor.c).
+FRAME_DIMS = {
+    "R96X96": (96, 96), "QQVGA": (160, 120), "QCIF": (176, 144), "HQVGA": (240, 176), "R240X240": (240, 240),
+    "QVGA": (320, 240), "CIF": (400, 296), "HVGA": (480, 320), "VGA": (640, 480), "SVGA": (800, 600),
+    "XGA": (1024, 768), "HD": (1280, 720), "SXGA": (1280, 1024), "UXGA": (1600, 1200), "FHD": (1920, 1080),
+    "P_HD": (720, 1280), "P_3MP": (864, 1536), "QXGA": (2048, 1536), "QHD": (2560, 1440),
+    "WQXGA": (2560, 1600), "P_FHD": (1080, 1920), "QSXGA": (2560, 1920),
+}
+
+# The driver's frame buffers live in PSRAM, and CircuitPython does not
+# check that they were allocated when the size changes: reconfigure()
+# frees them, fails to allocate bigger ones, returns as if all were well,
+# and the next take() dereferences NULL (a hard fault: safe mode). At
+# start a failed allocation is IDFError, like a wiring fault. So sizes are
+# checked against the largest free block first. Kept free beside the
+# buffers: one more buffer's worth, for the VM heap (it grows into the
+# same PSRAM, and holds our copy of each frame, a JPEG no bigger than a
+# buffer), and PSRAM_SPARE, for the rest of it and because the largest
+# free block may be internal RAM (heap_caps_get_largest_free_block() asks
+# about both), whose blocks are smaller than that.
+PSRAM_SPARE = 128 * 1024
 
 # /control var -> (espcamera property, lowest, highest). Booleans are 0..1.
 CONTROLS = {
@@ -51,6 +76,34 @@ CONTROLS = {
 _BOOLS = ("colorbar", "whitebal", "gain_ctrl", "exposure_ctrl", "hmirror", "vflip", "awb_gain", "aec2",
           "dcw", "bpc", "wpc", "raw_gma", "lenc")
 _GAIN_CEILINGS = ("GAIN_2X", "GAIN_4X", "GAIN_8X", "GAIN_16X", "GAIN_32X", "GAIN_64X", "GAIN_128X")
+
+
+def fb_bytes(name):
+    """One of esp32-camera's JPEG frame buffers for size name: width *
+    height / 5 bytes (cam_hal.c cam_config)."""
+    w, h = FRAME_DIMS[name]
+    return w * h // 5
+
+
+def largest_free_block():
+    """Bytes in the largest free block of memory, or None where that
+    cannot be known."""
+    try:
+        return espidf.heap_caps_get_largest_free_block()
+    except AttributeError:  # no espidf, or an older one
+        return None
+
+
+def buffers_fit(name, count, largest, old_name=None, old_count=0):
+    """Would count frame buffers of size name fit, with largest the
+    largest free block and, when reconfiguring, old_count buffers of
+    old_name freed first? (A freed buffer is not assumed to join the
+    largest block: new buffers go in its place, if they fit there.)"""
+    each = fb_bytes(name)
+    n = max(0, largest - each - PSRAM_SPARE) // each
+    if old_name is not None:
+        n += old_count * (fb_bytes(old_name) // each)
+    return n >= count
 
 
 class ControlError(Exception):
@@ -98,6 +151,11 @@ class Camera:
             self.error = str(e)
             return
         self.pin_names = " ".join("%s=%s" % (r, names[r]) for r in boards.PIN_ROLES if names.get(r))
+        why = self.no_room(self.settings.frame_size, self.settings.fb_count)
+        if why:
+            self.error = "camera not started on %s: %s; try a smaller CAMSERVER_FRAME_SIZE or CAMSERVER_FB_COUNT = 1" % (
+                self.board_id, why)
+            return
         try:
             i2c = pins["i2c"]()
         except Exception as e:  # a pin in use, pins the bus cannot use
@@ -135,8 +193,11 @@ class Camera:
                 # finalises it; without this the retry finds them "in use".
                 gc.collect()
         if self.cam is None:
-            if isinstance(first, MemoryError):  # espidf.MemoryError: no PSRAM for the frame buffers
-                hint = "try a smaller CAMSERVER_FRAME_SIZE or CAMSERVER_FB_COUNT = 1"
+            if isinstance(first, MemoryError) or str(first) == "Generic Failure":
+                # ESP_FAIL (IDFError) is what a frame buffer that did not
+                # fit gives, though not only that.
+                hint = "if the frame buffers did not fit, try a smaller CAMSERVER_FRAME_SIZE or " \
+                       "CAMSERVER_FB_COUNT = 1; else check the wiring and the CAMSERVER_PIN_* settings, then reset"
             else:
                 hint = "check the wiring and the CAMSERVER_PIN_* settings, then reset"
             self.error = "camera did not start on %s (%s): %s; %s" % (self.board_id, self.pin_names, _why(first), hint)
@@ -204,6 +265,32 @@ class Camera:
             # The sensor refused it (or the I2C bus was busy).
             raise ControlError(500, "sensor refused %s=%d: %r" % (var, val, e))
 
+    def no_room(self, name, count, old_name=None, old_count=0):
+        """Why count frame buffers of size name would not fit in memory
+        now, or "" if they would (or nobody can tell)."""
+        largest = largest_free_block()
+        if largest is None or buffers_fit(name, count, largest, old_name, old_count):
+            return ""
+        gc.collect()  # the VM heap gives its empty areas back
+        largest = largest_free_block()
+        if buffers_fit(name, count, largest, old_name, old_count):
+            return ""
+        return "%d x %d KB of frame buffers for %s, and %d KB left free beside them, do not fit the largest " \
+               "free block (%d KB)" % (count, fb_bytes(name) // 1024, name, (fb_bytes(name) + PSRAM_SPARE) // 1024,
+                                       largest // 1024)
+
+    def _driver_size(self, size):
+        """The name of the size the driver uses for size: clamped to the
+        sensor's largest."""
+        name = _name(size)
+        try:
+            top = _name(self.cam.max_frame_size)
+        except Exception:
+            return name
+        if FRAMESIZE_NUM.get(name, 0) > FRAMESIZE_NUM.get(top, 99):
+            return top
+        return name
+
     def frame_size_for(self, num):
         """The FrameSize for /control's framesize number (esp32-camera's
         framesize_t); ControlError if there is none."""
@@ -219,7 +306,17 @@ class Camera:
 
     def reconfigure(self, size):
         """Only the capture task calls this, between frames: it swaps the
-        driver's buffers (and blocks the VM while it does)."""
+        driver's buffers (and blocks the VM while it does). ControlError
+        400, with nothing changed, if the new buffers would not fit."""
+        try:
+            old, count = self._driver_size(self.cam.frame_size), self.cam.framebuffer_count
+        except Exception:
+            old, count = None, self.settings.fb_count
+        name = self._driver_size(size)
+        why = self.no_room(name, count, old, count if old else 0)
+        if why:
+            raise ControlError(400, "framesize %s not applied: %s; try a smaller one, or CAMSERVER_FB_COUNT = 1" % (
+                name, why))
         try:
             # reconfigure() frees the buffers but CircuitPython keeps the
             # one it holds, to give back at the next take(): that address
@@ -254,7 +351,7 @@ class Camera:
         size = 0
         if c is not None:
             try:
-                size = FRAMESIZE_NUM.get(str(c.frame_size).split(".")[-1], 0)
+                size = FRAMESIZE_NUM.get(_name(c.frame_size), 0)
             except Exception:
                 size = 0
         out.append(("framesize", size))
@@ -269,6 +366,11 @@ class Camera:
             out.append((key, get(attr) if c is not None else 0))
         out.append(("led_intensity", self.led_intensity))
         return out
+
+
+def _name(size):
+    """A FrameSize's name: str() gives "espcamera.FrameSize.VGA"."""
+    return str(size).split(".")[-1]
 
 
 def _why(e):

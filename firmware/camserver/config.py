@@ -3,11 +3,23 @@
 A bad value never stops the board: its default is used instead and the
 problem is listed in Settings.errors, which the serial console and /status
 show.
+
+Sockets: lwIP has CONFIG_LWIP_MAX_SOCKETS = 8 for the whole board, and
+CircuitPython's web workflow (on when settings.toml has
+CIRCUITPY_WEB_API_PASSWORD) takes up to 3 of them: its listener, the
+request it serves and a serial websocket. camserver needs its listener,
+max_clients, and one more: to make room for a newcomer it must first
+accept it, and when lwIP has no socket left accept() fails as if nobody
+had connected, so nobody is ever evicted. max_clients is lowered to fit,
+and Settings.notes says so.
 """
 
 import os
 
 from .boards import PIN_ROLES, setting_key
+
+LWIP_MAX_SOCKETS = 8      # ports/espressif/esp-idf-config/sdkconfig.defaults
+WEB_WORKFLOW_SOCKETS = 3  # supervisor/shared/web_workflow: listening, active, websocket
 
 FRAME_SIZES = ("R96X96", "QQVGA", "QCIF", "HQVGA", "R240X240", "QVGA", "CIF", "HVGA", "VGA", "SVGA",
                "XGA", "HD", "SXGA", "UXGA", "FHD", "P_HD", "P_3MP", "QXGA", "QHD", "WQXGA", "P_FHD", "QSXGA")
@@ -19,7 +31,7 @@ class Settings:
 
     def __init__(self):
         self.port = 8080              # 80 is CircuitPython's web workflow
-        self.max_clients = 4          # connections at once; 1 listener + 4 fits the 8-socket budget
+        self.max_clients = 4          # connections at once; see socket_budget()
         self.stream_clients = 3       # of which /stream viewers
         self.frame_size = "VGA"
         self.jpeg_quality = 12        # 2..55, lower is better quality
@@ -36,6 +48,7 @@ class Settings:
         self.capture_timeout_ms = 3000  # /capture waits this long for a frame
         self.linger_ms = 2000          # keep capturing this long after the last request
         self.errors = []               # settings that were bad, as messages
+        self.notes = []                # settings changed to fit the board, as messages
 
 
 def _int(getenv, s, key, default, lo, hi):
@@ -78,4 +91,21 @@ def load(getenv=None):
         v = getenv(setting_key(role))
         if v is not None:
             s.pins[role] = str(v)
+    socket_budget(s, getenv("CIRCUITPY_WEB_API_PASSWORD") is not None)
     return s
+
+
+def socket_budget(s, web_workflow):
+    """Lower max_clients (and stream_clients) to the sockets there are:
+    ours are what the web workflow leaves, less our listener and one to
+    accept a newcomer with (who then replaces an idle or stuck client)."""
+    held = WEB_WORKFLOW_SOCKETS if web_workflow else 0
+    most = LWIP_MAX_SOCKETS - held - 2
+    if s.max_clients > most:
+        s.notes.append("max_clients is %d, not %d: of the board's %d sockets %scamserver's listener takes 1 "
+                       "and making room for a newcomer 1" % (
+                           most, s.max_clients, LWIP_MAX_SOCKETS,
+                           "CircuitPython's web workflow (CIRCUITPY_WEB_API_PASSWORD is set) holds up to %d, " % held
+                           if held else ""))
+        s.max_clients = most
+        s.stream_clients = min(s.stream_clients, most)

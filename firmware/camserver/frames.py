@@ -273,10 +273,11 @@ class FrameSource:
             self.camera.reconfigure(reqs[-1].size)
         except ControlError as e:
             err = e
-        self._empty_at = ticks_ms()  # new buffers, an empty queue
-        # The newest frame has the old size: nobody gets it as fresh now.
-        # (Clients sending it have it pinned; that is still safe.)
-        self.newest = None
+        if err is None or err.status != 400:  # 400: refused, nothing changed
+            self._empty_at = ticks_ms()  # new buffers, an empty queue
+            # The newest frame has the old size: nobody gets it as fresh
+            # now. (Clients sending it have it pinned; that is still safe.)
+            self.newest = None
         for r in reqs:
             r.error = err
             r.done.set()

@@ -170,7 +170,8 @@ async def status(srv, conn, req):
         ("width", _dim(cam, "width")), ("height", _dim(cam, "height")),
         ("camera", "ok" if cam.ok else "error"), ("error", cam.error),
         ("board", cam.board_id), ("pins", cam.pin_names),
-        ("settings_error", "; ".join(srv.settings.errors)),
+        ("settings_error", "; ".join(srv.settings.errors)), ("max_clients", srv.settings.max_clients),
+        ("settings_note", "; ".join(srv.settings.notes)),
         ("sensor", _sensor(cam)), ("firmware_version", VERSION),
     )
     for k, v in extras:

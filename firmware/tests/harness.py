@@ -43,6 +43,7 @@ class Firmware:
         espcamera.PAD_TO = frame_kb * 1024
         espcamera.INIT_FAILURES = init_failures
         espcamera.live_camera = None
+        espcamera.hard_fault = None
         s = config.Settings()
         s.port = free_port()
         s.frame_size = size
@@ -73,16 +74,18 @@ class Firmware:
             for t in rest:
                 t.cancel()
             self.loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
-        except Exception as e:  # pragma: no cover
+        except BaseException as e:  # pragma: no cover  (espcamera.HardFault too)
             self.error = e
         finally:
             self.loop.close()
 
     def stop(self):
-        self.loop.call_soon_threadsafe(self.app.stop)
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.app.stop)
         self.thread.join(5)
         if self.app.camera.cam is not None:
             self.app.camera.cam.deinit()
+        check_no_hard_fault()
 
     def call(self, fn):
         """Run fn() on the firmware's loop and return its result."""
@@ -109,6 +112,13 @@ class Firmware:
                 return True
             time.sleep(0.05)
         return False
+
+
+def check_no_hard_fault():
+    """Fail the test if the board would have hard-faulted (espcamera shim)."""
+    if espcamera.hard_fault is not None:
+        msg, espcamera.hard_fault = espcamera.hard_fault, None
+        raise AssertionError(msg)
 
 
 def connect(port, rcvbuf=None):
@@ -236,15 +246,17 @@ class Boot:
     """code.py itself, started as the board would start it: a fresh VM on
     board_id (every pin free, camserver imported anew), settings.toml read
     through os.getenv, the serial console captured. hide names modules this
-    CircuitPython build lacks (e.g. espcamera on an 8.0 beta)."""
+    CircuitPython build lacks (e.g. espcamera on an 8.0 beta). With
+    wait=False it returns at once, without waiting for the server."""
 
-    def __init__(self, board_id, settings_toml, hide=(), init_failures=0):
+    def __init__(self, board_id, settings_toml, hide=(), init_failures=0, wait=True):
         import esp32_camera  # noqa: F401  (loaded while espcamera is still importable)
         for name in list(sys.modules):
             if name == "camserver" or name.startswith("camserver."):
                 del sys.modules[name]
         shimboards.use(board_id)
         espcamera.live_camera = None
+        espcamera.hard_fault = None
         espcamera.INIT_FAILURES = init_failures
         espcamera.PAD_TO = 0
         self.hidden = dict((m, sys.modules.get(m)) for m in hide)
@@ -254,6 +266,7 @@ class Boot:
         self.port = self.env["CAMSERVER_PORT"]
         self._getenv = os.getenv
         os.getenv = lambda key, default=None: self.env.get(key, default)
+        wifi._boot()  # connected at boot if settings.toml names a network
         self.console = io.StringIO()
         self._redirect = contextlib.redirect_stdout(self.console)
         self._redirect.__enter__()
@@ -261,7 +274,13 @@ class Boot:
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
-        deadline = time.time() + 10
+        if not wait:
+            return
+        self.wait()
+
+    def wait(self, timeout=10):
+        """Until code.py has its server listening."""
+        deadline = time.time() + timeout
         while time.time() < deadline and self.error is None:
             app = self.globals.get("app")
             if app is not None and app.server.sock is not None:
@@ -294,6 +313,7 @@ class Boot:
         cam = espcamera.live_camera
         if cam is not None:
             cam.deinit()
+        check_no_hard_fault()
 
     def connect(self, rcvbuf=None):
         return connect(self.port, rcvbuf)

@@ -3,21 +3,27 @@ settings.toml alone, and on a board it does not know; the board shims are
 as strict as the boards."""
 
 import json
+import os
+import time
 import unittest
 
-from harness import Boot, free_port, get  # first: it puts the shims on sys.path
+from harness import Boot, free_port, get, read_response  # first: it puts the shims on sys.path
 from test_server import untorn
 import busio  # shim
 import espcamera  # shim
 import microcontroller  # shim
 import shimboards  # shim
+import socketpool  # shim
+import wifi  # shim
 
 from camserver import boards
 
 
 def settings(**kv):
     kv.setdefault("CAMSERVER_PORT", free_port())
-    return "\n".join("%s = %s" % (k, '"%s"' % v if isinstance(v, str) else v) for k, v in kv.items())
+    kv.setdefault("CIRCUITPY_WIFI_SSID", "camnet")  # CircuitPython connects at boot
+    return "\n".join("%s = %s" % (k, '"%s"' % v if isinstance(v, str) else v) for k, v in kv.items()
+                     if v is not None)  # None: leave the key out
 
 
 # The founding blog post's robot: a camera wired by hand to a board whose
@@ -54,7 +60,7 @@ class TestSupportedBoards(BootTest):
                     self.assertTrue(untorn(body))
                     st = self.status(b)
                     self.assertEqual((st["camera"], st["board"], st["error"]), ("ok", board_id, ""))
-                    self.assertIn("camera OV2640 on %s" % board_id, b.console.getvalue())
+                    self.assertIn("camera %s on %s" % (shimboards.CAMERAS[board_id], board_id), b.console.getvalue())
                     # The camera holds the pins of its table, by the board's own names.
                     held = microcontroller._held()
                     names = boards.BOARDS[board_id]
@@ -165,6 +171,88 @@ class TestCameraStartFailures(BootTest):
         self.assertIn("CAMSERVER_FRAME_SIZE", st["settings_error"])
         self.assertIn("CAMSERVER_MAX_CLIENTS", st["settings_error"])
         self.assertIn("CAMSERVER_FRAME_SIZE", b.console.getvalue())
+
+
+class TestWifiSettings(BootTest):
+    def test_no_ssid_says_what_to_set(self):
+        """Without CIRCUITPY_WIFI_SSID the board is not connected at boot,
+        and connect(None) is a TypeError on the board: code.py says what
+        to set instead of retrying that. Once it is set, it connects."""
+        b = Boot("ai-thinker-esp32-cam", settings(CIRCUITPY_WIFI_SSID=None), wait=False)
+        self.addCleanup(b.stop)
+        deadline = time.time() + 5
+        while "CIRCUITPY_WIFI_SSID" not in b.console.getvalue() and time.time() < deadline:
+            time.sleep(0.05)
+        out = b.console.getvalue()
+        self.assertIn('set CIRCUITPY_WIFI_SSID = "your-network"', out)
+        self.assertIn("CIRCUITPY_WIFI_PASSWORD", out)
+        self.assertNotIn("buffer protocol", out)
+        b.env["CIRCUITPY_WIFI_SSID"] = "camnet"  # as if settings.toml were saved
+        b.wait(15)
+        self.assertTrue(wifi.radio.connected)
+        self.assertEqual(get(b, "/health")[0], 200)
+
+    def test_shim_rejects_what_the_board_rejects(self):
+        radio = wifi._Radio()
+        with self.assertRaisesRegex(TypeError, "buffer protocol"):
+            radio.connect(None)
+        with self.assertRaisesRegex(ValueError, "ssid length"):
+            radio.connect("")
+        with self.assertRaisesRegex(ValueError, "password length"):
+            radio.connect("camnet", "short")
+        with self.assertRaises(TypeError):
+            radio.connect("camnet", "password", 6)  # channel is keyword-only
+        radio.connect("camnet", None)
+        radio.connect(b"camnet", "password", timeout=10)
+
+
+class TestWebWorkflowSockets(BootTest):
+    """With CIRCUITPY_WEB_API_PASSWORD set, CircuitPython's web workflow
+    holds up to 3 of lwIP's 8 sockets. camserver takes fewer clients, so
+    that it still has a socket to accept a newcomer with and make room."""
+
+    def test_max_clients_fits_what_the_web_workflow_leaves(self):
+        b = self.boot("ai-thinker-esp32-cam", settings(CIRCUITPY_WEB_API_PASSWORD="secret"))
+        self.assertEqual(socketpool.web_workflow_sockets(), 3)
+        st = self.status(b)
+        self.assertEqual(st["max_clients"], 3)
+        self.assertIn("web workflow", st["settings_note"])
+        self.assertIn("max_clients is 3", b.console.getvalue())
+        idle = []
+        for _ in range(3):  # every slot taken by an idle keep-alive connection
+            c = b.connect()
+            c.sendall(b"GET /health HTTP/1.1\r\nHost: cam\r\n\r\n")
+            self.assertEqual(read_response(c)[0], 200)
+            idle.append(c)
+            time.sleep(0.02)
+        try:
+            code, _, body = get(b, "/status")  # the newcomer is accepted: an idle one makes room
+            self.assertEqual(code, 200)
+            self.assertGreaterEqual(json.loads(body)["evicted"], 1)
+        finally:
+            for c in idle:
+                c.close()
+
+    def test_shim_counts_the_web_workflows_sockets(self):
+        pool = socketpool.SocketPool(None)
+        env = {"CIRCUITPY_WIFI_SSID": "camnet", "CIRCUITPY_WEB_API_PASSWORD": "secret"}
+        getenv, os.getenv = os.getenv, lambda k, default=None: env.get(k, default)
+        held = []
+        try:
+            free = socketpool.MAX_SOCKETS - socketpool.WEB_WORKFLOW_SOCKETS - socketpool.open_count()
+            for _ in range(free):
+                held.append(pool.socket())
+            with self.assertRaisesRegex(RuntimeError, "Out of sockets"):
+                pool.socket()
+        finally:
+            os.getenv = getenv
+            for s in held:
+                s.close()
+
+    def test_without_it_the_defaults_stand(self):
+        b = self.boot("ai-thinker-esp32-cam", settings())
+        st = self.status(b)
+        self.assertEqual((st["max_clients"], st["settings_note"]), (4, ""))
 
 
 class TestShimsAreStrict(unittest.TestCase):

@@ -32,6 +32,25 @@ overwriting. A frame returned from a buffer the driver may write into is torn
 (its second half zeroed), and a buffer given back is scribbled over at once,
 so reading a frame after the next take() shows.
 
+The sensor is the board's camera module (shimboards.CAMERAS: name, and
+its largest frame size from esp32-camera's sensor.c), unless SENSOR says
+otherwise.
+
+Memory: esp32-camera allocates `framebuffer_count` frame buffers in PSRAM
+(cam_hal.c cam_config: width * height / 5 bytes each for JPEG), through
+the espidf shim's budget for the booted board. At construction a buffer
+that does not fit fails esp_camera_init with ESP_FAIL: espidf.IDFError
+("Generic Failure"), not a MemoryError, pins held as above. reconfigure()
+is CircuitPython's common_hal_espcamera_camera_reconfigure: cam_deinit()
+frees the buffers, then cam_init(); cam_config() allocates the new ones,
+and nobody checks what they return. When they do not fit, cam_config's
+error path frees the driver's cam_obj (NULL), reconfigure() returns as if
+all were well, and the next take() or frame_available dereferences NULL:
+the board hard-faults and restarts in safe mode. Here that is HardFault, a
+BaseException that no `except Exception` swallows; `hard_fault` keeps its
+message for the test harness, which fails the test. (A later reconfigure()
+whose buffers fit makes a new cam_obj, as on the board.)
+
 Each frame is a real JPEG from tests/testdata with a COM segment
 "frame N at T" after SOI (N the sensor's frame number, T the time.monotonic()
 its capture started), and, with PAD_TO set, filler COM segments (every byte
@@ -53,9 +72,15 @@ import microcontroller
 FPS = 30.0        # set by hostsim/tests before constructing a Camera
 PAD_TO = 0        # pad frames to about this many bytes (0: no padding)
 INIT_FAILURES = 0  # the next N constructions fail in esp_camera_init
-SENSOR = "OV2640"
-MAX_FRAME_SIZE = "UXGA"  # the OV2640's largest
-BUF_SIZE = 256 * 1024  # one driver frame buffer
+SENSOR = None     # None: the booted board's camera (shimboards.CAMERAS)
+# esp32-camera's driver/sensor.c camera_sensor[]: each sensor's largest size.
+SENSORS = {"OV2640": "UXGA", "OV3660": "QXGA", "OV5640": "QSXGA"}
+BUF_SIZE = 256 * 1024  # host memory behind one driver buffer (frames are small here)
+hard_fault = None  # why the board would have hard-faulted, once it would have
+
+
+class HardFault(BaseException):
+    """The board would hard-fault here (and restart in safe mode)."""
 
 _TESTDATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testdata")
 
@@ -92,6 +117,13 @@ _SIZES = [
 ]
 FrameSize = _enum("FrameSize", [s[0] for s in _SIZES])
 _DIMS = dict((s[0], (s[1], s[2])) for s in _SIZES)
+
+
+def _fb_bytes(fs, pixel_format, count):
+    """What cam_config allocates in PSRAM for count buffers of size fs."""
+    w, h = _DIMS[fs.name]
+    per_pixel = {"JPEG": None, "RGB565": 2, "GRAYSCALE": 1}[pixel_format.name]
+    return count * (w * h // 5 if per_pixel is None else w * h * per_pixel)
 
 
 def _load_frames():
@@ -188,16 +220,29 @@ class Camera:
             _unreachable.append(self)
             raise espidf.IDFError("Requested resource not found" if live_camera is None else "Invalid state")
 
+        import board
+        import shimboards
+        self.sensor_name = SENSOR or shimboards.CAMERAS.get(board.board_id, "OV2640")
+        requested = frame_size
+        if frame_size.value > self.max_frame_size.value:  # esp_camera_init clamps
+            frame_size = self.max_frame_size
+        # cam_config: the frame buffers, in PSRAM. Its failure is ESP_FAIL.
+        need = _fb_bytes(frame_size, pixel_format, framebuffer_count)
+        if not espidf._alloc(need):  # cam_config's error path freed what it had
+            _unreachable.append(self)
+            raise espidf.IDFError("Generic Failure")
+        self._psram = need
+        self._broken = None  # why cam_obj is NULL (reconfigure failed), or None
         self.pixel_format = pixel_format
         self.grab_mode = grab_mode
         self.framebuffer_count = framebuffer_count
-        self.sensor_name = SENSOR
         self.supports_jpeg = True
         self._props = dict((p, 0) for p in _INT_PROPS)
         self._props.update((p, False) for p in _BOOL_PROPS)
         self._props["quality"] = jpeg_quality
         self._props["gain_ceiling"] = GainCeiling.GAIN_2X
         self._set_size(frame_size)
+        self.frame_size = requested  # camera_config.frame_size: not clamped
         self._period = 1.0 / FPS
         self._t0 = time.monotonic()  # VSYNC k is at _t0 + k * _period
         self._bufs = []
@@ -230,7 +275,16 @@ class Camera:
 
     @property
     def max_frame_size(self):
-        return getattr(FrameSize, MAX_FRAME_SIZE)
+        return getattr(FrameSize, SENSORS[self.sensor_name])
+
+    def _cam_obj(self, what):
+        """The driver's cam_obj, which take() and frame_available use."""
+        global hard_fault
+        if self._broken is not None:
+            msg = "board would hard-fault: %s after %s" % (what, self._broken)
+            if hard_fault is None:
+                hard_fault = msg
+            raise HardFault(msg)
 
     def _start(self, count):
         """cam_config: count buffers, every one free, an empty queue, and
@@ -279,6 +333,7 @@ class Camera:
     @property
     def capturing(self):
         """For tests: is a frame being captured now?"""
+        self._cam_obj("capturing")
         self._run_until(time.monotonic())
         return self._filling is not None
 
@@ -286,6 +341,7 @@ class Camera:
     def frame_available(self):
         """cam_avail: is a finished frame queued?"""
         self._check_deinit()
+        self._cam_obj("frame_available")
         self._run_until(time.monotonic())
         return bool(self._queue)
 
@@ -293,6 +349,7 @@ class Camera:
         """common_hal_espcamera_camera_take. Blocks the whole VM (like the
         real driver) for up to timeout (twice: the retry after a DMA reset)."""
         self._check_deinit()
+        self._cam_obj("take()")
         self._run_until(time.monotonic())
         x, self._held = self._held, None
         if x is _FREED:  # a freed buffer's address: assume the worst
@@ -378,13 +435,26 @@ class Camera:
             self.framebuffer_count = framebuffer_count
         time.sleep(0.05)  # deinit + init: slow, and it blocks
         self.reconfigures += 1
-        if frame_size is not None:
-            if frame_size.value > self.max_frame_size.value:
-                frame_size = self.max_frame_size
-            self._set_size(frame_size)
+        if frame_size is None:
+            frame_size = self.frame_size
+        if frame_size.value > self.max_frame_size.value:
+            frame_size = self.max_frame_size
+        self._set_size(frame_size)
         # cam_deinit frees the buffers; CircuitPython keeps buffer_to_return.
+        espidf._free(self._psram)
+        self._psram = 0
         if self._held is not None:
             self._held = _FREED
+        # cam_init + cam_config, return values unchecked: a failed buffer
+        # allocation leaves cam_obj NULL and raises nothing.
+        need = _fb_bytes(self.frame_size, self.pixel_format, self.framebuffer_count)
+        if not espidf._alloc(need):
+            self._broken = ("reconfigure(frame_size=%s): cam_config could not allocate %d frame buffer "
+                            "bytes (%d of PSRAM free), so cam_obj is NULL" % (
+                                self.frame_size.name, need, espidf.psram_free()))
+            return
+        self._psram = need
+        self._broken = None
         self._start(self.framebuffer_count)
 
     def deinit(self):
@@ -392,6 +462,8 @@ class Camera:
         if self.deinited:
             return
         self.deinited = True
+        espidf._free(getattr(self, "_psram", 0))
+        self._psram = 0
         for p in self._pins:
             microcontroller._release(p)
         if live_camera is self:

@@ -2,16 +2,31 @@
 
     python3 gen_board.py BOARD_ID path/to/ports/espressif/boards/BOARD_ID
 
-reads pins.c and mpconfigboard.h there (git show HEAD:ports/espressif/boards/
-<board>/pins.c in a circuitpython checkout) and prints the names the board
-module has: pins (GPIO numbers), pin tuples, and bus singletons with the
-pins CircuitPython builds them on. Check the output against the files: the
-parser knows the usual forms only.
+reads pins.c, mpconfigboard.h and mpconfigboard.mk there (git show
+HEAD:ports/espressif/boards/<board>/pins.c in a circuitpython checkout) and
+prints the names the board module has: pins (GPIO numbers), pin tuples, and
+bus singletons with the pins CircuitPython builds them on; and the PSRAM
+the build can use. Check the output against the files: the parser knows
+the usual forms only.
 """
 
 import pprint
 import re
 import sys
+
+
+def psram_usable(mcu, mk):
+    """Bytes of PSRAM the build can use: CIRCUITPY_ESP_PSRAM_SIZE, of which
+    an ESP32 maps only 4 MB (SOC_EXTRAM_DATA_SIZE), less the himem
+    bank-switch reserve (ESP-IDF's default 8 x 32 KB) when the chip is
+    bigger: common-hal/espidf/__init__.c psram_size_usable()."""
+    m = re.search(r"CIRCUITPY_ESP_PSRAM_SIZE\s*=\s*(\d+)MB", mk)
+    if not m:
+        return 0
+    size = int(m.group(1)) << 20
+    if mcu == "esp32" and size > 4 << 20:
+        size = (4 << 20) - 8 * 32 * 1024
+    return size
 
 
 def parse(board_id, d):
@@ -39,7 +54,8 @@ def parse(board_id, d):
     for name, bus, idx in re.findall(r"CIRCUITPY_BOARD_BUS_SINGLETON\((\w+), (\w+), (\d+)\)", pins_c):
         singletons["board_%s_obj" % name] = (bus, int(idx))
 
-    out = {"mcu": mcu, "pins": {}, "tuples": {}, "i2c": {}, "other": []}
+    out = {"mcu": mcu, "psram": psram_usable(mcu, open(d + "/mpconfigboard.mk").read()),
+           "pins": {}, "tuples": {}, "i2c": {}, "other": []}
     table = pins_c[pins_c.index("board_module_globals_table"):]
     for name, value in re.findall(r"MP_ROM_QSTR\(MP_QSTR_(\w+)\),\s*(.*?)\s*\}", table):
         g = re.match(r"MP_ROM_PTR\(&pin_GPIO(\d+)\)", value)

@@ -1,12 +1,16 @@
 """The boards the `board` shim can be, transcribed from CircuitPython's own
-definitions: ports/espressif/boards/<board_id>/pins.c and mpconfigboard.h in
-adafruit/circuitpython at cd3da4a5d894 (2026-08-21), with gen_board.py.
+definitions: ports/espressif/boards/<board_id>/pins.c, mpconfigboard.h and
+mpconfigboard.mk in adafruit/circuitpython at cd3da4a5d894 (2026-08-21),
+with gen_board.py.
 
 Each entry lists exactly the names that board's `board` module has:
   pins    name -> GPIO number (aliases share one microcontroller.Pin)
   tuples  name -> GPIO numbers (board.CAMERA_DATA and the like)
   i2c     bus singleton (board.I2C, board.SSCB_I2C, ...) -> (scl, sda) GPIOs
   other   other names (SPI, UART, DISPLAY): present, but not modelled
+and the PSRAM its build can use (psram, bytes: CIRCUITPY_ESP_PSRAM_SIZE,
+of which an ESP32 maps 4 MB less ESP-IDF's 256 KB bank-switch reserve;
+espidf.get_total_psram()), which the espidf shim budgets.
 A pins.c entry whose value is NULL (ai-thinker's CAMERA_RESET) is left out:
 reading it on the board raises AttributeError, as here.
 """
@@ -15,6 +19,7 @@ BOARDS = {
     # ports/espressif/boards/ai-thinker-esp32-cam/pins.c and mpconfigboard.h
     'ai-thinker-esp32-cam': {
         'mcu': 'esp32',
+        'psram': 3932160,
         'pins': {
             'LED': 33, 'LED_INVERTED': 33, 'FLASHLIGHT': 4, 'BUTTON': 0, 'SDIO_CLK': 14, 'SDIO_CMD': 15,
             'SDIO_D0': 2, 'SDIO_D1': 4, 'SDIO_D2': 12, 'SDIO_D3': 13, 'SD_SCK': 14, 'SD_MOSI': 15,
@@ -32,6 +37,7 @@ BOARDS = {
     # ports/espressif/boards/espressif_esp32s3_eye/pins.c and mpconfigboard.h
     'espressif_esp32s3_eye': {
         'mcu': 'esp32s3',
+        'psram': 8388608,
         'pins': {
             'BOOT': 0, 'BUTTONS': 1, 'MIC_SDO': 2, 'IO3': 3, 'SDA': 4, 'SCL': 5, 'CAMERA_VSYNC': 6,
             'CAMERA_HREF': 7, 'CAMERA_PCLK': 13, 'BATTERY': 14, 'CAMERA_XCLK': 15, 'MOSI': 47, 'SCK': 21,
@@ -45,6 +51,7 @@ BOARDS = {
     # ports/espressif/boards/seeed_xiao_esp32_s3_sense/pins.c and mpconfigboard.h
     'seeed_xiao_esp32_s3_sense': {
         'mcu': 'esp32s3',
+        'psram': 8388608,
         'pins': {
             'D0': 1, 'A0': 1, 'D1': 2, 'A1': 2, 'D2': 3, 'A2': 3, 'D3': 4, 'A3': 4, 'D4': 5, 'A4': 5,
             'SDA': 5, 'D5': 6, 'A5': 6, 'SCL': 6, 'D6': 43, 'TX': 43, 'D7': 44, 'RX': 44, 'D8': 7,
@@ -63,6 +70,7 @@ BOARDS = {
     # ports/espressif/boards/m5stack_timer_camera_x/pins.c and mpconfigboard.h
     'm5stack_timer_camera_x': {
         'mcu': 'esp32',
+        'psram': 3932160,
         'pins': {
             'LED': 2, 'G4': 4, 'G13': 13, 'SDA': 4, 'SCL': 13, 'BAT_HOLD': 33, 'BAT_ADC': 38,
             'BM8563_SCL': 14, 'BM8563_SDA': 12, 'VSYNC': 22, 'HREF': 26, 'PCLK': 21, 'XCLK': 27,
@@ -76,6 +84,7 @@ BOARDS = {
     # ports/espressif/boards/adafruit_esp32s3_camera/pins.c and mpconfigboard.h
     'adafruit_esp32s3_camera': {
         'mcu': 'esp32s3',
+        'psram': 2097152,
         'pins': {
             'MOSI': 35, 'SCK': 36, 'MISO': 37, 'TFT_RESET': 38, 'TFT_CS': 39, 'TFT_DC': 40,
             'TFT_BACKLIGHT': 45, 'CARD_CS': 48, 'MIC': 2, 'IRQ': 3, 'NEOPIXEL': 1, 'SPEAKER': 46,
@@ -91,6 +100,7 @@ BOARDS = {
     # ports/espressif/boards/espressif_saola_1_wrover/pins.c and mpconfigboard.h
     'espressif_saola_1_wrover': {
         'mcu': 'esp32s2',
+        'psram': 2097152,
         'pins': {
             'IO0': 0, 'IO1': 1, 'IO2': 2, 'IO3': 3, 'IO4': 4, 'IO5': 5, 'IO6': 6, 'IO7': 7, 'IO8': 8,
             'IO9': 9, 'IO10': 10, 'IO11': 11, 'IO12': 12, 'IO13': 13, 'IO14': 14, 'IO15': 15, 'IO16': 16,
@@ -102,6 +112,18 @@ BOARDS = {
         'i2c': {},
         'other': (),
     },
+}
+
+# The camera module each board comes with (not in CircuitPython's board
+# files: the vendors' product pages, as in camserver/boards.py). The
+# espcamera shim simulates that sensor: its name and largest frame size.
+CAMERAS = {
+    'ai-thinker-esp32-cam': 'OV2640',
+    'espressif_esp32s3_eye': 'OV2640',
+    'seeed_xiao_esp32_s3_sense': 'OV2640',
+    'm5stack_timer_camera_x': 'OV3660',
+    'adafruit_esp32s3_camera': 'OV5640',
+    'espressif_saola_1_wrover': 'OV2640',  # wired by hand: the robot's
 }
 
 # What `import board` gives until a test picks another board.
@@ -135,12 +157,15 @@ def _bus_singleton(name, scl, sda):
 
 def use(board_id):
     """Boot as board_id: a fresh `board` module with exactly that board's
-    names, and every pin free. Returns the module."""
+    names, every pin free, and its PSRAM free of camera buffers. Returns
+    the module."""
     import sys
     import types
+    import espidf
     import microcontroller
     spec = BOARDS[board_id]
     microcontroller._reset(spec["mcu"])
+    espidf._boot(spec["psram"])
     mod = types.ModuleType("board")
     mod.board_id = board_id
     for name, n in spec["pins"].items():

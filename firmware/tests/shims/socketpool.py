@@ -1,13 +1,25 @@
-"""Host stand-in for CircuitPython's socketpool on ESP32 (see README.md)."""
+"""Host stand-in for CircuitPython's socketpool on ESP32 (see README.md).
+
+The socket budget is lwIP's: CONFIG_LWIP_MAX_SOCKETS=8
+(ports/espressif/esp-idf-config/sdkconfig.defaults) for every socket on
+the board, user code's and CircuitPython's own. The web workflow
+(supervisor/shared/web_workflow/web_workflow.c) starts when settings.toml
+has CIRCUITPY_WIFI_SSID and CIRCUITPY_WEB_API_PASSWORD, and then holds its
+listening socket, the connection it is serving (`active`) and a serial
+websocket (websocket.c) from the same budget: WEB_WORKFLOW_SOCKETS, the
+most it holds at once, are not user code's. It is read through os.getenv,
+as the board reads settings.toml.
+"""
 
 import errno
 import os as _os
 import socket as _socket
 import threading
 
-# The ESP32's lwIP budget (CONFIG_LWIP_MAX_SOCKETS) minus what the system
-# holds; tests may change it.
+# The ESP32's lwIP budget (CONFIG_LWIP_MAX_SOCKETS); tests may change it.
 MAX_SOCKETS = 8
+# Held by the web workflow when it runs: listener, request, websocket.
+WEB_WORKFLOW_SOCKETS = 3
 # Largest number of bytes one send() accepts, to exercise partial sends.
 SEND_MAX = 5840
 # lwIP's TCP send buffer is a few KB; a small one here makes a stalled
@@ -23,6 +35,13 @@ def _err(code):
     return OSError(code, _os.strerror(code))
 
 
+def web_workflow_sockets():
+    """Sockets the web workflow holds: it runs when settings.toml enables it."""
+    if _os.getenv("CIRCUITPY_WIFI_SSID") and _os.getenv("CIRCUITPY_WEB_API_PASSWORD") is not None:
+        return WEB_WORKFLOW_SOCKETS
+    return 0
+
+
 def open_count():
     """Sockets currently open through this pool (for leak checks)."""
     with _lock:
@@ -32,7 +51,7 @@ def open_count():
 def _take():
     global _open
     with _lock:
-        if _open >= MAX_SOCKETS:
+        if _open >= MAX_SOCKETS - web_workflow_sockets():
             return False
         _open += 1
         return True
