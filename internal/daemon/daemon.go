@@ -47,11 +47,14 @@ type Daemon struct {
 	running  bool           // between launch and shutdown: reloads may apply
 	bg       sync.WaitGroup // API listeners a reload retired, closing
 
-	mu      sync.Mutex // guards what follows; Status reads it
-	cfg     *config.Config
-	cameras []*cameraRun // in config order
-	outputs []*outputRun
-	reload  *ReloadStatus
+	mu  sync.Mutex // guards what follows; Status reads it
+	cfg *config.Config
+	// configPath is cfg.Path made absolute at start (camd's directory
+	// does not change), for /api/status.
+	configPath string
+	cameras    []*cameraRun // in config order
+	outputs    []*outputRun
+	reload     *ReloadStatus
 }
 
 // cameraRun is a running camera and what stops it.
@@ -106,6 +109,10 @@ func New(cfg *config.Config, opt Options) *Daemon {
 	}
 	if d.redactor == nil {
 		d.redactor = redact.New()
+	}
+	d.configPath = cfg.Path
+	if abs, err := filepath.Abs(cfg.Path); err == nil {
+		d.configPath = abs
 	}
 	d.applySettings(cfg)
 	return d

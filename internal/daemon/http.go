@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -36,6 +37,10 @@ type CameraStatus struct {
 
 // Status is the body of /api/status.
 type Status struct {
+	// Config is the file camd runs (absolute), and PID camd's process:
+	// `camd reload -config FILE` checks FILE is this one.
+	Config     string              `json:"config"`
+	PID        int                 `json:"pid"`
 	UptimeS    float64             `json:"uptime_s"`
 	Goroutines int                 `json:"goroutines"` // camd's own, to spot leaks
 	Cameras    []CameraStatus      `json:"cameras"`
@@ -50,7 +55,7 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	d.mu.Lock()
 	cams, outs, reload := slices.Clone(d.cameras), slices.Clone(d.outputs), d.reload
 	d.mu.Unlock()
-	st := Status{UptimeS: now.Sub(d.started).Seconds(), Goroutines: runtime.NumGoroutine(), Cameras: []CameraStatus{}, Outputs: make([]pluginhost.Status, len(outs)), Reload: reload}
+	st := Status{Config: d.configPath, PID: os.Getpid(), UptimeS: now.Sub(d.started).Seconds(), Goroutines: runtime.NumGoroutine(), Cameras: []CameraStatus{}, Outputs: make([]pluginhost.Status, len(outs)), Reload: reload}
 	for _, r := range cams {
 		c := r.cam
 		s, _ := r.stats()

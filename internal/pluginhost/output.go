@@ -749,6 +749,7 @@ type Status struct {
 	Restarts    int        `json:"restarts"`
 	NextRestart *time.Time `json:"next_restart,omitempty"` // while restarting
 	URLs        []string   `json:"urls"`
+	Listen      []string   `json:"listen,omitempty"` // the addresses its plugin listens on
 	LastError   string     `json:"last_error,omitempty"`
 	// Cameras are the counters per camera of this output's mailbox.
 	Cameras      map[string]router.CameraCounters `json:"cameras"`
@@ -796,7 +797,7 @@ func (o *Output) Status(ctx context.Context) Status {
 	o.mu.Lock()
 	s := Status{
 		Name: o.spec.Name, Plugin: o.spec.Plugin, Version: o.version, State: o.state, PID: o.pid,
-		Restarts: o.restarts, URLs: o.urls, LastError: o.lastErr,
+		Restarts: o.restarts, URLs: o.urls, Listen: o.listen, LastError: o.lastErr,
 	}
 	if !o.nextRestart.IsZero() {
 		t := o.nextRestart
