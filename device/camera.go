@@ -39,6 +39,7 @@ const (
 	defaultMinRetry     = 250 * time.Millisecond
 	defaultMaxRetry     = 10 * time.Second
 	defaultOfflineAfter = 2 * time.Second
+	defaultStableAfter  = 5 * time.Second
 )
 
 // Pacing of what a Camera does while its device is away.
@@ -61,7 +62,8 @@ const (
 // source failed at start or later. While the device cannot be reached it
 // probes it every few hundred milliseconds and reconnects as soon as a
 // probe gets through; a device that answers but fails is retried with
-// capped exponential backoff instead. While no good frame has come for
+// capped exponential backoff instead, and so is one whose stream keeps
+// ending soon after it starts. While no good frame has come for
 // OfflineAfter, it sends a placeholder picture once a second saying so.
 type Camera struct {
 	Name     string
@@ -69,6 +71,13 @@ type Camera struct {
 	MaxBytes int           // frame size limit; 0 means MaxFrameBytes
 	MinRetry time.Duration // first backoff for a device that answers but fails; 0 means 250ms
 	MaxRetry time.Duration // backoff cap; 0 means 10s
+	// StableAfter is how long a connection must have delivered good
+	// frames to count as working: when it ends, the camera reconnects at
+	// once and the backoff starts over. One that ended sooner (a device
+	// that closes its stream after a frame or two) is retried with the
+	// backoff, which keeps growing, so camd does not reconnect to it in a
+	// tight loop. 0 means 5s.
+	StableAfter time.Duration
 	// OfflineAfter is how long without a good frame before the camera is
 	// offline (and placeholders are sent); 0 means 2s. A camera not seen
 	// since Run started is offline as soon as an attempt failed, or after
@@ -125,7 +134,7 @@ func (c *Camera) Run(ctx context.Context, emit func(wire.Frame) (kept bool)) {
 	seq := c.seq
 	c.mu.Unlock()
 	r := &run{c: c, emit: emit, log: c.Log, wake: make(chan struct{}, 1), seq: seq,
-		minRetry: c.MinRetry, maxRetry: c.MaxRetry, offlineAfter: c.OfflineAfter, maxBytes: c.MaxBytes}
+		minRetry: c.MinRetry, maxRetry: c.MaxRetry, offlineAfter: c.OfflineAfter, stableAfter: c.StableAfter, maxBytes: c.MaxBytes}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -138,6 +147,9 @@ func (c *Camera) Run(ctx context.Context, emit func(wire.Frame) (kept bool)) {
 	}
 	if r.offlineAfter <= 0 {
 		r.offlineAfter = defaultOfflineAfter
+	}
+	if r.stableAfter <= 0 {
+		r.stableAfter = defaultStableAfter
 	}
 	if r.maxBytes <= 0 {
 		r.maxBytes = MaxFrameBytes
@@ -164,11 +176,11 @@ func (c *Camera) Run(ctx context.Context, emit func(wire.Frame) (kept bool)) {
 // run is one Camera.Run: its settings with defaults applied, and the frame
 // sequence shared by real frames and placeholders.
 type run struct {
-	c                                *Camera
-	emit                             func(wire.Frame) bool
-	log                              *slog.Logger
-	minRetry, maxRetry, offlineAfter time.Duration
-	maxBytes                         int
+	c                                             *Camera
+	emit                                          func(wire.Frame) bool
+	log                                           *slog.Logger
+	minRetry, maxRetry, offlineAfter, stableAfter time.Duration
+	maxBytes                                      int
 
 	emitMu sync.Mutex // one emit at a time; guards seq
 	seq    uint64
@@ -205,44 +217,46 @@ func (r *run) sendPlaceholder(f wire.Frame, lastGood time.Time) {
 }
 
 // connect runs the source until ctx ends, reconnecting after failures:
-// at once (after a probe) for a device that went away, with backoff for
-// one that answers but fails.
+// at once (after a probe) for a device that went away from a stream that
+// worked, with backoff for one that answers but fails and for a stream
+// that ended before it worked for stableAfter.
 func (r *run) connect(ctx context.Context) {
 	prober, _ := r.c.Source.(Prober)
-	backoff := r.minRetry
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
+	retry := newBackoff(r.minRetry, r.maxRetry)
+	short := 0 // streams in a row that delivered good frames, but not for stableAfter
+	for n := 0; ; n++ {
+		if n > 0 {
 			r.c.mu.Lock()
 			r.c.stats.Reconnects++
 			r.c.mu.Unlock()
 		}
-		good := false
-		err := r.c.Source.Stream(ctx, func(rf RawFrame) bool {
-			w, h, n, err := CheckJPEG(rf.JPEG, r.maxBytes)
-			if err != nil {
-				r.drop(err)
-				return false
-			}
-			good = true
-			return r.deliver(wire.Frame{Camera: r.c.Name, Captured: rf.Captured, Width: w, Height: h, JPEG: rf.JPEG[:n]})
-		})
+		a := r.attempt(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if good {
-			backoff = r.minRetry // it worked for a while: it may again
+		stable := a.good && a.span >= r.stableAfter
+		switch {
+		case stable:
+			retry.reset() // it worked for a while: it may again
+			short = 0
+		case a.good:
+			short++
 		}
-		if err != nil && badFrame(err) {
-			r.drop(err)
+		if a.err != nil && badFrame(a.err) {
+			r.drop(a.err)
 		}
-		f := classify(err, good)
-		r.failed(err, f)
-		if f.unreachable && prober != nil {
-			// A connection that broke after delivering may be back at
-			// once (a reboot, a Wi-Fi blip): probe right away. Otherwise
-			// the device just refused or timed out: wait a little first.
+		f := classify(a.err, a.good)
+		if a.good && !stable {
+			f = endedEarly(f, short)
+		}
+		r.failed(a.err, f)
+		if f.unreachable && prober != nil && (stable || !a.good) {
+			// A connection that broke after working a while may be back
+			// at once (a reboot, a Wi-Fi blip): probe right away.
+			// Otherwise the device just refused or timed out: wait a
+			// little first.
 			wait := time.Duration(0)
-			if !good {
+			if !stable {
 				wait = probeInterval()
 			}
 			if !r.probe(ctx, prober, wait) {
@@ -250,13 +264,69 @@ func (r *run) connect(ctx context.Context) {
 			}
 			continue
 		}
-		// Jitter keeps several cameras behind one Wi-Fi hiccup from
-		// reconnecting in lock step.
-		if !sleep(ctx, time.Duration(float64(backoff)*(0.8+0.4*rand.Float64()))) {
+		if !sleep(ctx, retry.next()) {
 			return
 		}
-		backoff = min(backoff*2, r.maxRetry)
 	}
+}
+
+// attempt is how one connection to the device went.
+type attempt struct {
+	err  error // what ended it
+	good bool  // it delivered good frames
+	// span is from the start of the connection to its last good frame:
+	// how long it worked.
+	span time.Duration
+}
+
+// attempt runs the source once, until its Stream returns.
+func (r *run) attempt(ctx context.Context) attempt {
+	began := time.Now()
+	var a attempt
+	a.err = r.c.Source.Stream(ctx, func(rf RawFrame) bool {
+		w, h, n, err := CheckJPEG(rf.JPEG, r.maxBytes)
+		if err != nil {
+			r.drop(err)
+			return false
+		}
+		a.good, a.span = true, time.Since(began)
+		return r.deliver(wire.Frame{Camera: r.c.Name, Captured: rf.Captured, Width: w, Height: h, JPEG: rf.JPEG[:n]})
+	})
+	return a
+}
+
+// endedEarly is the failure of a stream that delivered good frames but
+// ended before it worked for stableAfter, the short-th such in a row.
+// Once, it may be the device going away: f says why it ended. Again and
+// again, it is a device that answers but whose stream keeps ending (one
+// that sends a frame per request, a server that cuts streams): failing,
+// and backed off.
+func endedEarly(f failure, short int) failure {
+	if short < 2 {
+		return f
+	}
+	return failure{reason: "the device's stream keeps ending soon after it starts (" + f.reason + ")"}
+}
+
+// backoff is a capped exponential backoff. Its jitter keeps several
+// cameras behind one Wi-Fi hiccup from retrying in lock step.
+type backoff struct {
+	min, max, step time.Duration
+}
+
+func newBackoff(min, max time.Duration) backoff {
+	return backoff{min: min, max: max, step: min}
+}
+
+// reset starts over from the shortest wait.
+func (b *backoff) reset() { b.step = b.min }
+
+// next returns the wait before the next retry, the current step ±20%, and
+// doubles the step up to max.
+func (b *backoff) next() time.Duration {
+	d := time.Duration(float64(b.step) * (0.8 + 0.4*rand.Float64()))
+	b.step = min(2*b.step, b.max)
+	return d
 }
 
 // probeInterval is the jittered time between two probes.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -207,9 +208,15 @@ func gaps(ts []time.Time) []time.Duration {
 
 // How Camera retries: it probes a device that cannot be reached and
 // reconnects as soon as a probe gets through; it backs off, doubling, from
-// a device that answers but fails, and starts over after good frames.
+// a device that answers but fails and from a stream that keeps ending
+// after a frame or two, and starts over after a stream that worked for
+// StableAfter.
 func TestReconnectPolicy(t *testing.T) {
 	const minRetry, maxRetry = 50 * time.Millisecond, 400 * time.Millisecond
+	// A stream that works for stableAfter: 10 frames 20 ms apart span
+	// 180 ms or more.
+	const stableAfter, stableFrames = 100 * time.Millisecond, 10
+	ended := answered(fmt.Errorf("GET x: stream ended: %w", io.EOF))
 	statusErr := answered(&StatusError{URL: "http://cam/capture", Code: 503, Status: "503 Service Unavailable"})
 	// backoffGaps checks the waits between Stream calls: each at least
 	// 0.8 × (minRetry doubling to maxRetry), the jitter's low end.
@@ -263,11 +270,11 @@ func TestReconnectPolicy(t *testing.T) {
 			}
 		},
 	}, {
-		name: "connection lost after frames: probes at once, reconnects",
+		name: "connection lost after it worked: probes at once, reconnects",
 		src: &scripted{
 			stream: func(ctx context.Context, n int, emit func(RawFrame) bool) error {
 				if n == 0 {
-					return frames(ctx, emit, 3, answered(fmt.Errorf("GET x: %w", io.ErrUnexpectedEOF)))
+					return frames(ctx, emit, stableFrames, answered(fmt.Errorf("GET x: %w", io.ErrUnexpectedEOF)))
 				}
 				return frames(ctx, emit, 0, nil)
 			},
@@ -298,11 +305,11 @@ func TestReconnectPolicy(t *testing.T) {
 			backoffGaps(t, streams, minRetry)
 		},
 	}, {
-		name: "good frames reset the backoff",
+		name: "a stream that worked resets the backoff",
 		src: &scripted{
 			stream: func(ctx context.Context, n int, emit func(RawFrame) bool) error {
 				if n == 4 {
-					return frames(ctx, emit, 3, statusErr)
+					return frames(ctx, emit, stableFrames, statusErr)
 				}
 				return statusErr
 			},
@@ -318,6 +325,67 @@ func TestReconnectPolicy(t *testing.T) {
 			if d := streams[6].Sub(ends[5]); d < 2*minRetry*8/10 {
 				t.Errorf("waited %v after the next failure, want the backoff doubling again from %v", d, minRetry)
 			}
+		},
+	}, {
+		name: "a stream that ends after a frame, every time: backs off",
+		src: &scripted{
+			stream: func(ctx context.Context, n int, emit func(RawFrame) bool) error {
+				return frames(ctx, emit, 1, ended)
+			},
+			probe: func(int) error { return nil },
+		},
+		probes: true,
+		until:  func(streams, probes int) bool { return streams == 6 },
+		check: func(t *testing.T, streams, ends, probes []time.Time) {
+			backoffGaps(t, streams, minRetry)
+		},
+	}, {
+		name: "a stream cut after a frame, every time: backs off",
+		src: &scripted{
+			stream: func(ctx context.Context, n int, emit func(RawFrame) bool) error {
+				return frames(ctx, emit, 1, answered(fmt.Errorf("GET x: %w: part body: %w", ErrBadMultipart, io.ErrUnexpectedEOF)))
+			},
+			probe: func(int) error { return nil },
+		},
+		probes: true,
+		until:  func(streams, probes int) bool { return streams == 6 },
+		check: func(t *testing.T, streams, ends, probes []time.Time) {
+			backoffGaps(t, streams, minRetry)
+		},
+	}, {
+		name: "short streams do not reset the backoff",
+		src: &scripted{
+			stream: func(ctx context.Context, n int, emit func(RawFrame) bool) error {
+				if n%2 == 1 {
+					return frames(ctx, emit, 2, statusErr)
+				}
+				return statusErr
+			},
+			probe: func(int) error { return nil },
+		},
+		probes: true,
+		until:  func(streams, probes int) bool { return streams == 6 },
+		check: func(t *testing.T, streams, ends, probes []time.Time) {
+			backoffGaps(t, streams, minRetry)
+		},
+	}, {
+		name: "a stream that worked, then short ones: at once, then backs off",
+		src: &scripted{
+			stream: func(ctx context.Context, n int, emit func(RawFrame) bool) error {
+				if n == 0 {
+					return frames(ctx, emit, stableFrames, ended)
+				}
+				return frames(ctx, emit, 1, ended)
+			},
+			probe: func(int) error { return nil },
+		},
+		probes: true,
+		until:  func(streams, probes int) bool { return streams == 6 },
+		check: func(t *testing.T, streams, ends, probes []time.Time) {
+			if d := streams[1].Sub(ends[0]); d >= probeMin {
+				t.Errorf("reconnected %v after a stream that worked ended, want at once", d)
+			}
+			backoffGaps(t, streams[1:], minRetry)
 		},
 	}, {
 		name: "probe passes but connections fail: paced by the probes",
@@ -348,7 +416,7 @@ func TestReconnectPolicy(t *testing.T) {
 			if !tc.probes {
 				src = noProbe{tc.src}
 			}
-			r := start(t, &Camera{Name: "c", Source: src, MinRetry: minRetry, MaxRetry: maxRetry})
+			r := start(t, &Camera{Name: "c", Source: src, MinRetry: minRetry, MaxRetry: maxRetry, StableAfter: stableAfter})
 			waitFor(t, 20*time.Second, "the scripted calls", func() bool {
 				s, _, p := tc.src.calls()
 				return tc.until(len(s), len(p))
@@ -357,6 +425,64 @@ func TestReconnectPolicy(t *testing.T) {
 			r.stop()
 			streams, ends, probes := tc.src.calls()
 			tc.check(t, streams, ends, probes)
+		})
+	}
+}
+
+// A device whose stream ends after a frame, every time (one part per
+// request, a server that cuts streams): camd reconnects with a growing
+// backoff, not in a tight loop, and the camera's reason says the stream
+// keeps ending.
+func TestStreamThatKeepsEnding(t *testing.T) {
+	const watch = 3 * time.Second
+	good := testJPEG(t)
+	part := fmt.Sprintf("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n", len(good), good)
+	for _, tc := range []struct {
+		name  string
+		serve func(w http.ResponseWriter, r *http.Request)
+	}{
+		{"one part, then the closing delimiter", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+			io.WriteString(w, part+"--frame--\r\n")
+		}},
+		{"one part, then the connection closes", func(w http.ResponseWriter, r *http.Request) {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			io.WriteString(conn, "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=frame\r\n\r\n"+part)
+		}},
+		{"one part, then half of the next", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+			io.WriteString(w, part+part[:len(part)/2])
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var requests atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				requests.Add(1)
+				tc.serve(w, r)
+			}))
+			defer srv.Close()
+			r := start(t, &Camera{Name: "c", Source: NewMJPEG(srv.URL), OfflineAfter: 300 * time.Millisecond})
+			waitFor(t, 10*time.Second, "a frame", func() bool { return r.cam.Stats().Frames > 0 })
+			time.Sleep(watch)
+			// The backoff (250 ms, doubling) allows about 5; without it
+			// the loop made thousands.
+			n := requests.Load()
+			if n >= 50 {
+				t.Errorf("%d requests in %v to a device whose stream ends after a frame: reconnecting without backoff", n, watch)
+			}
+			t.Logf("%d requests in %v", n, watch)
+			waitFor(t, 15*time.Second, "the reason to say the stream keeps ending", func() bool {
+				st := r.cam.Stats()
+				return st.State == StateFailing && strings.Contains(st.Reason, "stream keeps ending")
+			})
+			if st := r.cam.Stats(); st.Frames < 2 {
+				t.Errorf("%d frames: the device was not retried", st.Frames)
+			}
 		})
 	}
 }
@@ -654,6 +780,91 @@ func TestSilentDevice(t *testing.T) {
 				t.Errorf("last error %q, want it to say %q", st.LastError, tc.lastError)
 			}
 			waitFor(t, 10*time.Second, "the reason", func() bool { return strings.Contains(r.cam.Stats().Reason, tc.reason) })
+		})
+	}
+}
+
+// The stream watchdog trips on silence only: a frame that takes longer
+// than Idle to arrive (a large one over weak Wi-Fi) comes through while
+// its bytes flow, whether the low-water mark keeps the reader asleep
+// until its end (http) or not (https); a stream that goes silent, even in
+// the middle of a part, is still cut.
+func TestStreamWatchdog(t *testing.T) {
+	const idle = time.Second
+	good := testJPEG(t)
+	// 80 KB, 1 KB every 25 ms: about 2 s, twice Idle, for each part.
+	big := append(append(bytes.Clone(good[:len(good)-2]), make([]byte, 80<<10)...), 0xFF, 0xD9)
+	part := fmt.Appendf(nil, "--f\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n", len(big), big)
+	trickle := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace;boundary=f")
+		rc := http.NewResponseController(w)
+		for r.Context().Err() == nil {
+			for off := 0; off < len(part); off += 1 << 10 {
+				if _, err := w.Write(part[off:min(off+1<<10, len(part))]); err != nil || rc.Flush() != nil {
+					return
+				}
+				time.Sleep(25 * time.Millisecond)
+			}
+		}
+	}
+	silentMidPart := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace;boundary=f")
+		w.Write(part[:len(part)/2])
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done()
+	}
+	silentAfterHeaders := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace;boundary=f")
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done()
+	}
+	for _, tc := range []struct {
+		name    string
+		tls     bool
+		handler http.HandlerFunc
+		frames  int // to wait for; 0: want the stream cut as stalled
+	}{
+		{"slow frames, http", false, trickle, 2},
+		{"slow frames, https", true, trickle, 2},
+		{"silent mid-part, http", false, silentMidPart, 0},
+		{"silent mid-part, https", true, silentMidPart, 0},
+		{"silent after the headers", false, silentAfterHeaders, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewUnstartedServer(tc.handler)
+			if tc.tls {
+				srv.StartTLS()
+			} else {
+				srv.Start()
+			}
+			defer srv.Close()
+			m := NewMJPEG(srv.URL)
+			m.Idle = idle
+			if tc.tls {
+				m.client.Transport.(*http.Transport).TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			got := 0
+			err := m.Stream(ctx, func(f RawFrame) bool {
+				if !bytes.Equal(f.JPEG, big) {
+					t.Errorf("frame %d: %d bytes, not the %d sent", got, len(f.JPEG), len(big))
+				}
+				if got++; got == tc.frames {
+					cancel()
+				}
+				return false
+			})
+			if tc.frames > 0 {
+				if got < tc.frames || errors.Is(err, errStalled) {
+					t.Errorf("%d frames of %d, err %v: a frame arriving slower than Idle (%v) was cut", got, tc.frames, err, idle)
+				}
+				return
+			}
+			if got != 0 || !errors.Is(err, errStalled) {
+				t.Errorf("%d frames, err %v; want the silent stream cut as stalled", got, err)
+			}
 		})
 	}
 }

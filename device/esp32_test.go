@@ -277,3 +277,67 @@ func TestDeviceGoneAndBack(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// A capture device that answers 200 with something that is not a JPEG (a
+// router's login page, a captive portal) or with broken frames is polled
+// with a growing backoff, not as fast as it answers; good frames are
+// polled at full speed (fps unset), also right after bad ones.
+func TestCaptureBacksOffFromBadFrames(t *testing.T) {
+	const watch = 3 * time.Second
+	good := testJPEG(t)
+	for _, tc := range []struct {
+		name string
+		body func(req int64) []byte // the answer to request req, from 1
+		drop DropReason
+		// bad: at most maxReq requests in watch (the backoff allows
+		// about 5; without it there were thousands). good: minFrames
+		// frames within seconds.
+		maxReq, minFrames int64
+	}{
+		{name: "an HTML page", body: func(int64) []byte { return []byte("<html><body>router login</body></html>") },
+			drop: DropNotJPEG, maxReq: 50},
+		{name: "truncated JPEGs", body: func(int64) []byte { return good[:len(good)/2] }, drop: DropTruncated, maxReq: 50},
+		{name: "empty answers", body: func(int64) []byte { return nil }, drop: DropEmpty, maxReq: 50},
+		{name: "good frames", body: func(int64) []byte { return good }, minFrames: 200},
+		{name: "bad, then good frames", body: func(req int64) []byte {
+			if req <= 3 {
+				return []byte("<html></html>")
+			}
+			return good
+		}, drop: DropNotJPEG, minFrames: 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var requests atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := requests.Add(1)
+				w.Header().Set("X-Frame-Seq", strconv.FormatInt(n, 10))
+				w.Write(tc.body(n))
+			}))
+			defer srv.Close()
+			src, err := New(SourceConfig{Type: "esp32", URL: srv.URL, FPS: 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := start(t, &Camera{Name: "c", Source: src, OfflineAfter: 300 * time.Millisecond})
+			began := time.Now()
+			if tc.minFrames > 0 {
+				waitFor(t, 15*time.Second, fmt.Sprintf("%d frames", tc.minFrames), func() bool { return r.cam.Stats().Frames >= uint64(tc.minFrames) })
+			} else {
+				time.Sleep(watch)
+			}
+			r.stop()
+			n, st := requests.Load(), r.cam.Stats()
+			t.Logf("%d requests in %v: %d frames, drops %v", n, time.Since(began).Round(time.Millisecond), st.Frames, st.Drops)
+			if tc.maxReq > 0 && n > tc.maxReq {
+				t.Errorf("%d requests in %v to a device answering with bad frames, want at most %d: no backoff", n, watch, tc.maxReq)
+			}
+			if tc.drop != 0 && st.Drops[tc.drop] == 0 {
+				t.Errorf("drops %v, want %s counted", st.Drops, tc.drop)
+			}
+			if tc.maxReq > 0 && st.Frames != 0 {
+				t.Errorf("%d frames from a device sending only bad ones", st.Frames)
+			}
+		})
+	}
+}

@@ -34,10 +34,10 @@ const (
 )
 
 // deviceTimeout is how long a device at fps may stay silent: one /capture
-// request from connect to last byte, or a stream before its headers or
-// between parts. It is answerTimeout plus two frame intervals (3.2 s at
-// 10 fps), or 5 s when the rate is unknown (an MJPEG URL may send only
-// when something moves).
+// request from connect to last byte, or a stream that sends not a byte.
+// It is answerTimeout plus two frame intervals (3.2 s at 10 fps), or 5 s
+// when the rate is unknown (an MJPEG URL may send only when something
+// moves).
 func deviceTimeout(fps float64) time.Duration {
 	if fps <= 0 {
 		return 5 * time.Second
@@ -169,6 +169,11 @@ func (c *Capture) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 		defer t.Stop()
 		tick = t.C
 	}
+	// A device that answers 200 with something else than a JPEG (a
+	// router's or captive portal's page) would be polled as fast as it
+	// answers: bad frames are followed by a growing wait, as any other
+	// failure is, and the next good frame ends it.
+	retry := newBackoff(defaultMinRetry, defaultMaxRetry)
 	lastSeq := ""
 	var spare []byte // the last frame's bytes if emit did not keep them
 	for {
@@ -180,9 +185,15 @@ func (c *Capture) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 			}
 			return err
 		}
+		wait := tick
 		// The firmware numbers frames; the same number twice means the
 		// board had nothing newer (we polled faster than it captures).
 		if seq == "" || seq != lastSeq {
+			if _, _, _, err := CheckJPEG(f.JPEG, 0); err != nil {
+				wait = time.After(retry.next())
+			} else {
+				retry.reset()
+			}
 			if !emit(f) {
 				spare = f.JPEG
 			}
@@ -190,15 +201,22 @@ func (c *Capture) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 			spare = f.JPEG
 		}
 		lastSeq = seq
-		if tick != nil {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-tick:
-			}
-		} else if ctx.Err() != nil {
+		if !pause(ctx, wait) {
 			return ctx.Err()
 		}
+	}
+}
+
+// pause waits for next, if not nil, or until ctx ends (false).
+func pause(ctx context.Context, next <-chan time.Time) bool {
+	if next == nil {
+		return ctx.Err() == nil
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-next:
+		return true
 	}
 }
 
@@ -275,9 +293,11 @@ func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
 // camera.
 type MJPEG struct {
 	Token string // sent as a bearer token when set
-	// Idle is how long the stream may send nothing (before its headers or
-	// between parts) before it is dropped as stalled: a board that lost
-	// Wi-Fi mid-frame leaves the TCP connection open. 0 means 5 s.
+	// Idle is how long the stream may send nothing, not a byte, before it
+	// is dropped as stalled: a board that lost Wi-Fi mid-frame leaves the
+	// TCP connection open. A frame that takes longer than Idle to arrive
+	// (a large one over weak Wi-Fi) is not cut while its bytes flow.
+	// 0 means 5 s.
 	Idle time.Duration
 
 	url     string
@@ -317,32 +337,8 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel: defers run last first
 	defer cancel(nil)
-	// The watchdog ends the request if nothing arrives for idle, from the
-	// connect on; the headers and each part rearm it. Rearming only stores
-	// the time: a channel send or a timer reset per frame would wake a
-	// thread per frame, most of an idle camera's cost.
-	var alive atomic.Int64
-	rearm := func() { alive.Store(time.Now().UnixNano()) }
-	rearm()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTimer(idle)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				quiet := now.Sub(time.Unix(0, alive.Load()))
-				if quiet >= idle {
-					cancel(fmt.Errorf("%w: nothing for %v", errStalled, idle))
-					return
-				}
-				t.Reset(idle - quiet)
-			}
-		}
-	}()
+	wd := newWatchdog(idle)
+	wg.Go(func() { wd.run(ctx, cancel) })
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url, nil)
 	if err != nil {
@@ -364,9 +360,13 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 	if err != nil || !strings.HasPrefix(mt, "multipart/") || params["boundary"] == "" {
 		return answered(fmt.Errorf("GET %s: %w (Content-Type %q)", m.safeURL, errNotMJPEG, resp.Header.Get("Content-Type")))
 	}
-	rearm()
+	wd.touch()
+	if m.lowat != nil {
+		// The client holds one connection, dialed for this request.
+		wd.watchConn(m.lowat.conn.Load())
+	}
 
-	r := NewMultipartReader(resp.Body, params["boundary"], MaxFrameBytes)
+	r := NewMultipartReader(touchReader{resp.Body, wd}, params["boundary"], MaxFrameBytes)
 	if m.lowat != nil {
 		r.Expect = func(n int) { m.lowat.expect(max(0, n-transportBuffer)) }
 	}
@@ -384,11 +384,110 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 			}
 			return answered(fmt.Errorf("GET %s: %w", m.safeURL, err))
 		}
-		rearm()
 		if !emit(RawFrame{JPEG: body, Captured: time.Now()}) {
 			r.Recycle(body)
 		}
 	}
+}
+
+// watchdog ends a stream its device stopped sending on, from the connect
+// on: a board that lost Wi-Fi mid-frame leaves the TCP connection open.
+// Only silence trips it. A large frame over weak Wi-Fi may take longer
+// than idle to arrive, and while its bytes flow the stream is alive.
+//
+// Keeping it alive costs the reader a clock read and an atomic store per
+// read (touchReader): a timer reset or a channel send per read would wake
+// a thread each time, most of an idle camera's cost. The watchdog wakes
+// about once per idle and compares. While a connection's low-water mark
+// is raised (see lowat) its reader sleeps until the frame's last byte, so
+// the watchdog also counts the bytes that came in on the connection, with
+// a system call, and looks every half idle: silence in the middle of a
+// frame is noticed up to half an idle late.
+type watchdog struct {
+	idle  time.Duration
+	alive atomic.Int64             // unix ns of the latest sign of life: connect, headers, a read
+	conn  atomic.Pointer[connSeen] // the response's connection, when it has a mark
+	seen  connSeen                 // the watchdog's own view of conn
+}
+
+// connSeen is how many bytes had arrived on a connection when they were
+// last seen to change.
+type connSeen struct {
+	c       *lowatConn
+	arrived int64
+	at      time.Time
+}
+
+func newWatchdog(idle time.Duration) *watchdog {
+	w := &watchdog{idle: idle}
+	w.touch()
+	return w
+}
+
+// touch records a sign of life now.
+func (w *watchdog) touch() { w.alive.Store(time.Now().UnixNano()) }
+
+// watchConn has the watchdog count the bytes arriving on c as signs of
+// life, read or not; c may be nil.
+func (w *watchdog) watchConn(c *lowatConn) {
+	if c != nil {
+		w.conn.Store(&connSeen{c: c, arrived: c.arrived(), at: time.Now()})
+	}
+}
+
+// look returns how long the stream has been silent at now, and when to
+// look again.
+func (w *watchdog) look(now time.Time) (quiet, next time.Duration) {
+	quiet = now.Sub(time.Unix(0, w.alive.Load()))
+	cs := w.conn.Load()
+	if cs == nil {
+		return quiet, w.idle - quiet
+	}
+	if w.seen.c != cs.c {
+		w.seen = *cs
+	}
+	if n := cs.c.arrived(); n != w.seen.arrived {
+		// Bytes came in since the last look, though the reader may
+		// not have seen them: at the latest, now.
+		w.seen.arrived, w.seen.at = n, now
+	}
+	quiet = min(quiet, now.Sub(w.seen.at))
+	return quiet, min(w.idle-quiet, w.idle/2)
+}
+
+// run cancels the stream with errStalled once it has been quiet for
+// idle, and returns then or when ctx ends.
+func (w *watchdog) run(ctx context.Context, cancel context.CancelCauseFunc) {
+	t := time.NewTimer(w.idle)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			quiet, next := w.look(now)
+			if quiet >= w.idle {
+				cancel(fmt.Errorf("%w: nothing for %v", errStalled, w.idle))
+				return
+			}
+			t.Reset(next)
+		}
+	}
+}
+
+// touchReader is a response body that tells its watchdog about every
+// read that got bytes.
+type touchReader struct {
+	r  io.Reader
+	wd *watchdog
+}
+
+func (t touchReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.wd.touch()
+	}
+	return n, err
 }
 
 // setToken authenticates req the way camd's firmware accepts it: a header,

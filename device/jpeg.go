@@ -20,8 +20,12 @@ var (
 // frame header and requires the EOI marker at the end; it does not decode
 // the image, so it costs microseconds.
 //
-// Some camera drivers pad the buffer after EOI with zero bytes; that padding
-// is accepted and the returned length n excludes it.
+// Some camera drivers pad the buffer after EOI with zero bytes, and MJPEG
+// servers often end a part with a blank line or two that the multipart
+// framing does not strip (Flask/OpenCV's jpeg + "\r\n\r\n" without a
+// Content-Length, or a Content-Length that counts the CRLF): that padding
+// is accepted and the returned length n excludes it. Anything else after
+// the last EOI is a truncated frame.
 func CheckJPEG(b []byte, max int) (width, height, n int, err error) {
 	if len(b) == 0 {
 		return 0, 0, 0, ErrEmptyFrame
@@ -32,10 +36,7 @@ func CheckJPEG(b []byte, max int) (width, height, n int, err error) {
 	if len(b) < 4 || b[0] != 0xFF || b[1] != 0xD8 {
 		return 0, 0, 0, ErrNotJPEG
 	}
-	n = len(b)
-	for n > 2 && b[n-1] == 0 {
-		n--
-	}
+	n = trimPadding(b)
 	if n < 4 || b[n-2] != 0xFF || b[n-1] != 0xD9 {
 		return 0, 0, 0, ErrTruncatedJPEG
 	}
@@ -74,6 +75,31 @@ func CheckJPEG(b []byte, max int) (width, height, n int, err error) {
 		i += 2 + segLen
 	}
 	return 0, 0, 0, fmt.Errorf("%w: no frame header", ErrCorruptJPEG)
+}
+
+// maxSpaceTail is how much white space may follow EOI: a line end or two
+// left by the framing, with room for odd servers. More is not padding.
+const maxSpaceTail = 16
+
+// trimPadding returns the length of b without the padding after its EOI
+// marker: zero bytes, as many as a driver's buffer has, and at most
+// maxSpaceTail bytes of white space (CR, LF, space, tab). It stops at the
+// first other byte, which is EOI's D9 when b is whole.
+func trimPadding(b []byte) int {
+	n, spaces := len(b), 0
+	for n > 2 {
+		switch b[n-1] {
+		case 0:
+		case '\r', '\n', ' ', '\t':
+			if spaces++; spaces > maxSpaceTail {
+				return n
+			}
+		default:
+			return n
+		}
+		n--
+	}
+	return n
 }
 
 // isSOF reports whether m is a start-of-frame marker (C0–CF except DHT C4,

@@ -28,6 +28,20 @@ func TestCheckJPEG(t *testing.T) {
 	}{
 		{"valid", good, 0, nil, len(good)},
 		{"zero padding after EOI", append(bytes.Clone(good), 0, 0, 0, 0), 0, nil, len(good)},
+		// What multipart framing leaves: Flask/OpenCV's jpeg+CRLFCRLF
+		// without Content-Length, a Content-Length counting the CRLF.
+		{"CRLF after EOI", append(bytes.Clone(good), "\r\n"...), 0, nil, len(good)},
+		{"CRLFCRLF after EOI", append(bytes.Clone(good), "\r\n\r\n"...), 0, nil, len(good)},
+		{"LF after EOI", append(bytes.Clone(good), '\n'), 0, nil, len(good)},
+		{"spaces and tabs after EOI", append(bytes.Clone(good), " \t \r\n"...), 0, nil, len(good)},
+		{"zero padding then CRLF", append(bytes.Clone(good), 0, 0, 0, '\r', '\n'), 0, nil, len(good)},
+		{"CRLF then zero padding", append(bytes.Clone(good), '\r', '\n', 0, 0), 0, nil, len(good)},
+		{"white space up to the limit", append(bytes.Clone(good), bytes.Repeat([]byte{'\n'}, maxSpaceTail)...), 0, nil, len(good)},
+		{"white space over the limit", append(bytes.Clone(good), bytes.Repeat([]byte{'\n'}, maxSpaceTail+1)...), 0, ErrTruncatedJPEG, 0},
+		{"truncated, then CRLF", append(bytes.Clone(good[:len(good)/2]), "\r\n\r\n"...), 0, ErrTruncatedJPEG, 0},
+		{"truncated, then zeros and CRLF", append(bytes.Clone(good[:len(good)/2]), 0, 0, '\r', '\n'), 0, ErrTruncatedJPEG, 0},
+		{"text after EOI", append(bytes.Clone(good), "\r\nX"...), 0, ErrTruncatedJPEG, 0},
+		{"only SOI and CRLF", []byte{0xFF, 0xD8, '\r', '\n'}, 0, ErrTruncatedJPEG, 0},
 		{"empty", nil, 0, ErrEmptyFrame, 0},
 		{"not a jpeg", []byte("<html>502 Bad Gateway</html>"), 0, ErrNotJPEG, 0},
 		{"truncated", good[:len(good)/2], 0, ErrTruncatedJPEG, 0},
@@ -58,6 +72,9 @@ func FuzzCheckJPEG(f *testing.F) {
 	f.Add(good[:100])
 	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xD9})
 	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xC0, 0, 8, 8, 0, 1, 0, 1, 1, 0xFF, 0xD9})
+	f.Add(append(bytes.Clone(good), "\r\n\r\n"...))
+	f.Add(append(bytes.Clone(good), 0, 0, '\r', '\n'))
+	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xD9, '\r', '\n'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		w, h, n, err := CheckJPEG(b, 1<<20)
 		if err != nil {

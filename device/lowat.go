@@ -77,6 +77,9 @@ type lowatConn struct {
 	net.Conn
 	raw syscall.RawConn
 	rio *rawio.Conn
+	// got counts the bytes read from the socket, for arrived: with the
+	// mark raised the reader sleeps while a frame's bytes come in.
+	got atomic.Int64
 
 	mu   sync.Mutex
 	due  int // bytes still expected from the socket; 0: nothing
@@ -107,6 +110,9 @@ func (c *lowatConn) Read(p []byte) (int, error) {
 		dst = p
 	}
 	n, err := c.read(dst)
+	if n > 0 {
+		c.got.Add(int64(n))
+	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -128,6 +134,21 @@ func (c *lowatConn) expect(n int) {
 	defer c.mu.Unlock()
 	c.due = max(0, n-(c.w-c.r))
 	c.setLocked(c.due)
+}
+
+// arrived returns how many bytes have come in on the connection: those
+// read and those waiting in the socket. It grows while a frame trickles in
+// even when the mark keeps the reader asleep until the frame's end, so a
+// watchdog can tell a slow frame from a silent device. It costs a system
+// call: for a watchdog's rare looks, not per read.
+func (c *lowatConn) arrived() int64 {
+	n := c.got.Load()
+	var queued int
+	var qerr error
+	if err := c.raw.Control(func(fd uintptr) { queued, qerr = socketQueued(fd) }); err == nil && qerr == nil {
+		n += int64(queued)
+	}
+	return n
 }
 
 func (c *lowatConn) setLocked(n int) {

@@ -172,3 +172,79 @@ func TestMJPEGTrickle(t *testing.T) {
 		t.Fatalf("got %d frames, want %d (err %v)", got, frames, err)
 	}
 }
+
+// TestLowatArrived: arrived counts the bytes that came in on the
+// connection, read or still waiting in the socket, which is how the
+// stream watchdog sees a frame arrive while the mark keeps its reader
+// asleep.
+func TestLowatArrived(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	send := make(chan int)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for n := range send {
+			c.Write(make([]byte, n))
+		}
+	}()
+	defer close(send)
+	var l lowat
+	c, err := l.dialer((&net.Dialer{}).DialContext)(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lc := c.(*lowatConn)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, step := range []struct {
+		send, read int
+		want       int64
+	}{
+		{send: 25000, want: 25000},             // waiting in the socket
+		{read: 20000, want: 25000},             // read: still arrived
+		{send: 5000, want: 30000},              // more while 5,000 wait
+		{read: 10000, want: 30000},             // all read
+		{send: 0, read: 0, want: 30000},        // nothing new
+		{send: 1000, read: 1000, want: 31000},  // read as it comes
+		{send: 64 << 10, want: 31000 + 64<<10}, // a frame's worth
+	} {
+		if step.send > 0 {
+			send <- step.send
+		}
+		if step.read > 0 {
+			if _, err := io.ReadFull(c, make([]byte, step.read)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, 10*time.Second, fmt.Sprintf("%d bytes arrived", step.want), func() bool { return lc.arrived() == step.want })
+	}
+}
+
+// BenchmarkTouchReader is what the stream watchdog costs a read: a clock
+// read and an atomic store.
+func BenchmarkTouchReader(b *testing.B) {
+	wd := newWatchdog(time.Second)
+	buf := make([]byte, 4<<10)
+	src := bytes.NewReader(make([]byte, 4<<10))
+	for _, tc := range []struct {
+		name string
+		r    io.Reader
+	}{
+		{"plain", src},
+		{"touch", touchReader{src, wd}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				src.Seek(0, io.SeekStart)
+				tc.r.Read(buf)
+			}
+		})
+	}
+}

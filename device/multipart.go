@@ -23,8 +23,11 @@ import (
 // mjpg-streamer), a boundary parameter with or without a leading "--", and
 // LF or CRLF line ends.
 type MultipartReader struct {
-	r        *bufio.Reader
-	delim    []byte // "--" + boundary
+	r *bufio.Reader
+	// delims are the lines that may separate parts: "--" + boundary, as
+	// RFC 2046 has it, and for a boundary declared with a leading "--"
+	// also the boundary as declared, which many servers write instead.
+	delims   [][]byte
 	maxPart  int
 	maxHeads int
 
@@ -44,13 +47,24 @@ var ErrBadMultipart = errors.New("bad multipart stream")
 // NewMultipartReader returns a reader for parts separated by boundary, each
 // at most maxPart bytes.
 func NewMultipartReader(r io.Reader, boundary string, maxPart int) *MultipartReader {
-	boundary = strings.TrimPrefix(strings.Trim(boundary, `"`), "--")
 	return &MultipartReader{
 		r:        bufio.NewReaderSize(r, 64<<10),
-		delim:    []byte("--" + boundary),
+		delims:   delimiters(strings.Trim(boundary, `"`)),
 		maxPart:  maxPart,
 		maxHeads: 32,
 	}
+}
+
+// delimiters returns the delimiter lines for boundary, shortest first.
+// A boundary declared as "--frame" is written "--frame" by most servers
+// (they took the delimiter for the boundary) and "----frame" by those that
+// follow RFC 2046; both are accepted.
+func delimiters(boundary string) [][]byte {
+	rfc := []byte("--" + boundary)
+	if bare, ok := strings.CutPrefix(boundary, "--"); ok && bare != "" {
+		return [][]byte{[]byte("--" + bare), rfc}
+	}
+	return [][]byte{rfc}
 }
 
 // maxLine bounds header and delimiter lines, so garbage without newlines
@@ -135,7 +149,7 @@ func (m *MultipartReader) skipToDelimiter() error {
 		raw, err := m.r.ReadSlice('\n')
 		skipped += len(raw)
 		if skipped > limit {
-			return fmt.Errorf("%w: no boundary %q in %d bytes", ErrBadMultipart, m.delim, skipped)
+			return fmt.Errorf("%w: no boundary %q in %d bytes", ErrBadMultipart, m.delims[0], skipped)
 		}
 		if err == bufio.ErrBufferFull {
 			continue
@@ -147,8 +161,8 @@ func (m *MultipartReader) skipToDelimiter() error {
 			return err
 		}
 		line := bytes.TrimRight(raw, "\r\n \t")
-		if m.isDelimiter(line) {
-			if len(line) == len(m.delim)+2 {
+		if isDelim, closing := m.delimiter(line); isDelim {
+			if closing {
 				m.closed = true
 				return io.EOF // closing delimiter "--boundary--"
 			}
@@ -157,11 +171,26 @@ func (m *MultipartReader) skipToDelimiter() error {
 	}
 }
 
-func (m *MultipartReader) isDelimiter(line []byte) bool {
+// delimiter reports whether line is a delimiter, and whether it is the
+// closing one ("--boundary--").
+func (m *MultipartReader) delimiter(line []byte) (isDelim, closing bool) {
 	line = bytes.TrimRight(line, " \t")
-	if bytes.HasPrefix(line, m.delim) {
-		rest := line[len(m.delim):]
-		return len(rest) == 0 || string(rest) == "--"
+	for _, d := range m.delims {
+		if rest, ok := bytes.CutPrefix(line, d); ok && (len(rest) == 0 || string(rest) == "--") {
+			return true, len(rest) > 0
+		}
+	}
+	return false, false
+}
+
+// atDelimiter reports whether the unread input starts with a delimiter
+// (or with data that begins like one).
+func (m *MultipartReader) atDelimiter() bool {
+	peek, _ := m.r.Peek(len(m.delims[len(m.delims)-1]))
+	for _, d := range m.delims {
+		if bytes.HasPrefix(peek, d) {
+			return true
+		}
 	}
 	return false
 }
@@ -194,7 +223,7 @@ func (m *MultipartReader) readUntilDelimiter() ([]byte, error) {
 	for {
 		chunk, err := m.r.ReadSlice('\n')
 		body = append(body, chunk...)
-		if m.maxPart > 0 && len(body) > m.maxPart+len(m.delim)+8 {
+		if m.maxPart > 0 && len(body) > m.maxPart+len(m.delims[len(m.delims)-1])+8 {
 			return nil, fmt.Errorf("%w: part exceeds %d bytes", ErrFrameTooLarge, m.maxPart)
 		}
 		if err == bufio.ErrBufferFull {
@@ -204,21 +233,20 @@ func (m *MultipartReader) readUntilDelimiter() ([]byte, error) {
 			return nil, fmt.Errorf("%w: part body: %w", ErrBadMultipart, noEOF(err))
 		}
 		// body ends with '\n'. Peek whether the delimiter follows.
-		peek, _ := m.r.Peek(len(m.delim))
-		if bytes.Equal(peek, m.delim) {
+		if m.atDelimiter() {
 			line, err := m.readLine()
 			if err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrBadMultipart, noEOF(err))
 			}
 			body = bytes.TrimSuffix(bytes.TrimSuffix(body, []byte("\n")), []byte("\r"))
-			if !m.isDelimiter(line) {
+			isDelim, closing := m.delimiter(line)
+			if !isDelim {
 				// "--boundaryX..." is data, not a delimiter.
 				body = append(append(body, '\r', '\n'), line...)
 				body = append(body, '\r', '\n')
 				continue
 			}
-			m.pendingDelim = !bytes.HasSuffix(bytes.TrimRight(line, " \t"), []byte("--"))
-			m.closed = !m.pendingDelim
+			m.pendingDelim, m.closed = !closing, closing
 			return body, nil
 		}
 	}

@@ -168,8 +168,11 @@ func FuzzMultipartReader(f *testing.F) {
 		f.Add(s)
 	}
 	f.Add([]byte("--123456789000000000000987654321\r\nContent-Length: 4\r\n\r\nabcd\r\n--123456789000000000000987654321--"))
+	// The boundary is declared with a leading "--": both "--" + it and it
+	// as declared delimit parts.
+	f.Add([]byte("----123456789000000000000987654321\r\n\r\nab\r\n--123456789000000000000987654321\r\n\r\ncd\r\n----123456789000000000000987654321--"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		r := NewMultipartReader(bytes.NewReader(in), "123456789000000000000987654321", 4096)
+		r := NewMultipartReader(bytes.NewReader(in), "--123456789000000000000987654321", 4096)
 		for i := 0; i < 1000; i++ {
 			_, body, err := r.NextPart()
 			if err != nil {
@@ -180,4 +183,109 @@ func FuzzMultipartReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A boundary declared with a leading "--" is found whether the server
+// writes it as declared (the common quirk) or with "--" before it, as
+// RFC 2046 says, in either place a delimiter goes.
+func TestMultipartBoundaryDashes(t *testing.T) {
+	good := testJPEG(t)
+	for _, tc := range []struct {
+		declared, written string
+		contentLength     bool
+	}{
+		{"frame", "--frame", false},
+		{"frame", "--frame", true},
+		{"--frame", "--frame", false},    // the quirk: the delimiter declared as the boundary
+		{"--frame", "--frame", true},     //
+		{"--frame", "----frame", false},  // RFC 2046: "--" + boundary
+		{"--frame", "----frame", true},   //
+		{`"--frame"`, "----frame", true}, // quoted
+	} {
+		t.Run(fmt.Sprintf("%s written %s, content-length %v", tc.declared, tc.written, tc.contentLength), func(t *testing.T) {
+			var b bytes.Buffer
+			for range 3 {
+				b.WriteString(tc.written + "\r\nContent-Type: image/jpeg\r\n")
+				if tc.contentLength {
+					fmt.Fprintf(&b, "Content-Length: %d\r\n", len(good))
+				}
+				b.WriteString("\r\n")
+				b.Write(good)
+				b.WriteString("\r\n")
+			}
+			b.WriteString(tc.written + "--\r\n")
+			got, err := readAll(t, NewMultipartReader(bytes.NewReader(b.Bytes()), tc.declared, 1<<20))
+			if err != io.EOF {
+				t.Fatalf("err = %v, want io.EOF at the closing delimiter", err)
+			}
+			if len(got) != 3 {
+				t.Fatalf("got %d parts, want 3", len(got))
+			}
+			for i, body := range got {
+				if !bytes.Equal(body, good) {
+					t.Fatalf("part %d: %d bytes, want the %d sent", i, len(body), len(good))
+				}
+			}
+		})
+	}
+}
+
+// Parts that end with more than the one line end the framing strips
+// (jpeg + CRLFCRLF without Content-Length, as Flask/OpenCV servers send,
+// or a Content-Length that counts the CRLF) are good frames once
+// CheckJPEG trimmed them; a part cut short is still truncated.
+func TestMultipartTrailingLineEnds(t *testing.T) {
+	good := testJPEG(t)
+	for _, tc := range []struct {
+		name string
+		part func(b *bytes.Buffer)
+		want error
+	}{
+		{"no content-length, CRLF", func(b *bytes.Buffer) {
+			b.WriteString("--frame\r\nContent-Type: image/jpeg\r\n\r\n")
+			b.Write(good)
+			b.WriteString("\r\n")
+		}, nil},
+		{"no content-length, CRLFCRLF", func(b *bytes.Buffer) {
+			b.WriteString("--frame\r\nContent-Type: image/jpeg\r\n\r\n")
+			b.Write(good)
+			b.WriteString("\r\n\r\n")
+		}, nil},
+		{"content-length counts the CRLF", func(b *bytes.Buffer) {
+			fmt.Fprintf(b, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(good)+2)
+			b.Write(good)
+			b.WriteString("\r\n")
+		}, nil},
+		{"content-length counts CRLFCRLF", func(b *bytes.Buffer) {
+			fmt.Fprintf(b, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(good)+4)
+			b.Write(good)
+			b.WriteString("\r\n\r\n")
+		}, nil},
+		{"truncated, CRLFCRLF", func(b *bytes.Buffer) {
+			b.WriteString("--frame\r\nContent-Type: image/jpeg\r\n\r\n")
+			b.Write(good[:len(good)/2])
+			b.WriteString("\r\n\r\n")
+		}, ErrTruncatedJPEG},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			for range 3 {
+				tc.part(&b)
+			}
+			b.WriteString("--frame--\r\n")
+			got, err := readAll(t, NewMultipartReader(bytes.NewReader(b.Bytes()), "frame", 1<<20))
+			if err != io.EOF || len(got) != 3 {
+				t.Fatalf("%d parts, err %v; want 3 and io.EOF", len(got), err)
+			}
+			for i, body := range got {
+				w, h, n, err := CheckJPEG(body, 0)
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("part %d: CheckJPEG: %v, want %v", i, err, tc.want)
+				}
+				if tc.want == nil && (w != 160 || h != 120 || !bytes.Equal(body[:n], good)) {
+					t.Fatalf("part %d: %dx%d, %d bytes kept; want 160x120 and the %d bytes sent", i, w, h, n, len(good))
+				}
+			}
+		})
+	}
 }

@@ -203,7 +203,7 @@ func (v *viewer) stream(ctx context.Context, out partWriter) {
 		v.direct = cw
 	}
 	v.fd.fanout.add(v)
-	defer v.fd.fanout.remove(v)
+	defer v.leave()
 	defer context.AfterFunc(ctx, func() { wakeUp(v.wake) })()
 	var gap *time.Timer // for minGap
 	for ctx.Err() == nil {
@@ -270,6 +270,19 @@ func (v *viewer) stream(ctx context.Context, out partWriter) {
 			case <-gap.C:
 			}
 		}
+	}
+}
+
+// leave takes the viewer off its feed's fan-out, and drops the part the
+// fan-out handed over if the viewer left before taking it up: the hold
+// taken for the viewer would otherwise never be given back, and the frame
+// would go to the garbage collector instead of back to the SDK's buffers.
+// Once off the fan-out, nothing hands the viewer a part any more.
+func (v *viewer) leave() {
+	v.fd.fanout.remove(v)
+	if v.state.Load() == handedOver {
+		v.state.Store(streaming)
+		v.last.drop()
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -514,4 +515,84 @@ func TestFramesReleased(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A part the fan-out handed over to a viewer that leaves before its
+// goroutine takes it up is dropped as the viewer leaves, so the frame goes
+// back to the SDK's buffers once the feed moves on; a part written whole
+// is not dropped twice. The race (a hand-over just as the viewer's stream
+// ends) is made deterministic: a real publish hands the part over (or
+// writes it whole) while the viewer is on the fan-out, and the viewer's
+// stream then runs with its context already ended.
+func TestLeavingViewerDropsHandedOverPart(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		size       int // of the frame: more than the socket takes at once, or not
+		handedOver bool
+	}{
+		{"handed over, the viewer leaves", 4 << 20, true},
+		{"written whole, the viewer leaves", 1 << 10, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := bare(t)
+			fd, _ := m.feed("cam")
+			conn := viewerConn(t)
+			v := &viewer{m: m, fd: fd, camera: "cam", remote: "test", wake: make(chan struct{}, 1), direct: newConnWriter(conn)}
+			if !v.direct.vectored() {
+				t.Fatal("no raw writes on a TCP connection")
+			}
+
+			var bufs wire.Buffers
+			frame := func(seq uint64) sdk.Frame {
+				f := sdk.Frame{Camera: "cam", Seq: seq, Captured: time.Now()}
+				bufs.Fill(&f, bytes.Repeat([]byte{byte(seq)}, tc.size))
+				return f
+			}
+			fd.fanout.add(v)
+			m.HandleFrame(frame(1))
+			p := fd.latest.Load()
+			if got := v.state.Load() == handedOver; got != tc.handedOver {
+				t.Fatalf("handed over: %v, want %v", got, tc.handedOver)
+			}
+			fd.fanout.remove(v) // stream adds it again
+
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			v.stream(ctx, v.direct)
+			if n := p.refs.Load(); n != 1 {
+				t.Fatalf("after the viewer left, the part has %d holders, want 1 (the feed)", n)
+			}
+			m.HandleFrame(frame(2)) // the feed lets go of frame 1
+			if n := p.refs.Load(); n != 0 {
+				t.Fatalf("after the next frame, frame 1 has %d holders, want 0", n)
+			}
+			if f3 := frame(3); &f3.JPEG[0] != &p.frame.JPEG[0] {
+				t.Errorf("frame 1's buffer did not go back to the SDK's buffers")
+			}
+		})
+	}
+}
+
+// viewerConn returns the server's end of a TCP connection whose client
+// never reads, with small buffers: a large part does not fit at once.
+func viewerConn(t *testing.T) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	_ = client.(*net.TCPConn).SetReadBuffer(16 << 10)
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	_ = server.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	return server
 }

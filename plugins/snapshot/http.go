@@ -297,8 +297,21 @@ func (s *Snapshot) serveFile(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
-	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	w.Header().Set("Cache-Control", fileCacheControl(r))
 	http.ServeFile(w, r, filepath.Join(c.dir, name))
+}
+
+// fileCacheControl is how long a timelapse file may be kept: for good, as
+// it never changes. A shared cache (a proxy, a CDN) may keep it only when
+// the output is public: "public" would let one store a file an
+// authenticated user fetched and hand it to anyone. The SDK authenticates
+// every request of an output that requires auth (this one declares no
+// public paths), so such a request has a principal.
+func fileCacheControl(r *http.Request) string {
+	if sdk.PrincipalOf(r) != nil {
+		return "private, max-age=31536000, immutable"
+	}
+	return "public, max-age=31536000, immutable"
 }
 
 // indexTmpl is the output's page: every camera's newest still (camd's
