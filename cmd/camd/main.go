@@ -3,20 +3,26 @@
 //
 //	camd run      [-config FILE]   run (the default when no command is given)
 //	camd validate [-config FILE]   check FILE, the plugin binaries, their configs and ports
-//	camd reload   [-config FILE]   make the running camd re-read FILE (as SIGHUP does)
+//	                               (ports the running camd holds are fine)
+//	camd reload   [-config FILE]   make the camd listening at FILE's http.listen re-read
+//	                               the config file it was started with (as SIGHUP does)
 //	camd version                   print camd's version and the plugin contract's
+//
+// validate and reload talk to the running camd's API as FILE describes it
+// (see client.go): its address (http.listen), HTTPS with FILE's
+// certificate (tls), and an admin token from -token-file, $CAMD_TOKEN or
+// FILE's auth block. camd's /api/status says which file it runs and where
+// it listens.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -40,8 +46,8 @@ func main() {
 // commands are camd's subcommands, with their one-line help.
 var commands = []struct{ name, help string }{
 	{"run", "run the daemon (the default)"},
-	{"validate", "check the config, the plugin binaries, their configs and listen addresses"},
-	{"reload", "make the running camd re-read its config (as SIGHUP does)"},
+	{"validate", "check the config, the plugin binaries, their configs and listen addresses\n            (addresses the running camd holds are fine: a reload keeps them)"},
+	{"reload", "make the camd at the config's http.listen re-read its config file\n            (the file it was started with, as SIGHUP does; -config only finds camd)"},
 	{"version", "print camd's version and the plugin contract version"},
 }
 
@@ -71,8 +77,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("camd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "config.yaml", "the config file")
+	configHelp := "the config file"
+	if cmd == "reload" {
+		configHelp = "the running camd's config file: camd reload reaches camd as it says (http.listen, tls,\n" +
+			"an admin token), and reloads nothing when camd runs another file (camd re-reads only\n" +
+			"the file it was started with)"
+	}
+	path := fs.String("config", "config.yaml", configHelp)
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	tokenFile := new(string)
+	if cmd == "reload" || cmd == "validate" {
+		tokenFile = fs.String("token-file", "", "a file holding an admin token for the running camd's API\n"+
+			"(default: $CAMD_TOKEN, else an admin token in the config's auth block)")
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: camd %s [flags]\n\nflags:\n", cmd)
 		fs.PrintDefaults()
@@ -108,9 +125,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	switch cmd {
 	case "validate":
-		return validate(cfg, opt, stderr)
+		return validate(cfg, opt, *tokenFile, stderr)
 	case "reload":
-		return reload(cfg, stdout, stderr)
+		return reload(cfg, *tokenFile, stdout, stderr)
 	}
 	return serve(cfg, opt, stderr)
 }
@@ -181,11 +198,22 @@ func serve(cfg *config.Config, opt daemon.Options, stderr io.Writer) int {
 }
 
 // validate checks what Load cannot: that every plugin binary starts and
-// accepts its config block, and that every listen address is free.
-func validate(cfg *config.Config, opt daemon.Options, stderr io.Writer) int {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+// accepts its config block, and that every listen address is free, or
+// held by the running camd of this very file, which a reload keeps.
+func validate(cfg *config.Config, opt daemon.Options, tokenFile string, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if errs := daemon.Check(ctx, cfg, opt.Log, nil); len(errs) > 0 {
+	c, err := newClient(cfg, tokenFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "camd validate: %v\n", err)
+		return 1
+	}
+	running := &runningCamd{cfg: cfg, client: c}
+	errs, fine := daemon.CheckBeside(ctx, cfg, opt.Log, running.inUse)
+	for _, f := range fine {
+		fmt.Fprintln(stderr, opt.Redactor.String(f))
+	}
+	if len(errs) > 0 {
 		for _, e := range errs {
 			fmt.Fprintln(stderr, opt.Redactor.String(e.Error()))
 		}
@@ -195,35 +223,118 @@ func validate(cfg *config.Config, opt daemon.Options, stderr io.Writer) int {
 	return 0
 }
 
-// reload asks the camd serving cfg's http.listen to re-read its config.
-func reload(cfg *config.Config, stdout, stderr io.Writer) int {
-	host, port, _ := net.SplitHostPort(cfg.HTTP.Listen)
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
+// runningCamd tells validate (as a daemon.InUse) whether an address in
+// use is held by the camd answering at cfg's http.listen, and whether
+// that camd runs cfg's file: only then does a reload keep the address.
+// It asks camd once, when the first address turns out to be in use, so a
+// validate with every port free talks to nobody.
+type runningCamd struct {
+	cfg    *config.Config
+	client *client
+	asked  bool
+	st     *camdStatus // camd's answer, or nil and err
+	err    error
+}
+
+// inUse is the daemon.InUse: ok for an address this camd holds while
+// running cfg's file, else why it is not (or "": not camd's at all).
+func (r *runningCamd) inUse(ctx context.Context, addr string) (ok bool, why string) {
+	if !r.asked {
+		r.asked = true
+		r.st, r.err = r.ask(ctx)
 	}
-	url := "http://" + net.JoinHostPort(host, port) + "/api/reload"
-	client := &http.Client{Timeout: 2 * time.Minute}
-	resp, err := client.Post(url, "", nil)
+	base, isAPI := r.client.base, daemon.Conflicts(addr, r.cfg.HTTP.Listen)
+	var nc notCamd
+	switch {
+	case errors.As(r.err, &nc):
+		return false, "" // no camd there: another program uses it?
+	case r.err != nil && isAPI:
+		return false, fmt.Sprintf("held by the camd at %s, which could not be asked which file it runs: %v", base, r.err)
+	case r.err != nil:
+		return false, fmt.Sprintf("perhaps held by the camd at %s, which could not be asked where it listens: %v", base, r.err)
+	case !holds(r.st, r.cfg.HTTP.Listen, addr):
+		return false, ""
+	}
+	same, err := runs(r.st, r.cfg.Path)
+	switch {
+	case err != nil:
+		return false, fmt.Sprintf("held by the camd at %s (pid %d), which runs %s; cannot tell whether that is %s: %v", base, r.st.PID, r.st.Config, r.cfg.Path, err)
+	case !same:
+		return false, fmt.Sprintf("held by the camd at %s (pid %d), which runs %s, not %s: a reload re-reads that file", base, r.st.PID, r.st.Config, r.cfg.Path)
+	}
+	return true, ""
+}
+
+// ask finds the camd at cfg's http.listen and asks for its status. With
+// auth on and no admin token at hand it does not ask: camd would refuse.
+func (r *runningCamd) ask(ctx context.Context) (*camdStatus, error) {
+	if err := r.client.healthz(ctx); err != nil {
+		return nil, err
+	}
+	if r.client.token == "" && r.cfg.AuthEnabled() {
+		return nil, fmt.Errorf("%s configures auth and holds no admin token (a user's password is kept only as a hash): "+
+			"set CAMD_TOKEN to an admin token, or pass -token-file FILE", r.cfg.Path)
+	}
+	return r.client.status(ctx)
+}
+
+// reload asks the camd at cfg's http.listen to re-read its config file.
+// That is the file camd was started with, whatever cfg is, so it first
+// asks camd which file it runs, and reloads nothing when that is not
+// cfg's: the edit the user wants applied would silently not be.
+func reload(cfg *config.Config, tokenFile string, stdout, stderr io.Writer) int {
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "camd reload: "+format+"\n", args...)
+		return 1
+	}
+	if _, port, _ := net.SplitHostPort(cfg.HTTP.Listen); port == "0" {
+		return fail("%s: http.listen %s takes any free port, so camd reload cannot find camd: "+
+			"send it SIGHUP instead (systemctl reload camd, or kill -HUP <camd's pid>)", cfg.Path, cfg.HTTP.Listen)
+	}
+	c, err := newClient(cfg, tokenFile)
 	if err != nil {
-		fmt.Fprintf(stderr, "camd reload: is camd running? %v\n", err)
-		return 1
+		return fail("%v", err)
 	}
-	defer resp.Body.Close()
-	var st daemon.ReloadStatus
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		fmt.Fprintf(stderr, "camd reload: %s: %s\n", url, resp.Status)
-		return 1
+	if c.token == "" && cfg.AuthEnabled() {
+		return fail("%s configures auth, so camd's API wants an admin credential, and there is none at hand: "+
+			"the config holds no admin token (a user's password is kept only as a hash). Either\n"+
+			"  - set CAMD_TOKEN to an admin token (or pass -token-file FILE), or\n"+
+			"  - reload with a signal instead: systemctl reload camd, or kill -HUP <camd's pid>", cfg.Path)
 	}
-	if !st.OK {
-		for _, e := range st.Errors {
+
+	// A reload starts every plugin to check its config: give it time.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := c.healthz(ctx); err != nil {
+		return fail("%v", err)
+	}
+	st, err := c.status(ctx)
+	if err != nil {
+		return fail("%v", err)
+	}
+	switch same, err := runs(st, cfg.Path); {
+	case err != nil:
+		return fail("cannot tell whether the camd at %s (pid %d) runs %s: %v. Nothing was reloaded.", c.base, st.PID, cfg.Path, err)
+	case !same:
+		return fail("the camd at %s (pid %d) runs %s, not %s.\n"+
+			"camd re-reads only the file it was started with (-config only tells camd reload how to reach it): "+
+			"edit %s and reload again, or restart camd with -config %s. Nothing was reloaded.",
+			c.base, st.PID, st.Config, cfg.Path, st.Config, cfg.Path)
+	}
+
+	rs, err := c.reload(ctx)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if !rs.OK {
+		for _, e := range rs.Errors {
 			fmt.Fprintln(stderr, e)
 		}
-		fmt.Fprintln(stderr, "camd reload: refused; camd keeps running the previous config")
-		return 1
+		return fail("refused; camd keeps running the previous config")
 	}
 	fmt.Fprintln(stdout, "camd reload: ok")
-	for _, c := range st.Changed {
-		fmt.Fprintln(stdout, "  "+c)
+	for _, ch := range rs.Changed {
+		fmt.Fprintln(stdout, "  "+ch)
 	}
 	return 0
 }

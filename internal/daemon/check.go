@@ -2,12 +2,14 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/camd/camd/internal/config"
@@ -21,6 +23,26 @@ import (
 // addresses this camd already listens on (a reload), which are not
 // conflicts. It returns every problem found, in file order.
 func Check(ctx context.Context, cfg *config.Config, log *slog.Logger, held []string) config.Errors {
+	errs, _ := check(ctx, cfg, log, held, nil)
+	return errs
+}
+
+// InUse is asked by CheckBeside about a listen address of the config that
+// a socket on this machine already holds. ok means the running camd of
+// this very config holds it, so a reload keeps it; otherwise why says who
+// holds it, or is "" when that is not known.
+type InUse func(ctx context.Context, addr string) (ok bool, why string)
+
+// CheckBeside is Check for `camd validate`, which runs beside camd rather
+// than inside it, so it cannot know which sockets are camd's: it asks
+// inUse about each address in use. Those the running camd holds come back
+// as fine (file:line: key: address is in use by the running camd), not
+// as errors.
+func CheckBeside(ctx context.Context, cfg *config.Config, log *slog.Logger, inUse InUse) (errs config.Errors, fine []string) {
+	return check(ctx, cfg, log, nil, inUse)
+}
+
+func check(ctx context.Context, cfg *config.Config, log *slog.Logger, held []string, inUse InUse) (config.Errors, []string) {
 	type result struct {
 		checked pluginhost.Checked
 		errs    config.Errors
@@ -67,30 +89,51 @@ func Check(ctx context.Context, cfg *config.Config, log *slog.Logger, held []str
 			}})
 		}
 	}
+	var fine []*config.Error
 	for j, c := range claims {
 		clash := false
 		for _, earlier := range claims[:j] {
-			if conflicts(c.addr, earlier.addr) {
+			if Conflicts(c.addr, earlier.addr) {
 				errs = append(errs, c.err(fmt.Sprintf("%s is already taken by %s: give each its own port", c.addr, earlier.owner)))
 				clash = true
 				break
 			}
 		}
-		if clash || slices.ContainsFunc(held, func(h string) bool { return conflicts(c.addr, h) }) {
+		if clash || slices.ContainsFunc(held, func(h string) bool { return Conflicts(c.addr, h) }) {
 			continue
 		}
-		if err := tryListen(c.addr); err != nil {
-			errs = append(errs, c.err(fmt.Sprintf("cannot listen on %s: %v (another program uses it?)", c.addr, unwrapOp(err))))
+		err := tryListen(c.addr)
+		if err == nil {
+			continue
 		}
+		why := "another program uses it?"
+		if inUse != nil && errors.Is(err, syscall.EADDRINUSE) {
+			ok, who := inUse(ctx, c.addr)
+			if ok {
+				fine = append(fine, c.err(fmt.Sprintf("%s is in use by the running camd: fine, a reload keeps it", c.addr)))
+				continue
+			}
+			if who != "" {
+				why = who
+			}
+		}
+		errs = append(errs, c.err(fmt.Sprintf("cannot listen on %s: %v (%s)", c.addr, unwrapOp(err), why)))
 	}
-	slices.SortStableFunc(errs, func(a, b *config.Error) int { return a.Line - b.Line })
-	return errs
+	byLine := func(a, b *config.Error) int { return a.Line - b.Line }
+	slices.SortStableFunc(errs, byLine)
+	slices.SortStableFunc(fine, byLine)
+	var lines []string
+	for _, f := range fine {
+		lines = append(lines, f.Error())
+	}
+	return errs, lines
 }
 
-// conflicts reports whether two listen addresses would collide: the same
+// Conflicts reports whether two listen addresses would collide: the same
 // port on the same host, or on any host when one is a wildcard. Port 0
-// (pick any) never collides.
-func conflicts(a, b string) bool {
+// (pick any) never collides. camd validate matches the running camd's
+// addresses with it, as a reload does.
+func Conflicts(a, b string) bool {
 	ha, pa, err1 := net.SplitHostPort(a)
 	hb, pb, err2 := net.SplitHostPort(b)
 	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
