@@ -250,19 +250,29 @@ func (r *run) connect(ctx context.Context) {
 			f = endedEarly(f, short)
 		}
 		r.failed(a.err, f)
-		if f.unreachable && prober != nil && (stable || !a.good) {
+		if f.unreachable && prober != nil {
 			// A connection that broke after working a while may be back
 			// at once (a reboot, a Wi-Fi blip): probe right away.
-			// Otherwise the device just refused or timed out: wait a
-			// little first.
+			// Otherwise wait a little first.
 			wait := time.Duration(0)
 			if !stable {
 				wait = probeInterval()
 			}
-			if !r.probe(ctx, prober, wait) {
+			ok, away := r.probe(ctx, prober, wait)
+			switch {
+			case !ok:
 				return
+			case away:
+				// The device went away and is back: reconnect at once,
+				// however short the stream was (a board up for seconds
+				// between outages).
+				short = 0
+				continue
+			case !a.good || stable:
+				continue
 			}
-			continue
+			// A short stream ended, yet the device answers at once:
+			// its stream keeps ending. Back off before the next one.
 		}
 		if !sleep(ctx, retry.next()) {
 			return
@@ -334,22 +344,23 @@ func probeInterval() time.Duration {
 	return probeMin + rand.N(probeMax-probeMin)
 }
 
-// probe waits, then probes p until a probe gets through (true) or ctx
-// ends (false). Each probe's connection is closed before the next step,
+// probe waits, then probes p until a probe gets through (ok) or ctx
+// ends; away says a probe failed meanwhile: the device was gone. Each probe's connection is closed before the next step,
 // so the device never sees two connections from camd at once.
-func (r *run) probe(ctx context.Context, p Prober, wait time.Duration) bool {
+func (r *run) probe(ctx context.Context, p Prober, wait time.Duration) (ok, away bool) {
 	for {
 		if wait > 0 && !sleep(ctx, wait) {
-			return false
+			return false, away
 		}
 		start := time.Now()
 		err := p.Probe(ctx)
 		if err == nil {
-			return true
+			return true, away
 		}
 		if ctx.Err() != nil {
-			return false
+			return false, away
 		}
+		away = true
 		// A probe says why the device is unreachable (refused, no
 		// route, timed out) better than the stream's last error did.
 		r.failed(err, failure{unreachable: true, reason: classify(err, false).reason})

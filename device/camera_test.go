@@ -388,6 +388,31 @@ func TestReconnectPolicy(t *testing.T) {
 			backoffGaps(t, streams[1:], minRetry)
 		},
 	}, {
+		name: "short streams between outages: back at once each time",
+		src: &scripted{
+			// A board up for a frame or two between outages: after each
+			// stream, one probe finds it gone, the next one back.
+			stream: func(ctx context.Context, n int, emit func(RawFrame) bool) error {
+				return frames(ctx, emit, 2, ended)
+			},
+			probe: func(n int) error {
+				if n%2 == 0 {
+					return errRefused
+				}
+				return nil
+			},
+		},
+		probes: true,
+		until:  func(streams, probes int) bool { return streams == 6 },
+		check: func(t *testing.T, streams, ends, probes []time.Time) {
+			for i := 1; i < len(streams); i++ {
+				back := probes[2*i-1] // the probe that found it back
+				if d := streams[i].Sub(back); d < 0 || d >= probeMin {
+					t.Errorf("connection %d came %v after the probe that found the device back, want at once", i, d)
+				}
+			}
+		},
+	}, {
 		name: "probe passes but connections fail: paced by the probes",
 		src: &scripted{
 			stream: func(context.Context, int, func(RawFrame) bool) error { return errRefused },
