@@ -375,16 +375,112 @@ outputs:
 			if got := pyGet(t, client, urlA, withOrigin("http://evil.example")).header.Get("Access-Control-Allow-Origin"); got != "" {
 				t.Errorf("another origin got Access-Control-Allow-Origin %q", got)
 			}
-			// A preflight carries no credential and is answered anyway.
-			pre := pyDo(t, client, "OPTIONS", urlA, func(r *http.Request) { r.Header.Set("Origin", origin) })
-			if pre.code != 204 || pre.header.Get("Access-Control-Allow-Headers") != "Authorization" {
+			// A preflight carries no credential and is answered anyway, with
+			// the methods and headers docs/plugins.md asks for.
+			preflight := func(o string) func(*http.Request) {
+				return func(r *http.Request) {
+					r.Header.Set("Origin", o)
+					r.Header.Set("Access-Control-Request-Method", "GET")
+					r.Header.Set("Access-Control-Request-Headers", "authorization")
+				}
+			}
+			pre := pyDo(t, client, "OPTIONS", urlA, preflight(origin))
+			methods := pre.header.Get("Access-Control-Allow-Methods")
+			if pre.code != 204 || pre.header.Get("Access-Control-Allow-Headers") != "Authorization, Content-Type" ||
+				!strings.Contains(methods, "GET") || !strings.Contains(methods, "HEAD") ||
+				pre.header.Get("Access-Control-Allow-Origin") != origin {
 				t.Errorf("preflight: %d %v", pre.code, pre.header)
+			}
+			if pre := pyDo(t, client, "OPTIONS", urlA, preflight("http://evil.example")); pre.header.Get("Access-Control-Allow-Origin") != "" ||
+				pre.header.Get("Access-Control-Allow-Headers") != "" {
+				t.Errorf("preflight from another origin: %d %v", pre.code, pre.header)
+			}
+
+			// HEAD is GET without the body, credentials and all.
+			if r := pyDo(t, client, "HEAD", urlA, func(*http.Request) {}); r.code != 401 || r.header.Get("WWW-Authenticate") == "" || len(r.body) != 0 {
+				t.Errorf("HEAD without a credential: %d %v, %d bytes; want 401 with a challenge, no body", r.code, r.header, len(r.body))
+			}
+			denied++
+			if r := pyDo(t, client, "HEAD", urlB, bearer(viewA)); r.code != 403 {
+				t.Errorf("HEAD with a view token for another camera: %d; want 403", r.code)
+			}
+			denied++
+			if r := pyDo(t, client, "HEAD", urlA, bearer(viewA)); r.code != 200 || r.header.Get("Content-Type") != "image/jpeg" ||
+				r.header.Get("X-Camera-State") != "live" || r.header.Get("X-Frame-Seq") == "" || len(r.body) != 0 {
+				t.Errorf("HEAD: %d %v, %d bytes; want 200 with a JPEG's headers, no body", r.code, r.header, len(r.body))
 			}
 
 			if got := pyStatus(t, c).PluginStatus.Denied; got != denied {
 				t.Errorf("plugin counted %d denied requests, want %d", got, denied)
 			}
 		})
+	}
+}
+
+// A camera that is offline gets camd's placeholder picture, which is not
+// the camera's: by default the still endpoint refuses it (503, Retry-After,
+// X-Camera-State: offline), and with placeholders: serve it answers it
+// marked X-Camera-State: offline; a live camera's stills say live. HEAD
+// answers the same without the body.
+func TestPythonPluginPlaceholders(t *testing.T) {
+	plugin := pythonPlugin(t)
+	c := startCamd(t, fmt.Sprintf(`
+cameras:
+  - {name: a, source: {type: sim, size: 160x120, fps: 10}}
+  - name: gone
+    source: {type: esp32, url: "http://%s"}
+outputs:
+  - name: py
+    command: %s
+    config: {listen: "127.0.0.1:0"}
+  - name: pyserve
+    command: %s
+    config: {listen: "127.0.0.1:0", placeholders: serve}
+`, freeAddr(t), plugin, plugin))
+	s := c.waitOutputs(nil)
+	none := func(*http.Request) {}
+
+	waitJPEG(t, http.DefaultClient, outputURL(s, "py", "/cameras/a/latest.jpg"), image.Point{160, 120}, 0)
+	if r := pyGet(t, http.DefaultClient, outputURL(s, "py", "/cameras/a/latest.jpg"), none); r.code != 200 || r.header.Get("X-Camera-State") != "live" {
+		t.Errorf("live camera: %d, X-Camera-State %q; want 200, live", r.code, r.header.Get("X-Camera-State"))
+	}
+
+	// Refused by default, once the first placeholder has arrived (before
+	// it, there is no frame at all: 503 too).
+	refuse := outputURL(s, "py", "/cameras/gone/latest.jpg")
+	var r pyResponse
+	waitFor(t, 20*time.Second, func() bool {
+		r = pyGet(t, http.DefaultClient, refuse, none)
+		return r.header.Get("X-Camera-State") != ""
+	})
+	if r.code != 503 || r.header.Get("Retry-After") != "1" || r.header.Get("X-Camera-State") != "offline" {
+		t.Errorf("offline camera: %d %v %q; want 503 with Retry-After: 1 and X-Camera-State: offline", r.code, r.header, r.body)
+	}
+	if _, err := jpeg.Decode(bytes.NewReader(r.body)); err == nil {
+		t.Errorf("offline camera: the refusal carries a JPEG")
+	}
+	if h := pyDo(t, http.DefaultClient, "HEAD", refuse, none); h.code != 503 || h.header.Get("X-Camera-State") != "offline" || len(h.body) != 0 {
+		t.Errorf("HEAD, offline camera: %d %v, %d bytes; want 503 offline without a body", h.code, h.header, len(h.body))
+	}
+
+	// Served, and marked, with placeholders: serve.
+	serve := outputURL(s, "pyserve", "/cameras/gone/latest.jpg")
+	waitFor(t, 20*time.Second, func() bool {
+		r = pyGet(t, http.DefaultClient, serve, none)
+		return r.code == 200
+	})
+	if r.header.Get("X-Camera-State") != "offline" {
+		t.Errorf("placeholders: serve answered the placeholder with X-Camera-State %q; want offline", r.header.Get("X-Camera-State"))
+	}
+	if _, err := jpeg.Decode(bytes.NewReader(r.body)); err != nil {
+		t.Errorf("placeholders: serve: not a JPEG: %v", err)
+	}
+	h := pyDo(t, http.DefaultClient, "HEAD", serve, none)
+	if h.code != 200 || h.header.Get("X-Camera-State") != "offline" || h.header.Get("Content-Type") != "image/jpeg" || len(h.body) != 0 {
+		t.Errorf("HEAD, placeholders: serve: %d %v, %d bytes; want 200 offline without a body", h.code, h.header, len(h.body))
+	}
+	if n, _ := strconv.Atoi(h.header.Get("Content-Length")); n <= 0 {
+		t.Errorf("HEAD, placeholders: serve: Content-Length %q; want the JPEG's length", h.header.Get("Content-Length"))
 	}
 }
 

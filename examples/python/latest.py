@@ -48,7 +48,9 @@ MAX_MESSAGE = 33 << 20
 # them in order within this time, so only then does the plugin stop itself.
 TERM_GRACE = 3.0
 
-DEFAULTS = {"listen": "127.0.0.1:8090", "placeholders": "serve"}
+# placeholders: camd's offline picture is not the camera's, so a still
+# endpoint refuses it by default (docs/plugins.md, Placeholders).
+DEFAULTS = {"listen": "127.0.0.1:8090", "placeholders": "refuse"}
 
 
 # --- Logging -----------------------------------------------------------------
@@ -167,10 +169,12 @@ class Guard:
         allowed = self.sec.allow_origins
         if not origin:
             return {}
+        # Pages may read what the still is, not only the JPEG.
+        expose = {"Access-Control-Expose-Headers": "X-Camera-State, X-Frame-Seq", "Vary": "Origin"}
         if origin in allowed:
-            return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
+            return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", **expose}
         if "*" in allowed:
-            return {"Access-Control-Allow-Origin": "*", "Vary": "Origin"}
+            return {"Access-Control-Allow-Origin": "*", **expose}
         return {}
 
 
@@ -205,6 +209,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     timeout = 10  # seconds a client may take to send its request
 
     def do_GET(self):
+        # HEAD comes here too: reply() then sends the headers without the body.
         out = self.server.output
         url = urlsplit(self.path)
         parts = url.path.split("/")  # "", "cameras", <camera>, "latest.jpg"
@@ -220,16 +225,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
         frame = out.latest(camera)
         if frame is None:
             return self.reply(503, text=f"no frame from {quote(camera)} yet", headers={"Retry-After": "1"})
+        # While the camera is offline camd sends a placeholder picture; it is
+        # not the camera's, so refuse it, or (placeholders: serve) say what it is.
         if frame.placeholder and out.cfg["placeholders"] == "refuse":
-            return self.reply(503, text=f"camera {quote(camera)} is offline", headers={"Retry-After": "1", "X-Camera-State": "offline"})
-        out.count("served", camera)
-        self.reply(200, body=frame.jpeg, headers={"Content-Type": "image/jpeg", "X-Frame-Seq": str(frame.seq)})
+            return self.reply(
+                503,
+                text=f"camera {quote(camera)} is offline; placeholders: serve answers camd's offline picture instead",
+                headers={"Retry-After": "1", "X-Camera-State": "offline"},
+            )
+        if self.command == "GET":
+            out.count("served", camera)
+        state = "offline" if frame.placeholder else "live"
+        self.reply(200, body=frame.jpeg, headers={"Content-Type": "image/jpeg", "X-Frame-Seq": str(frame.seq), "X-Camera-State": state})
+
+    do_HEAD = do_GET
 
     def do_OPTIONS(self):
         # A CORS preflight carries no credential (by the CORS spec): it only
-        # asks whether the GET that follows, with one, may be sent.
+        # asks whether the GET that follows, with one, may be sent. It learns
+        # nothing else, so it is answered here, before any check.
         allowed = self.server.output.guard.cors(self.headers.get("Origin"))
-        self.reply(204, headers={"Access-Control-Allow-Methods": "GET", "Access-Control-Allow-Headers": "Authorization"} if allowed else {})
+        preflight = {
+            "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+            "Access-Control-Max-Age": "600",
+        }
+        self.reply(204, headers=preflight if allowed else {})
 
     def reply(self, code, body=b"", text="", headers=None):
         if text:
@@ -241,7 +262,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def log_message(self, *args):
         pass  # one line per request is noise in camd's log

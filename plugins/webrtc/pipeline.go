@@ -252,6 +252,7 @@ type frameEncoder struct {
 	offRate    time.Time // capture time since which the rate is outside encCfg.FPS's band
 	lastCap    time.Time // capture time of the last frame sent (RTP timestamps)
 	due        time.Time // max_fps: the earliest capture time to send next
+	passed     time.Time // max_fps: capture time of the last frame it let through
 	lastKey    time.Time // wall time of the last keyframe sent
 	lastKeyCap time.Time // capture time of the last keyframe sent
 }
@@ -333,18 +334,31 @@ func (e *frameEncoder) handle(f sdk.Frame) {
 }
 
 // capped reports whether max_fps skips a frame captured at t.
+//
+// Capture times are camd's wall clock, which can step (NTP, a manual
+// change). The schedule follows such a step rather than the old time
+// line: a frame from before the last one let through restarts it there,
+// so a step back does not skip every frame until the clock catches up;
+// a frame well past the due time restarts it at that frame, so a step
+// forward lets one frame through, not a burst.
 func (e *frameEncoder) capped(t time.Time) bool {
 	if e.minGap == 0 {
 		return false
 	}
-	// A small tolerance keeps jitter from halving the rate.
-	if !e.due.IsZero() && t.Before(e.due.Add(-e.minGap/8)) {
-		return true
-	}
-	e.due = e.due.Add(e.minGap)
-	if e.due.Before(t) {
+	switch {
+	case e.due.IsZero() || t.Before(e.passed):
+		// The first frame, or the clock stepped back: start over here.
 		e.due = t.Add(e.minGap)
+	case t.Before(e.due.Add(-e.minGap / 8)):
+		// Too early; a small tolerance keeps jitter from halving the rate.
+		return true
+	default:
+		e.due = e.due.Add(e.minGap)
+		if e.due.Before(t) { // late, or the clock stepped forward
+			e.due = t.Add(e.minGap)
+		}
 	}
+	e.passed = t
 	return false
 }
 
