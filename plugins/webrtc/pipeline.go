@@ -427,7 +427,10 @@ func (e *frameEncoder) keyDue(t time.Time) bool {
 	if e.pl.keyWanted.Load() && e.now().Sub(e.lastKey) >= keyGap {
 		return true
 	}
-	return !e.lastKeyCap.IsZero() && t.Sub(e.lastKeyCap) >= time.Duration(e.pl.cfg.KeyframeInterval)
+	// A frame captured before the last keyframe (the clock stepped back)
+	// gets one too, so the interval counts from it, not from the future.
+	since := t.Sub(e.lastKeyCap)
+	return !e.lastKeyCap.IsZero() && (since < 0 || since >= time.Duration(e.pl.cfg.KeyframeInterval))
 }
 
 // send packetizes an encoded frame onto the shared track.

@@ -346,3 +346,27 @@ func TestMaxFPS(t *testing.T) {
 		t.Fatalf("frames_capped = %d, want %d", n, capped)
 	}
 }
+
+// TestKeyframeIntervalAfterClockStep: keyframe_interval counts capture
+// time; when the clock steps back, the interval starts over at the next
+// frame (a keyframe), rather than waiting for the clock to catch up with
+// the last keyframe's time, and no burst of keyframes follows.
+func TestKeyframeIntervalAfterClockStep(t *testing.T) {
+	s := newStepper(t, Config{Codec: "vp8", BitrateKbps: 500, KeyframeInterval: sdk.Duration(time.Minute)})
+	frames := simFrames(t, 160, 120, 10)
+	gap := time.Second / 30
+	if !s.frame(frames[0], gap, false).key {
+		t.Fatal("the first frame is not a keyframe")
+	}
+	for i := range 10 {
+		s.frame(frames[i%10], gap, false)
+	}
+	if !s.frame(frames[1], -time.Hour, false).key {
+		t.Fatal("the first frame after the clock stepped back an hour is not a keyframe")
+	}
+	for i := range 30 {
+		if s.frame(frames[i%10], gap, false).key {
+			t.Fatalf("frame %d after the step is a keyframe too", i+1)
+		}
+	}
+}
