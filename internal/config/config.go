@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -161,31 +162,38 @@ func Load(path string) (*Config, error) {
 	return Parse(path, b)
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // Parse decodes and validates a config; path is used in error messages and
 // to resolve a relative plugin_dir.
 func Parse(path string, data []byte) (*Config, error) {
 	c := &Config{Path: path, lines: map[string]int{}}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			return nil, Errors{{File: path, Line: line, Msg: m[2]}}
-		}
-		return nil, Errors{{File: path, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	docs, err := parseDocuments(data)
+	if err != nil {
+		return nil, Errors{syntaxError(path, data, err)}
 	}
-	if len(doc.Content) == 0 {
+	if len(docs) > 1 {
+		return nil, Errors{{File: path, Line: docs[1].Line, Msg: "a second YAML document starts here (after ---): config.yaml must hold one YAML document"}}
+	}
+	if len(docs) == 0 || len(docs[0].Content) == 0 {
 		return nil, Errors{{File: path, Msg: "empty config"}}
 	}
-	if errs := expandEnv(path, &doc, osLookup); len(errs) > 0 {
+	doc := docs[0]
+	// Expand before resolving aliases, so that a value an alias shares is
+	// expanded once ("$$" must not become "$" and then a reference).
+	if errs := expandEnv(path, doc, osLookup); len(errs) > 0 {
 		return nil, errs
 	}
+	if errs := resolveRefs(path, doc); len(errs) > 0 {
+		return nil, errs
+	}
+	root := doc.Content[0]
 	var errs Errors
-	for _, e := range sdk.DecodeNode(doc.Content[0], c, c.lines) {
+	for _, e := range sdk.DecodeNode(root, c, c.lines) {
 		errs = append(errs, &Error{File: path, Line: e.Line, Key: e.Key, Msg: e.Message})
 	}
 	if len(errs) > 0 {
+		return nil, errs
+	}
+	if errs := c.checkDurations(root); len(errs) > 0 {
 		return nil, errs
 	}
 	c.setDefaults()
@@ -329,6 +337,58 @@ func (c *Config) validate() Errors {
 		}
 	}
 	return errs
+}
+
+// checkDurations catches what sdk.ParseDuration lets through: a day count
+// too large for a time.Duration (about 292 years), or not a number (infd,
+// NaNd), wraps around instead of failing, typically to a negative value
+// that validate would call negative.
+func (c *Config) checkDurations(root *yaml.Node) Errors {
+	var keys []string
+	for i := range c.Cameras {
+		keys = append(keys, fmt.Sprintf("cameras[%d].offline_after", i), fmt.Sprintf("cameras[%d].linger", i))
+	}
+	for i := range c.Outputs {
+		keys = append(keys, fmt.Sprintf("outputs[%d].restart.backoff", i), fmt.Sprintf("outputs[%d].restart.max_backoff", i))
+	}
+	var errs Errors
+	for _, key := range keys {
+		if n, line := nodeAt(root, key); n != nil && n.Kind == yaml.ScalarNode {
+			if msg := durationProblem(n.Value); msg != "" {
+				errs = append(errs, &Error{File: c.Path, Line: line, Key: key, Msg: msg})
+			}
+		}
+	}
+	return errs
+}
+
+// durationProblem redoes sdk.ParseDuration's arithmetic without wrapping.
+func durationProblem(s string) string {
+	s = strings.TrimSpace(s)
+	i := strings.IndexByte(s, 'd')
+	if i <= 0 {
+		return "" // no days: time.ParseDuration itself refuses overflow
+	}
+	days, err := strconv.ParseFloat(s[:i], 64)
+	if err != nil {
+		return "" // sdk.ParseDuration reported it
+	}
+	const limit = "too large (at most 106751d, about 292 years)"
+	if math.IsNaN(days) {
+		return fmt.Sprintf("invalid duration %q (use e.g. 500ms, 10s, 5m, 7d)", s)
+	}
+	d := days * float64(24*time.Hour)
+	if math.Abs(d) >= math.MaxInt64 { // also ±Inf
+		return limit
+	}
+	rest, err := time.ParseDuration(s[i+1:])
+	if s[i+1:] == "" || err != nil {
+		return ""
+	}
+	if sum := time.Duration(d) + rest; (rest > 0 && sum < time.Duration(d)) || (rest < 0 && sum > time.Duration(d)) {
+		return limit
+	}
+	return ""
 }
 
 // lineOf returns the line of key, or of its nearest parent that has one.
@@ -532,24 +592,10 @@ func (c *Config) PluginError(output int, key, msg string) *Error {
 	return &Error{File: c.Path, Line: line, Key: p, Msg: msg}
 }
 
-// nodeLine finds the line of a dotted key path inside a mapping node.
+// nodeLine finds the line of a key path ("ice.servers[1].urls") inside a
+// plugin's config block, or of the deepest part of it that exists.
 func nodeLine(n *yaml.Node, key string) int {
-	line := 0
-	for _, part := range strings.Split(key, ".") {
-		if n.Kind != yaml.MappingNode {
-			return line
-		}
-		found := false
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == part {
-				line, n, found = n.Content[i].Line, n.Content[i+1], true
-				break
-			}
-		}
-		if !found {
-			return line
-		}
-	}
+	_, line := nodeAt(n, key)
 	return line
 }
 

@@ -1,8 +1,12 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/camd/camd/sdk"
 )
 
 const good = `
@@ -62,7 +66,7 @@ func TestParseErrors(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"tab indent", "log_level: info\ncameras:\n\t- name: a\n", "c.yaml:3: found character that cannot start any token"},
-		{"unclosed flow mapping", "http:\n  listen: 1\ncameras:\n  - name: a\n    source: {type: sim\n", "c.yaml:4: did not find expected ',' or '}'"},
+		{"unclosed flow mapping", "http:\n  listen: 1\ncameras:\n  - name: a\n    source: {type: sim\n", "c.yaml:5: did not find expected ',' or '}'"},
 		{"duplicate key", "log_level: info\ncameras:\n  - name: a\n    source: {type: sim}\nlog_level: debug\n", "c.yaml:5: log_level: duplicate key (first at line 1)"},
 		{"unknown top-level key", "camera:\n  - name: a\n", "c.yaml:1: camera: unknown key (known: auth, cameras, cors, http, log_level, outputs, plugin_auto_mtls, plugin_dir, tls, watch)"},
 		{"unknown source key", "cameras:\n  - name: a\n    source:\n      type: sim\n      fpx: 3\n", "c.yaml:5: cameras[0].source.fpx: unknown key (known: fps, mode, quality, size, stream_url, token, type, url)"},
@@ -105,5 +109,112 @@ func TestParseReportsAllErrors(t *testing.T) {
 	_, err := Parse("c.yaml", []byte("cameras:\n  - name: a\n    source: {type: sim, fpx: 1}\n  - name: b\n    source: {type: sim, qualty: 1}\n"))
 	if err == nil || len(err.(Errors)) != 2 {
 		t.Fatalf("want 2 errors, got %v", err)
+	}
+}
+
+// More of TestParseErrors: what used to pass silently or point elsewhere.
+func TestParseErrorsPlaced(t *testing.T) {
+	cams := "cameras:\n  - name: a\n    source: {type: sim}\n"
+	tests := []struct{ name, yaml, want string }{
+		{"quote opened on line 1", "log_level: \"info\ncameras:\n  - name: a\n", "c.yaml:1: this quoted string is never closed (no closing quote before the end of the file)"},
+		{"quote opened on line 2", "watch: true\nlog_level: 'info\ncameras: []\n", "c.yaml:2: this quoted string is never closed (no closing quote before the end of the file)"},
+		{"invalid UTF-8", cams + "log_level: \xff\xfe\n", "c.yaml:4: invalid UTF-8 (byte 0xff): save the file as UTF-8"},
+		{"control character", cams + "log_level: \"a\x01\"\n", `c.yaml:4: control character U+0001 is not allowed (in a double-quoted string, write it as an escape such as \x01)`},
+		{"second document", cams + "---\nlog_level: bogus\n", "c.yaml:4: a second YAML document starts here (after ---): config.yaml must hold one YAML document"},
+		{"duration too large", cams + "    linger: 300000d\n", "c.yaml:4: cameras[0].linger: too large (at most 106751d, about 292 years)"},
+		{"duration infinite", cams + "    offline_after: infd\n", "c.yaml:4: cameras[0].offline_after: too large (at most 106751d, about 292 years)"},
+		{"duration days plus too much", cams + "    linger: 106751d2000000h\n", "c.yaml:4: cameras[0].linger: too large (at most 106751d, about 292 years)"},
+		{"duration NaN", cams + "    linger: NaNd\n", `c.yaml:4: cameras[0].linger: invalid duration "NaNd" (use e.g. 500ms, 10s, 5m, 7d)`},
+		{"restart backoff too large", cams + "outputs:\n  - name: o\n    plugin: p\n    restart: {backoff: 1e300d}\n", "c.yaml:7: outputs[0].restart.backoff: too large (at most 106751d, about 292 years)"},
+		{"alias inside itself", "cameras: &c\n  - name: a\n    source: {type: sim}\n    x: *c\n", "c.yaml:4: cameras[0].x: *c is inside the value it names"},
+		{"merge of a scalar", "cameras:\n  - <<: 3\n    name: a\n", "c.yaml:2: cameras[0].<<: merges a mapping or a list of mappings, e.g. <<: *defaults"},
+		{"unknown key reached by an alias", "x-src: &s {type: sim, fpx: 1}\ncameras:\n  - {name: a, source: *s}\n", "c.yaml:1: x-src: unknown key (known: auth, cameras, cors, http, log_level, outputs, plugin_auto_mtls, plugin_dir, tls, watch)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("c.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if got := strings.Split(err.Error(), "\n")[0]; got != tt.want {
+				t.Fatalf("error\n got: %s\nwant: %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// Anchors, aliases and merge keys mean what YAML says, in camd's keys and
+// in a plugin's config block alike.
+func TestParseAliasesAndMerges(t *testing.T) {
+	y := `
+cameras:
+  - name: a
+    source: &sim {type: sim, fps: 5}
+    linger: &long 1m
+  - name: b
+    source: *sim
+    linger: *long
+outputs:
+  - &out
+    name: web
+    plugin: mjpeg
+    config: {listen: 127.0.0.1:8081, paths: &p [x, y]}
+  - <<: *out
+    name: web2
+    config:
+      <<: [{listen: 127.0.0.1:9, keep: 1}, {keep: 2, extra: 3}]
+      listen: 127.0.0.1:8082
+      paths: *p
+`
+	c, err := Parse("c.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Cameras[1].Source; s.Type != "sim" || s.FPS != 5 || c.Cameras[1].Linger != sdk.Duration(time.Minute) {
+		t.Fatalf("aliased camera b = %+v", c.Cameras[1])
+	}
+	if o := c.Outputs[1]; o.Name != "web2" || o.Plugin != "mjpeg" {
+		t.Fatalf("merged output = %+v", o)
+	}
+	raw, err := c.OutputConfigYAML(1)
+	if want := "listen: 127.0.0.1:8082\npaths: [x, y]\nkeep: 1\nextra: 3\n"; err != nil || string(raw) != want {
+		t.Fatalf("merged config block =\n%s\nwant\n%s", raw, want)
+	}
+	if e := c.PluginError(1, "keep", "bad"); e.Line != 17 {
+		t.Fatalf("a merged key is at the line that sets it: %v", e)
+	}
+}
+
+func TestParseAliasBomb(t *testing.T) {
+	y := "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+	for i := 'b'; i <= 'g'; i++ {
+		y += fmt.Sprintf("%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	_, err := Parse("c.yaml", []byte(y))
+	if err == nil || !strings.Contains(err.Error(), "aliases expand to more than 100000 values") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// PluginError points at the key a plugin names, list elements included.
+func TestPluginErrorLines(t *testing.T) {
+	y := "cameras:\n  - name: a\n    source: {type: sim}\noutputs:\n  - name: rtc\n    plugin: webrtc\n    config:\n      ice:\n        servers:\n          - urls: [\"stun:ok.example\"]\n          - urls: [\"bogus:x\"]\n            username: u\n      grid: [[1, 2],\n             [3, 4]]\n"
+	c, err := Parse("c.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, line := range map[string]int{
+		"":                        7,
+		"ice":                     8,
+		"ice.servers[1]":          11,
+		"ice.servers[1].urls":     11,
+		"ice.servers[1].username": 12,
+		"ice.servers[1].nope":     11, // the deepest part that exists
+		"ice.servers[5].urls":     9,
+		"grid[1][0]":              14,
+	} {
+		if got := c.PluginError(0, key, "x").Line; got != line {
+			t.Errorf("PluginError(%q) line = %d, want %d", key, got, line)
+		}
 	}
 }

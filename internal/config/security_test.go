@@ -19,7 +19,7 @@ func TestSecurityErrors(t *testing.T) {
 		{"open listen without auth", "http: {listen: 0.0.0.0:8080}\n" + cams,
 			"c.yaml:1: http.listen: 0.0.0.0:8080 is reachable from other machines, but camd has no auth configured: add an auth block with users or tokens (see README: Exposing camd on your network), or set auth: {allow_anonymous: true} to serve everyone on your network"},
 		{"unset variable", cams + "auth:\n  tokens:\n    - {name: ha, token: \"${CAMD_TEST_UNSET}\"}\n",
-			"c.yaml:8: environment variable CAMD_TEST_UNSET is not set (set it, or give a default: ${CAMD_TEST_UNSET:-value})"},
+			"c.yaml:8: auth.tokens[0].token: environment variable CAMD_TEST_UNSET is not set (set it, or give a default: ${CAMD_TEST_UNSET:-value})"},
 		{"short token", cams + "auth:\n  tokens:\n    - {name: ha, token: short}\n",
 			"c.yaml:8: auth.tokens[0].token: must be at least 16 characters (e.g. from `openssl rand -hex 24`)"},
 		{"bad scope", cams + "auth:\n  tokens:\n    - {name: ha, token: 0123456789abcdef, scope: root}\n",
