@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"strconv"
@@ -250,11 +251,16 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // ParseDuration is time.ParseDuration plus a "d" (24h) unit: "7d", "1d12h".
 func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
+	whole := s
 	var days time.Duration
 	if i := strings.IndexByte(s, 'd'); i > 0 {
 		n, err := strconv.ParseFloat(s[:i], 64)
-		if err != nil {
+		if err != nil || math.IsNaN(n) {
 			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		// Beyond that a Duration wraps around (to a negative one).
+		if math.Abs(n) > float64(math.MaxInt64/int64(24*time.Hour)) {
+			return 0, fmt.Errorf("duration %q too large (at most %dd, about 292 years)", s, math.MaxInt64/int64(24*time.Hour))
 		}
 		days = time.Duration(n * float64(24*time.Hour))
 		s = s[i+1:]
@@ -265,6 +271,9 @@ func ParseDuration(s string) (time.Duration, error) {
 	v, err := time.ParseDuration(s)
 	if err != nil {
 		return 0, fmt.Errorf("invalid duration %q (use e.g. 500ms, 10s, 5m, 7d)", s)
+	}
+	if (days > 0 && v > math.MaxInt64-days) || (days < 0 && v < math.MinInt64-days) {
+		return 0, fmt.Errorf("duration %q too large (at most %dd, about 292 years)", whole, math.MaxInt64/int64(24*time.Hour))
 	}
 	return days + v, nil
 }
