@@ -55,7 +55,7 @@ func (s *Snapshot) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	staleAfter := time.Duration(s.cfg.StaleAfter)
 	fits := q.fits
 	if !q.asks() {
-		fits = func(f sdk.Frame) bool { return time.Since(f.Captured) <= staleAfter }
+		fits = func(f sdk.Frame) bool { return fresh(f, staleAfter) }
 	}
 	// Frames of a camera nobody wanted did not come: the newest is old,
 	// and this request asks for fresh ones, which may take a moment.
@@ -112,6 +112,9 @@ func (s *Snapshot) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		msg = fmt.Sprintf("camera %q has not delivered a frame yet (offline?)", c.name)
 	case q.asks():
 		msg = fmt.Sprintf("camera %q: %s within %s (camera offline?)", c.name, q.what, q.timeout)
+	case time.Since(f.Captured) < 0:
+		msg = fmt.Sprintf("camera %q: its newest frame was captured %s in the future (the clock was set back?)",
+			c.name, -time.Since(f.Captured).Round(100*time.Millisecond))
 	default:
 		msg = fmt.Sprintf("camera %q is offline: its newest frame is %s old (stale_after is %s)",
 			c.name, time.Since(f.Captured).Round(100*time.Millisecond), staleAfter)
@@ -193,10 +196,25 @@ func (q stillQuery) asks() bool { return q.hasMaxAge || q.newer != nil }
 
 // fits reports whether f is what the request asked for.
 func (q stillQuery) fits(f sdk.Frame) bool {
-	if q.hasMaxAge && time.Since(f.Captured) > q.maxAge {
+	if q.hasMaxAge && !fresh(f, q.maxAge) {
 		return false
 	}
 	return q.newer == nil || q.newer.fits(f)
+}
+
+// clockSkew is how far in the future a frame's capture time may be and
+// the frame still count as fresh: camd stamps frames on this machine's
+// clock, so more means the clock was stepped back after the frame was
+// taken, and its age is unknown.
+const clockSkew = time.Second
+
+// fresh reports whether f was captured at most maxAge ago. A frame
+// "captured in the future" (beyond clockSkew) is not fresh: without
+// this, a frame taken before a backward clock step and an outage would
+// pass for new until the clock caught up.
+func fresh(f sdk.Frame, maxAge time.Duration) bool {
+	age := time.Since(f.Captured)
+	return age <= maxAge && age >= -clockSkew
 }
 
 // newerThan is a parsed newer_than: a frame number or a time.
@@ -259,9 +277,10 @@ func allDigits(s string) bool {
 	return s != ""
 }
 
-// fileRE matches the timelapse's own file names, and nothing that could
-// leave the camera's folder.
-var fileRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}\.[0-9]{3}Z\.jpg$`)
+// fileRE matches the timelapse's own file names (see frameName; the
+// sequence is missing in names older versions wrote), and nothing that
+// could leave the camera's folder. Submatches: the sequence, the time.
+var fileRE = regexp.MustCompile(`^(?:([0-9]{1,20})_)?([0-9]{8}T[0-9]{6}\.[0-9]{3}Z)\.jpg$`)
 
 type entry struct {
 	Name     string    `json:"name"`

@@ -97,7 +97,7 @@ func (s *Snapshot) newCamera(name string) *camera {
 // offline while camd draws placeholders for it or when its newest frame
 // is older than stale_after, else live.
 func (c *camera) state(staleAfter time.Duration) string {
-	if f, ver := c.real.Get(); c.placeholder.Load() == nil && ver > 0 && time.Since(f.Captured) <= staleAfter {
+	if f, ver := c.real.Get(); c.placeholder.Load() == nil && ver > 0 && fresh(f, staleAfter) {
 		return "live"
 	}
 	return "offline"
