@@ -6,7 +6,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -193,9 +192,6 @@ func Parse(path string, data []byte) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	if errs := c.checkDurations(root); len(errs) > 0 {
-		return nil, errs
-	}
 	c.setDefaults()
 	if errs := c.validate(); len(errs) > 0 {
 		return nil, errs
@@ -337,58 +333,6 @@ func (c *Config) validate() Errors {
 		}
 	}
 	return errs
-}
-
-// checkDurations catches what sdk.ParseDuration lets through: a day count
-// too large for a time.Duration (about 292 years), or not a number (infd,
-// NaNd), wraps around instead of failing, typically to a negative value
-// that validate would call negative.
-func (c *Config) checkDurations(root *yaml.Node) Errors {
-	var keys []string
-	for i := range c.Cameras {
-		keys = append(keys, fmt.Sprintf("cameras[%d].offline_after", i), fmt.Sprintf("cameras[%d].linger", i))
-	}
-	for i := range c.Outputs {
-		keys = append(keys, fmt.Sprintf("outputs[%d].restart.backoff", i), fmt.Sprintf("outputs[%d].restart.max_backoff", i))
-	}
-	var errs Errors
-	for _, key := range keys {
-		if n, line := nodeAt(root, key); n != nil && n.Kind == yaml.ScalarNode {
-			if msg := durationProblem(n.Value); msg != "" {
-				errs = append(errs, &Error{File: c.Path, Line: line, Key: key, Msg: msg})
-			}
-		}
-	}
-	return errs
-}
-
-// durationProblem redoes sdk.ParseDuration's arithmetic without wrapping.
-func durationProblem(s string) string {
-	s = strings.TrimSpace(s)
-	i := strings.IndexByte(s, 'd')
-	if i <= 0 {
-		return "" // no days: time.ParseDuration itself refuses overflow
-	}
-	days, err := strconv.ParseFloat(s[:i], 64)
-	if err != nil {
-		return "" // sdk.ParseDuration reported it
-	}
-	const limit = "too large (at most 106751d, about 292 years)"
-	if math.IsNaN(days) {
-		return fmt.Sprintf("invalid duration %q (use e.g. 500ms, 10s, 5m, 7d)", s)
-	}
-	d := days * float64(24*time.Hour)
-	if math.Abs(d) >= math.MaxInt64 { // also ±Inf
-		return limit
-	}
-	rest, err := time.ParseDuration(s[i+1:])
-	if s[i+1:] == "" || err != nil {
-		return ""
-	}
-	if sum := time.Duration(d) + rest; (rest > 0 && sum < time.Duration(d)) || (rest < 0 && sum > time.Duration(d)) {
-		return limit
-	}
-	return ""
 }
 
 // lineOf returns the line of key, or of its nearest parent that has one.
