@@ -195,9 +195,9 @@ func (o *Output) Offer(f sdk.Frame) (kept bool) {
 
 // ack returns what an ack on l does: free the camera and send its waiting
 // frame.
-func (o *Output) ack(l *directLink) func(camera string) {
-	return func(camera string) {
-		if f, ok := o.mb.AckTake(camera); ok {
+func (o *Output) ack(l *directLink) func(camera string, seq uint64) {
+	return func(camera string, seq uint64) {
+		if f, ok := o.mb.AckTake(camera, seq); ok {
 			if err := l.send(f); err != nil {
 				l.fail(err)
 			}
@@ -423,7 +423,7 @@ func (o *Output) stream(ctx context.Context, p *proc) error {
 				return
 			}
 			if r.AckCamera != "" {
-				o.mb.Ack(r.AckCamera)
+				o.mb.Ack(r.AckCamera, r.AckSeq)
 			}
 			if r.Demand != nil {
 				o.setDemand(r.Demand.Cameras, false)

@@ -33,6 +33,7 @@ type shmLink struct {
 	regions map[string]region // per camera
 	end     int               // the memfd's size: regions are never freed
 	msg     []byte
+	msgv    net.Buffers // msg, for TryWritev
 	closed  bool
 }
 
@@ -43,11 +44,19 @@ type region struct{ off, cap int }
 const regionAlign = 64 << 10
 
 func newShmLink() (*shmLink, error) {
-	fd, err := unix.MemfdCreate("camd-frames", unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate("camd-frames", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("memfd: %w", err)
 	}
 	mem := os.NewFile(uintptr(fd), "camd-frames")
+	// The plugin holds this file too: were it to shrink it, camd's next
+	// copy into the mapping would die of SIGBUS, and every camera with
+	// it. Sealed, it can only grow; and nobody can add seals (one against
+	// growing would stop camd's).
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL); err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("memfd seals: %w", err)
+	}
 	pair, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		mem.Close()
@@ -116,15 +125,31 @@ func (l *shmLink) send(f wire.Frame) error {
 	}
 	copy(l.mapped[r.off:], f.JPEG)
 	l.msg = wire.AppendShmFrame(l.msg[:0], wire.ShmFrame{Frame: f, Offset: uint64(r.off), Length: uint32(len(f.JPEG))})
-	if _, err := l.rio.Write(l.msg); err != nil {
+	// Never waits: a plugin that keeps to the protocol has at most one
+	// message per camera unread, far less than the socket holds. A full
+	// socket is a plugin that does not read, and waiting on it would
+	// stall the camera offering the frame.
+	l.msgv = append(l.msgv[:0], l.msg)
+	switch _, done, err := l.rio.TryWritev(&l.msgv); {
+	case err != nil:
 		return fmt.Errorf("frame socket: %w", err)
+	case !done:
+		return errors.New("frame socket: full: the plugin reads no frames")
 	}
 	return nil
 }
 
 func (l *shmLink) grow(size int) error {
-	if err := l.mem.Truncate(int64(size)); err != nil {
+	// The file only grows (sealed against shrinking); the plugin may
+	// have grown it already, which does no harm.
+	fi, err := l.mem.Stat()
+	if err != nil {
 		return fmt.Errorf("memfd: %w", err)
+	}
+	if int64(size) > fi.Size() {
+		if err := l.mem.Truncate(int64(size)); err != nil {
+			return fmt.Errorf("memfd: %w", err)
+		}
 	}
 	if l.mapped != nil {
 		if err := syscall.Munmap(l.mapped); err != nil {
@@ -134,6 +159,7 @@ func (l *shmLink) grow(size int) error {
 	}
 	m, err := syscall.Mmap(int(l.mem.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 	if err != nil {
+		l.closed = true // no mapping: every later send must fail, not copy into nil
 		return fmt.Errorf("mmap: %w", err)
 	}
 	l.mapped, l.end = m, size
@@ -147,7 +173,7 @@ func (l *shmLink) grow(size int) error {
 // its camera's ack does a goroutine block on the socket (waitAcks).
 
 // drain reads the acks that have arrived, without waiting.
-func (l *shmLink) drain(ack func(camera string)) error {
+func (l *shmLink) drain(ack func(camera string, seq uint64)) error {
 	var buf [wire.MaxShmMessage]byte
 	for {
 		n, ok, err := l.rio.TryRead(buf[:])
@@ -159,18 +185,18 @@ func (l *shmLink) drain(ack func(camera string)) error {
 		case !ok:
 			return nil // nothing more
 		}
-		camera, _, err := wire.ParseShmAck(buf[:n])
+		camera, seq, err := wire.ParseShmAck(buf[:n])
 		if err != nil {
 			return fmt.Errorf("frame socket: %w", err)
 		}
-		ack(camera)
+		ack(camera, seq)
 	}
 }
 
 // waitAcks reads acks as they come while waiting() says a frame waits for
 // one, and otherwise sleeps until wake fires; it returns the socket's
 // error, or nil when ctx ends.
-func (l *shmLink) waitAcks(ctx context.Context, wake <-chan struct{}, waiting func() bool, ack func(camera string)) error {
+func (l *shmLink) waitAcks(ctx context.Context, wake <-chan struct{}, waiting func() bool, ack func(camera string, seq uint64)) error {
 	buf := make([]byte, wire.MaxShmMessage)
 	for {
 		if !waiting() {
@@ -191,11 +217,11 @@ func (l *shmLink) waitAcks(ctx context.Context, wake <-chan struct{}, waiting fu
 			}
 			return fmt.Errorf("frame socket: %w", err)
 		}
-		camera, _, err := wire.ParseShmAck(buf[:n])
+		camera, seq, err := wire.ParseShmAck(buf[:n])
 		if err != nil {
 			return fmt.Errorf("frame socket: %w", err)
 		}
-		ack(camera)
+		ack(camera, seq)
 		// Others that came meanwhile, without blocking again.
 		if err := l.drain(ack); err != nil {
 			return err

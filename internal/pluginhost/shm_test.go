@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/camd/camd/sdk/wire"
 )
 
@@ -103,5 +105,75 @@ func TestSharedMemoryFrames(t *testing.T) {
 func scribble(b []byte) {
 	for i := range b {
 		b[i] = 0xEE
+	}
+}
+
+// TestFrameMemoryOnlyGrows: the plugin holds the frame memory's file too.
+// It cannot shrink it (camd's next copy into its mapping would die of
+// SIGBUS, and every camera with it), not even through a fresh descriptor;
+// it may grow it, and camd carries on either way.
+func TestFrameMemoryOnlyGrows(t *testing.T) {
+	l, err := newShmLink()
+	if err != nil {
+		t.Skipf("no shared memory here: %v", err)
+	}
+	defer l.close()
+	frame := func(seq uint64, n int) wire.Frame {
+		return wire.Frame{Camera: "a", Seq: seq, Captured: time.Now(), JPEG: bytes.Repeat([]byte{byte(seq)}, n)}
+	}
+	if err := l.send(frame(1, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	fd := int(l.mem.Fd())
+	if err := unix.Ftruncate(fd, 0); err == nil {
+		t.Fatal("the frame memory could be shrunk")
+	}
+	reopened, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	if err := reopened.Truncate(0); err == nil {
+		t.Fatal("the frame memory could be shrunk through /proc/self/fd")
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_GROW); err == nil {
+		t.Fatal("a seal against growing could be added")
+	}
+	if err := unix.Ftruncate(fd, 4<<20); err != nil { // a plugin growing it
+		t.Fatal(err)
+	}
+	// camd goes on: the same region, then a bigger frame in a new one.
+	for seq, n := range []int{2000, 300 << 10} {
+		if err := l.send(frame(uint64(seq+2), n)); err != nil {
+			t.Fatalf("send after the plugin's truncates: %v", err)
+		}
+	}
+}
+
+// TestFullFrameSocketFailsTheLink: a plugin that reads no frame messages
+// fills its socket; camd then fails the link (and restarts the plugin)
+// rather than wait, which would stall the camera offering the frame.
+func TestFullFrameSocketFailsTheLink(t *testing.T) {
+	l, err := newShmLink()
+	if err != nil {
+		t.Skipf("no shared memory here: %v", err)
+	}
+	defer l.close()
+	done := make(chan error, 1)
+	go func() {
+		for seq := uint64(1); ; seq++ {
+			if err := l.send(wire.Frame{Camera: "a", Seq: seq, JPEG: []byte{1, 2, 3}}); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if !strings.Contains(err.Error(), "full") {
+			t.Errorf("send failed with %v, want the socket full", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("send waited on a full socket")
 	}
 }

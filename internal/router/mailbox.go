@@ -22,10 +22,25 @@ type Mailbox struct {
 }
 
 type slot struct {
-	pending  *wire.Frame
-	inFlight time.Time // zero when nothing is in flight
-	sent     uint64
-	dropped  uint64
+	pending     *wire.Frame
+	inFlight    time.Time // zero when nothing is in flight
+	inFlightSeq uint64    // the Seq of the frame in flight: only its ack frees the camera
+	sent        uint64
+	dropped     uint64
+}
+
+// take marks f, of this slot's camera, in flight.
+func (s *slot) take(f *wire.Frame) {
+	s.inFlight, s.inFlightSeq = time.Now(), f.Seq
+	s.sent++
+}
+
+// acks reports whether an ack of seq is for the frame in flight. Any
+// other (a second ack, a stale one) is ignored: each would free the
+// camera for one more frame than the plugin took, and a plugin acking
+// too often would fill the frame socket and then wedge the camera.
+func (s *slot) acks(seq uint64) bool {
+	return !s.inFlight.IsZero() && seq == s.inFlightSeq
 }
 
 // CameraCounters are a mailbox's counters for one camera.
@@ -93,19 +108,18 @@ func (m *Mailbox) OfferTake(f wire.Frame) (wire.Frame, bool) {
 		s.dropped++
 		s.pending = nil
 	}
-	s.inFlight = time.Now()
-	s.sent++
+	s.take(&f)
 	m.mu.Unlock()
 	return f, true
 }
 
 // AckTake is Ack for the same sender: it returns camera's waiting frame,
 // marked in flight, if there is one.
-func (m *Mailbox) AckTake(camera string) (wire.Frame, bool) {
+func (m *Mailbox) AckTake(camera string, seq uint64) (wire.Frame, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.slots[camera]
-	if !ok {
+	if !ok || !s.acks(seq) {
 		return wire.Frame{}, false
 	}
 	s.inFlight = time.Time{}
@@ -114,8 +128,7 @@ func (m *Mailbox) AckTake(camera string) (wire.Frame, bool) {
 	}
 	f := *s.pending
 	s.pending = nil
-	s.inFlight = time.Now()
-	s.sent++
+	s.take(&f)
 	return f, true
 }
 
@@ -153,8 +166,7 @@ func (m *Mailbox) TryNext() (wire.Frame, bool) {
 		if s.pending != nil && s.inFlight.IsZero() {
 			f := *s.pending
 			s.pending = nil
-			s.inFlight = time.Now()
-			s.sent++
+			s.take(&f)
 			m.next = (m.next + i + 1) % len(m.order)
 			return f, true
 		}
@@ -178,11 +190,11 @@ func (m *Mailbox) Next(ctx context.Context) (wire.Frame, error) {
 	}
 }
 
-// Ack marks camera's in-flight frame as done.
-func (m *Mailbox) Ack(camera string) {
+// Ack marks camera's in-flight frame, the one whose Seq is seq, as done.
+func (m *Mailbox) Ack(camera string, seq uint64) {
 	m.mu.Lock()
 	takeable := false
-	if s, ok := m.slots[camera]; ok {
+	if s, ok := m.slots[camera]; ok && s.acks(seq) {
 		s.inFlight = time.Time{}
 		takeable = s.pending != nil
 	}

@@ -31,12 +31,48 @@ func TestMailboxLatestWinsWhileInFlight(t *testing.T) {
 	if _, ok := next(t, m); ok {
 		t.Fatal("sent a second frame while one was in flight")
 	}
-	m.Ack("a")
+	m.Ack("a", 1)
 	if f, ok := next(t, m); !ok || f.Seq != 4 {
 		t.Fatalf("after ack got %v %v, want 4", f.Seq, ok)
 	}
 	if c := m.Counters()["a"]; c.Sent != 2 || c.Dropped != 2 {
 		t.Fatalf("counters = %+v, want sent 2 dropped 2", c)
+	}
+}
+
+// TestMailboxAcksOnlyTheFrameInFlight: an ack frees its camera only when
+// it names the frame in flight; a second ack of it, or a stale one, is
+// ignored, so a plugin acking too often cannot have more frames sent than
+// it takes.
+func TestMailboxAcksOnlyTheFrameInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ack   func(m *Mailbox) (freed bool) // with frame a/1 in flight and a/2 waiting
+		freed bool
+	}{
+		{"its ack", func(m *Mailbox) bool { m.Ack("a", 1); _, ok := m.TryNext(); return ok }, true},
+		{"another seq", func(m *Mailbox) bool { m.Ack("a", 2); _, ok := m.TryNext(); return ok }, false},
+		{"another camera", func(m *Mailbox) bool { m.Ack("b", 1); _, ok := m.TryNext(); return ok }, false},
+		{"AckTake, its ack", func(m *Mailbox) bool { _, ok := m.AckTake("a", 1); return ok }, true},
+		{"AckTake, another seq", func(m *Mailbox) bool { _, ok := m.AckTake("a", 7); return ok }, false},
+		{"AckTake, twice", func(m *Mailbox) bool {
+			m.AckTake("a", 1)             // frees a/1 and takes a/2
+			m.Offer(frame("a", 3))        // waits for a/2's ack
+			_, again := m.AckTake("a", 1) // a/1 acked again: not a/2's
+			_, own := m.AckTake("a", 2)   // a/2's own ack sends a/3
+			return !again && own
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMailbox()
+			if _, ok := m.OfferTake(frame("a", 1)); !ok {
+				t.Fatal("the first frame was not taken")
+			}
+			m.Offer(frame("a", 2))
+			if got := tc.ack(m); got != tc.freed {
+				t.Errorf("freed = %v, want %v", got, tc.freed)
+			}
+		})
 	}
 }
 
@@ -53,7 +89,7 @@ func TestMailboxCamerasIndependent(t *testing.T) {
 		if !ok || f.Camera != "fast" || f.Seq != seq {
 			t.Fatalf("fast frame %d: got %v %v", seq, f, ok)
 		}
-		m.Ack("fast")
+		m.Ack("fast", seq)
 	}
 	if d := m.OldestInFlight(time.Now().Add(time.Minute)); d < time.Minute {
 		t.Fatalf("oldest in flight = %v", d)
@@ -68,7 +104,7 @@ func TestMailboxRoundRobin(t *testing.T) {
 		m.Offer(frame("b", uint64(i)))
 		f, _ := next(t, m)
 		counts[f.Camera]++
-		m.Ack(f.Camera)
+		m.Ack(f.Camera, f.Seq)
 	}
 	if counts["a"] < 10 || counts["b"] < 10 {
 		t.Fatalf("unfair: %v", counts)
