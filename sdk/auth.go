@@ -118,6 +118,14 @@ func NewAuthenticator(sec Security, log *slog.Logger) *Authenticator {
 	return &Authenticator{sec: sec, log: log, now: time.Now, verified: map[[sha256.Size]byte]time.Time{}, failures: map[string]*failures{}}
 }
 
+// AllowOrigins returns the origins whose pages may read responses (CORS).
+func (a *Authenticator) AllowOrigins() []string {
+	if a == nil {
+		return nil
+	}
+	return a.sec.AllowOrigins
+}
+
 // Enabled reports whether requests need a credential.
 func (a *Authenticator) Enabled() bool { return a != nil && a.sec.AuthRequired }
 

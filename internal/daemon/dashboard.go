@@ -59,8 +59,14 @@ func (d *Daemon) dashboard(mux *http.ServeMux) {
 }
 
 func (d *Daemon) servePage(w http.ResponseWriter, r *http.Request, page *template.Template, m dashModel) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	// Only camd's own pages may frame these (clickjacking), and links
+	// away from them send no Referer (a page URL may hold ?token=).
+	h.Set("Content-Security-Policy", "frame-ancestors 'self'")
+	h.Set("X-Frame-Options", "SAMEORIGIN")
+	h.Set("Referrer-Policy", "no-referrer")
 	if err := page.Execute(w, m); err != nil {
 		d.log.Debug("dashboard page", "err", err)
 	}

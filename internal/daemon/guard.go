@@ -3,6 +3,7 @@ package daemon
 import (
 	"net"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strings"
@@ -52,6 +53,13 @@ func (d *Daemon) secure(next http.Handler) http.Handler {
 			http.Error(w, "unknown host name "+r.Host+": add it to http.allowed_hosts in camd's config", http.StatusMisdirectedRequest)
 			return
 		}
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if crossSite(r, g.auth.AllowOrigins()) {
+			// A page elsewhere posting to camd (a reload) with the
+			// browser's saved login, or from this machine without auth.
+			http.Error(w, "refused: a request from another site's page (add its origin to cors.allow_origins to allow it)", http.StatusForbidden)
+			return
+		}
 		if proxied(r) {
 			// An output's own pages, streams and WHEP: the proxy checks
 			// credentials as the output does (view scope, its cameras).
@@ -65,6 +73,30 @@ func (d *Daemon) secure(next http.Handler) http.Handler {
 		}
 		g.auth.Guard(next, public, true).ServeHTTP(w, r)
 	})
+}
+
+// crossSite reports whether r changes something (not GET, HEAD or
+// OPTIONS) and comes from another site's page: the browser says so in
+// Sec-Fetch-Site, or its Origin is neither camd's own (the Host it asked
+// for) nor one of allowed. Clients that are not browsers send neither.
+func crossSite(r *http.Request, allowed []string) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	switch {
+	case origin != "" && (slices.Contains(allowed, origin) || slices.Contains(allowed, "*")):
+		return false
+	case r.Header.Get("Sec-Fetch-Site") == "cross-site":
+		return true
+	case origin == "":
+		return false // not a browser
+	case origin == "null":
+		return true // a sandboxed frame or a file
+	}
+	u, err := url.Parse(origin)
+	return err != nil || !strings.EqualFold(u.Host, r.Host)
 }
 
 // proxied reports whether r is for an output under /outputs/ (after

@@ -233,3 +233,34 @@ func TestProxyCertOf(t *testing.T) {
 		}
 	}
 }
+
+// TestCrossSiteChanges: a request that changes something is refused when
+// another site's page sends it; camd's own pages, allowed origins and
+// clients that are not browsers are not.
+func TestCrossSiteChanges(t *testing.T) {
+	allowed := []string{"https://dash.example"}
+	for _, tc := range []struct {
+		name, method, origin, fetchSite string
+		refused                         bool
+	}{
+		{"curl", "POST", "", "", false},
+		{"camd's own page", "POST", "http://camd:8080", "same-origin", false},
+		{"an allowed origin", "POST", "https://dash.example", "cross-site", false},
+		{"another site", "POST", "http://evil.example", "cross-site", true},
+		{"another site, old browser", "POST", "http://evil.example", "", true},
+		{"a sandboxed page", "POST", "null", "", true},
+		{"Sec-Fetch-Site alone", "DELETE", "", "cross-site", true},
+		{"a GET from another site", "GET", "http://evil.example", "cross-site", false},
+	} {
+		r := httptest.NewRequest(tc.method, "http://camd:8080/api/reload", nil)
+		if tc.origin != "" {
+			r.Header.Set("Origin", tc.origin)
+		}
+		if tc.fetchSite != "" {
+			r.Header.Set("Sec-Fetch-Site", tc.fetchSite)
+		}
+		if got := crossSite(r, allowed); got != tc.refused {
+			t.Errorf("%s: crossSite = %v, want %v", tc.name, got, tc.refused)
+		}
+	}
+}
