@@ -251,11 +251,11 @@ func (r *run) connect(ctx context.Context) {
 		}
 		r.failed(a.err, f)
 		if f.unreachable && prober != nil {
-			// A connection that broke after working a while may be back
-			// at once (a reboot, a Wi-Fi blip): probe right away.
-			// Otherwise wait a little first.
+			// A connection that broke after delivering may be back at
+			// once (a reboot, a Wi-Fi blip): probe right away. Otherwise
+			// the device just refused or timed out: wait a little first.
 			wait := time.Duration(0)
-			if !stable {
+			if !a.good {
 				wait = probeInterval()
 			}
 			ok, away := r.probe(ctx, prober, wait)

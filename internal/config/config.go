@@ -169,8 +169,12 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err != nil {
 		return nil, Errors{syntaxError(path, data, err)}
 	}
-	if len(docs) > 1 {
-		return nil, Errors{{File: path, Line: docs[1].Line, Msg: "a second YAML document starts here (after ---): config.yaml must hold one YAML document"}}
+	for _, d := range docs[min(1, len(docs)):] {
+		// A trailing "---", with nothing or only comments after it, is
+		// no second document.
+		if len(d.Content) > 0 && !(d.Content[0].Kind == yaml.ScalarNode && d.Content[0].Tag == "!!null") {
+			return nil, Errors{{File: path, Line: d.Line, Msg: "a second YAML document starts here (after ---): config.yaml must hold one YAML document"}}
+		}
 	}
 	if len(docs) == 0 || len(docs[0].Content) == 0 {
 		return nil, Errors{{File: path, Msg: "empty config"}}

@@ -61,6 +61,21 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+// TestParseDocumentMarkers: "---" at the start, or at the end with nothing
+// or only comments after it, is one document, as before.
+func TestParseDocumentMarkers(t *testing.T) {
+	for _, tc := range []struct{ name, doc string }{
+		{"leading", "---\n" + good},
+		{"trailing", good + "---\n"},
+		{"trailing with comments", good + "---\n# the end\n"},
+		{"document end", good + "...\n"},
+	} {
+		if _, err := Parse("c.yaml", []byte(tc.doc)); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string

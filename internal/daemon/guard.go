@@ -90,6 +90,8 @@ func crossSite(r *http.Request, allowed []string) bool {
 		return false
 	case r.Header.Get("Sec-Fetch-Site") == "cross-site":
 		return true
+	case r.Header.Get("Sec-Fetch-Site") == "same-origin":
+		return false // camd's own page, whatever Host a reverse proxy sent on
 	case origin == "":
 		return false // not a browser
 	case origin == "null":

@@ -245,6 +245,7 @@ func TestCrossSiteChanges(t *testing.T) {
 	}{
 		{"curl", "POST", "", "", false},
 		{"camd's own page", "POST", "http://camd:8080", "same-origin", false},
+		{"camd's own page behind a proxy that rewrites Host", "POST", "https://cams.example.net", "same-origin", false},
 		{"an allowed origin", "POST", "https://dash.example", "cross-site", false},
 		{"another site", "POST", "http://evil.example", "cross-site", true},
 		{"another site, old browser", "POST", "http://evil.example", "", true},

@@ -43,6 +43,11 @@ func (s *slot) acks(seq uint64) bool {
 	return !s.inFlight.IsZero() && seq == s.inFlightSeq
 }
 
+// AnySeq in a gRPC ack (ack_seq unset) acks whatever frame is in flight,
+// for plugins written before ack_seq was checked. Extra acks there cost
+// only frames on the plugin's own stream, never a camera's goroutine.
+const AnySeq = 0
+
 // CameraCounters are a mailbox's counters for one camera.
 type CameraCounters struct {
 	Sent    uint64 `json:"sent"`
@@ -190,11 +195,12 @@ func (m *Mailbox) Next(ctx context.Context) (wire.Frame, error) {
 	}
 }
 
-// Ack marks camera's in-flight frame, the one whose Seq is seq, as done.
+// Ack marks camera's in-flight frame, the one whose Seq is seq (or any,
+// with AnySeq), as done.
 func (m *Mailbox) Ack(camera string, seq uint64) {
 	m.mu.Lock()
 	takeable := false
-	if s, ok := m.slots[camera]; ok && s.acks(seq) {
+	if s, ok := m.slots[camera]; ok && (s.acks(seq) || seq == AnySeq) {
 		s.inFlight = time.Time{}
 		takeable = s.pending != nil
 	}

@@ -53,6 +53,8 @@ func TestMailboxAcksOnlyTheFrameInFlight(t *testing.T) {
 		{"its ack", func(m *Mailbox) bool { m.Ack("a", 1); _, ok := m.TryNext(); return ok }, true},
 		{"another seq", func(m *Mailbox) bool { m.Ack("a", 2); _, ok := m.TryNext(); return ok }, false},
 		{"another camera", func(m *Mailbox) bool { m.Ack("b", 1); _, ok := m.TryNext(); return ok }, false},
+		{"no seq (a gRPC plugin written before ack_seq counted)", func(m *Mailbox) bool { m.Ack("a", AnySeq); _, ok := m.TryNext(); return ok }, true},
+		{"AckTake, no seq (shared memory: the SDK always sends it)", func(m *Mailbox) bool { _, ok := m.AckTake("a", AnySeq); return ok }, false},
 		{"AckTake, its ack", func(m *Mailbox) bool { _, ok := m.AckTake("a", 1); return ok }, true},
 		{"AckTake, another seq", func(m *Mailbox) bool { _, ok := m.AckTake("a", 7); return ok }, false},
 		{"AckTake, twice", func(m *Mailbox) bool {
