@@ -233,8 +233,11 @@ func TestReconnectPolicy(t *testing.T) {
 		name   string
 		src    *scripted
 		probes bool // the source can probe
-		until  func(streams, probes int) bool
-		check  func(t *testing.T, streams, ends, probes []time.Time)
+		// minRetry, if set, replaces the table's first backoff: a long
+		// one makes "no backoff" checkable without timing luck.
+		minRetry time.Duration
+		until    func(streams, probes int) bool
+		check    func(t *testing.T, streams, ends, probes []time.Time)
 	}{{
 		name: "unreachable: probes until it answers, then one real connection",
 		src: &scripted{
@@ -403,12 +406,14 @@ func TestReconnectPolicy(t *testing.T) {
 			},
 		},
 		probes: true,
-		until:  func(streams, probes int) bool { return streams == 6 },
+		// Backing off would wait at least 8 s before each reconnect.
+		minRetry: 10 * time.Second,
+		until:    func(streams, probes int) bool { return streams == 4 },
 		check: func(t *testing.T, streams, ends, probes []time.Time) {
 			for i := 1; i < len(streams); i++ {
 				back := probes[2*i-1] // the probe that found it back
-				if d := streams[i].Sub(back); d < 0 || d >= probeMin {
-					t.Errorf("connection %d came %v after the probe that found the device back, want at once", i, d)
+				if d := streams[i].Sub(back); d < 0 || d >= 5*time.Second {
+					t.Errorf("connection %d came %v after the probe that found the device back: it backed off", i, d)
 				}
 			}
 		},
@@ -441,7 +446,11 @@ func TestReconnectPolicy(t *testing.T) {
 			if !tc.probes {
 				src = noProbe{tc.src}
 			}
-			r := start(t, &Camera{Name: "c", Source: src, MinRetry: minRetry, MaxRetry: maxRetry, StableAfter: stableAfter})
+			first, most := minRetry, maxRetry
+			if tc.minRetry > 0 {
+				first, most = tc.minRetry, 2*tc.minRetry
+			}
+			r := start(t, &Camera{Name: "c", Source: src, MinRetry: first, MaxRetry: most, StableAfter: stableAfter})
 			waitFor(t, 20*time.Second, "the scripted calls", func() bool {
 				s, _, p := tc.src.calls()
 				return tc.until(len(s), len(p))

@@ -361,12 +361,15 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 		return answered(fmt.Errorf("GET %s: %w (Content-Type %q)", m.safeURL, errNotMJPEG, resp.Header.Get("Content-Type")))
 	}
 	wd.touch()
-	if m.lowat != nil {
-		// The client holds one connection, dialed for this request.
-		wd.watchConn(m.lowat.conn.Load())
+	// The watchdog counts the bytes arriving on the connection (the
+	// client holds one, dialed for this request); without one to count,
+	// every read that gets bytes tells it.
+	var body io.Reader = touchReader{resp.Body, wd}
+	if m.lowat != nil && wd.watchConn(m.lowat.conn.Load()) {
+		body = resp.Body
 	}
 
-	r := NewMultipartReader(touchReader{resp.Body, wd}, params["boundary"], MaxFrameBytes)
+	r := NewMultipartReader(body, params["boundary"], MaxFrameBytes)
 	if m.lowat != nil {
 		r.Expect = func(n int) { m.lowat.expect(max(0, n-transportBuffer)) }
 	}
@@ -395,14 +398,14 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 // Only silence trips it. A large frame over weak Wi-Fi may take longer
 // than idle to arrive, and while its bytes flow the stream is alive.
 //
-// Keeping it alive costs the reader a clock read and an atomic store per
-// read (touchReader): a timer reset or a channel send per read would wake
-// a thread each time, most of an idle camera's cost. The watchdog wakes
-// about once per idle and compares. While a connection's low-water mark
-// is raised (see lowat) its reader sleeps until the frame's last byte, so
-// the watchdog also counts the bytes that came in on the connection, with
-// a system call, and looks every half idle: silence in the middle of a
-// frame is noticed up to half an idle late.
+// On a plain connection the watchdog counts the bytes that came in on it
+// (read, or waiting while the low-water mark keeps the reader asleep
+// until a frame's last byte; see lowat), with a system call, and looks
+// every half idle: silence in the middle of a frame is noticed up to half
+// an idle late. Otherwise (https) each read that gets bytes stores the
+// time (touchReader). Either way the reader never resets a timer or sends
+// on a channel: that would wake a thread per read, most of an idle
+// camera's cost.
 type watchdog struct {
 	idle  time.Duration
 	alive atomic.Int64             // unix ns of the latest sign of life: connect, headers, a read
@@ -428,11 +431,13 @@ func newWatchdog(idle time.Duration) *watchdog {
 func (w *watchdog) touch() { w.alive.Store(time.Now().UnixNano()) }
 
 // watchConn has the watchdog count the bytes arriving on c as signs of
-// life, read or not; c may be nil.
-func (w *watchdog) watchConn(c *lowatConn) {
-	if c != nil {
-		w.conn.Store(&connSeen{c: c, arrived: c.arrived(), at: time.Now()})
+// life, read or not; false, with nothing done, when c is nil.
+func (w *watchdog) watchConn(c *lowatConn) bool {
+	if c == nil {
+		return false
 	}
+	w.conn.Store(&connSeen{c: c, arrived: c.arrived(), at: time.Now()})
+	return true
 }
 
 // look returns how long the stream has been silent at now, and when to

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/camd/camd/internal/config"
 	"github.com/camd/camd/internal/daemon"
+	"github.com/camd/camd/internal/pin"
 	"github.com/camd/camd/sdk"
 )
 
@@ -100,47 +99,15 @@ func adminToken(cfg *config.Config, tokenFile string) (token, from string, err e
 
 // pinnedCert returns a check of the certificate camd presents: it must be
 // one of those in file (the config's tls.cert, which camd serves), or
-// else verify for host against the system's roots and file's
-// certificates. The handshake proves the server holds the certificate's
-// key, so the token goes to no other server.
+// else verify for host (see pin.Verify), so the token goes to no other
+// server.
 func pinnedCert(file, host string) (func(tls.ConnectionState) error, error) {
-	rest, err := os.ReadFile(file)
+	certs, err := pin.Load(file)
 	if err != nil {
-		return nil, fmt.Errorf("reading camd's certificate (tls.cert): %w", err)
-	}
-	var certs []*x509.Certificate
-	for {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		if c, err := x509.ParseCertificate(b.Bytes); err == nil && b.Type == "CERTIFICATE" {
-			certs = append(certs, c)
-		}
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("camd's certificate (tls.cert): no certificate in %s", file)
+		return nil, fmt.Errorf("camd's certificate (tls.cert): %w", err)
 	}
 	return func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return &certError{errors.New("it presented no certificate")}
-		}
-		leaf := cs.PeerCertificates[0]
-		roots, err := x509.SystemCertPool()
-		if err != nil {
-			roots = x509.NewCertPool()
-		}
-		for _, c := range certs {
-			if c.Equal(leaf) {
-				return nil
-			}
-			roots.AddCert(c)
-		}
-		inter := x509.NewCertPool()
-		for _, c := range cs.PeerCertificates[1:] {
-			inter.AddCert(c)
-		}
-		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter}); err != nil {
+		if err := pin.Verify(cs, host, certs); err != nil {
 			return &certError{fmt.Errorf("its certificate is not the one in %s (tls.cert), nor valid for %s: %w", file, host, err)}
 		}
 		return nil

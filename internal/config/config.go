@@ -540,13 +540,6 @@ func (c *Config) PluginError(output int, key, msg string) *Error {
 	return &Error{File: c.Path, Line: line, Key: p, Msg: msg}
 }
 
-// nodeLine finds the line of a key path ("ice.servers[1].urls") inside a
-// plugin's config block, or of the deepest part of it that exists.
-func nodeLine(n *yaml.Node, key string) int {
-	_, line := nodeAt(n, key)
-	return line
-}
-
 // PluginPath returns the plugin binary of output o.
 func (c *Config) PluginPath(o Output) string {
 	if o.Command != "" {

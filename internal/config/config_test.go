@@ -109,14 +109,21 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("c.yaml", []byte(tt.yaml))
-			if err == nil {
-				t.Fatalf("no error, want %q", tt.want)
-			}
-			if got := strings.Split(err.Error(), "\n")[0]; got != tt.want {
-				t.Fatalf("error\n got: %s\nwant: %s", got, tt.want)
-			}
+			wantFirstError(t, tt.yaml, tt.want)
 		})
+	}
+}
+
+// wantFirstError checks that parsing doc fails, and that its first error
+// reads want.
+func wantFirstError(t *testing.T, doc, want string) {
+	t.Helper()
+	_, err := Parse("c.yaml", []byte(doc))
+	if err == nil {
+		t.Fatalf("no error, want %q", want)
+	}
+	if got := strings.Split(err.Error(), "\n")[0]; got != want {
+		t.Fatalf("error\n got: %s\nwant: %s", got, want)
 	}
 }
 
@@ -147,13 +154,7 @@ func TestParseErrorsPlaced(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("c.yaml", []byte(tt.yaml))
-			if err == nil {
-				t.Fatalf("no error, want %q", tt.want)
-			}
-			if got := strings.Split(err.Error(), "\n")[0]; got != tt.want {
-				t.Fatalf("error\n got: %s\nwant: %s", got, tt.want)
-			}
+			wantFirstError(t, tt.yaml, tt.want)
 		})
 	}
 }

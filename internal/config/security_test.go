@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -36,13 +35,7 @@ func TestSecurityErrors(t *testing.T) {
 		{"tls without key", cams + "tls: {cert: c.pem}\n", "c.yaml:6: tls: needs both cert and key"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("c.yaml", []byte(tt.yaml))
-			if err == nil {
-				t.Fatalf("no error, want %q", tt.want)
-			}
-			if got := strings.Split(err.Error(), "\n")[0]; got != tt.want {
-				t.Fatalf("error\n got: %s\nwant: %s", got, tt.want)
-			}
+			wantFirstError(t, tt.yaml, tt.want)
 		})
 	}
 }

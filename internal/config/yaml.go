@@ -205,17 +205,16 @@ func treeSize(n *yaml.Node, memo map[*yaml.Node]int) int {
 	return s
 }
 
-// nodeAt finds a key path ("ice.servers[1].urls") inside n. It returns the
-// node the path names and its line (that of its key, or of the list
-// element); when the path does not exist, nil and the line of the deepest
-// part that does.
-func nodeAt(n *yaml.Node, key string) (*yaml.Node, int) {
+// nodeLine finds the line of a key path ("ice.servers[1].urls") inside
+// n: that of its key, or of the list element; when the path does not
+// exist, the line of the deepest part that does.
+func nodeLine(n *yaml.Node, key string) int {
 	line := 0
 	for _, part := range strings.Split(key, ".") {
 		name, idx, _ := strings.Cut(part, "[")
 		if name != "" {
 			if n.Kind != yaml.MappingNode {
-				return nil, line
+				return line
 			}
 			found := false
 			for i := 0; i+1 < len(n.Content); i += 2 {
@@ -225,19 +224,19 @@ func nodeAt(n *yaml.Node, key string) (*yaml.Node, int) {
 				}
 			}
 			if !found {
-				return nil, line
+				return line
 			}
 		}
 		for idx != "" { // "1]" or "1][2]"
 			num, rest, _ := strings.Cut(idx, "]")
 			i, err := strconv.Atoi(num)
 			if err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
-				return nil, line
+				return line
 			}
 			n = n.Content[i]
 			line = n.Line
 			idx = strings.TrimPrefix(rest, "[")
 		}
 	}
-	return n, line
+	return line
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -13,7 +12,6 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +19,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/camd/camd/internal/pin"
 	"github.com/camd/camd/internal/pluginhost"
 	"github.com/camd/camd/sdk"
 )
@@ -336,38 +335,16 @@ func dialPluginTLS(ctx context.Context, network, addr string) (net.Conn, error) 
 }
 
 // verifyPlugin checks the certificate a plugin presented (see
-// dialPluginTLS).
+// dialPluginTLS). The file is read at each connection: a renewed
+// certificate counts at once.
 func verifyPlugin(cs tls.ConnectionState, host, pinFile string) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("the plugin presented no certificate")
-	}
-	leaf := cs.PeerCertificates[0]
-	roots, err := x509.SystemCertPool()
-	if err != nil {
-		roots = x509.NewCertPool()
-	}
+	var pinned []*x509.Certificate
 	if pinFile != "" {
-		pemBytes, err := os.ReadFile(pinFile)
+		certs, err := pin.Load(pinFile)
 		if err != nil {
 			return fmt.Errorf("reading the output's certificate: %w", err)
 		}
-		for {
-			var b *pem.Block
-			if b, pemBytes = pem.Decode(pemBytes); b == nil {
-				break
-			}
-			if cert, err := x509.ParseCertificate(b.Bytes); err == nil {
-				if cert.Equal(leaf) {
-					return nil
-				}
-				roots.AddCert(cert)
-			}
-		}
+		pinned = certs
 	}
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	_, err = leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter})
-	return err
+	return pin.Verify(cs, host, pinned)
 }

@@ -88,9 +88,9 @@ func (s *Snapshot) timelapse(ctx context.Context, c *camera) {
 }
 
 // tick applies retention, then writes the newest frame if there is a new
-// one. Retention runs on every tick, written or not (an offline camera's
-// stills still expire), and before the free-space check, so the space it
-// frees lets the timelapse resume.
+// one. Retention runs before the free-space check, so the space it frees
+// lets the timelapse resume; max_age also while nothing is written (an
+// offline camera's stills still expire).
 func (w *writer) tick() {
 	s, c := w.s, w.c
 	f, ver := c.real.Get()
@@ -234,7 +234,9 @@ func listFrames(dir string) ([]frameFile, error) {
 // the future is kept until then).
 func (w *writer) prune(reserve bool) error {
 	keep, maxAge := w.s.cfg.Keep, time.Duration(w.s.cfg.MaxAge)
-	if keep == 0 && maxAge == 0 {
+	if maxAge == 0 && (keep == 0 || !reserve) {
+		// keep alone changes nothing until a still is about to be
+		// written: no need to list the folder every tick.
 		return nil
 	}
 	files, err := listFrames(w.c.dir)
