@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/camd/camd/sdk/wire"
@@ -52,6 +53,10 @@ const (
 	probeMax = 500 * time.Millisecond
 	// placeholderEvery is the placeholders' rate while a camera is away.
 	placeholderEvery = time.Second
+	// refreshGap is the least time between placeholders when a Refresh
+	// asks for one early: an output restarting in a loop, or viewers
+	// coming and going, cannot have a camera send more than ten a second.
+	refreshGap = 100 * time.Millisecond
 	// warnEvery limits the WARN lines about one camera's bad frames, and
 	// about its state changing during an outage.
 	warnEvery = 30 * time.Second
@@ -92,6 +97,7 @@ type Camera struct {
 
 	nt int
 	// Guarded by mu too; they describe the current Run.
+	cur       *run       // nil while Run is not running
 	lastGood  time.Time  // arrival of the newest good frame, or Run's start
 	seen      bool       // a good frame arrived since Run started
 	failedYet bool       // a connection attempt failed since Run started
@@ -155,6 +161,9 @@ func (c *Camera) Run(ctx context.Context, emit func(wire.Frame) (kept bool)) {
 		r.maxBytes = MaxFrameBytes
 	}
 	c.start(time.Now())
+	c.mu.Lock()
+	c.cur = r
+	c.mu.Unlock()
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -168,6 +177,7 @@ func (c *Camera) Run(ctx context.Context, emit func(wire.Frame) (kept bool)) {
 	wg.Wait()
 
 	c.mu.Lock()
+	c.cur = nil
 	c.stats.State, c.stats.Since, c.stats.Reason = StateStopped, time.Now(), ""
 	c.seq = r.seq // every emit has returned: connect and watch have
 	c.mu.Unlock()
@@ -185,8 +195,12 @@ type run struct {
 	emitMu sync.Mutex // one emit at a time; guards seq
 	seq    uint64
 
-	// wake asks watch to look now: a camera never seen has just failed.
+	// wake asks watch to look now: a camera never seen has just failed,
+	// or refresh was set.
 	wake chan struct{}
+	// refresh asks for a placeholder now, if the camera is offline,
+	// rather than a second after the last one (see Camera.Refresh).
+	refresh atomic.Bool
 	// lastPlaceholder is when watch last sent one; only watch uses it.
 	lastPlaceholder time.Time
 }
@@ -568,6 +582,7 @@ func (r *run) tick(ph *placeholder, now time.Time) time.Duration {
 	}
 	if quiet < after {
 		c.mu.Unlock()
+		r.refresh.Store(false) // not offline: its frames are on their way
 		if warnDrops {
 			r.logDrops(counts, nil)
 		}
@@ -597,10 +612,15 @@ func (r *run) tick(ph *placeholder, now time.Time) time.Duration {
 	if warnDrops {
 		r.logDrops(counts, nil)
 	}
-	if due := r.lastPlaceholder.Add(placeholderEvery); now.Before(due) {
+	every := placeholderEvery
+	if r.refresh.Load() {
+		every = refreshGap
+	}
+	if due := r.lastPlaceholder.Add(every); now.Before(due) {
 		return min(next, due.Sub(now)) // woken early: one a second at most
 	}
 	r.lastPlaceholder = now
+	r.refresh.Store(false)
 	if w <= 0 || h <= 0 {
 		w, h = placeholderW, placeholderH
 	}
@@ -611,6 +631,26 @@ func (r *run) tick(ph *placeholder, now time.Time) time.Duration {
 		r.sendPlaceholder(wire.Frame{Camera: c.Name, Captured: now, Width: w, Height: h, JPEG: img, Placeholder: true}, lastGood)
 	}
 	return min(next, placeholderEvery-time.Since(now))
+}
+
+// Refresh asks for the camera's picture now: while it is offline, its
+// placeholder goes out at once instead of at the next second, for an
+// output that has just begun to want the camera (a plugin started, a
+// first viewer came) and has nothing to show yet. A live camera's next
+// frame is on its way, and a camera not running has nothing to send:
+// then Refresh does nothing.
+func (c *Camera) Refresh() {
+	c.mu.Lock()
+	r := c.cur
+	c.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.refresh.Store(true)
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 // start resets the per-Run state: the camera is offline until its first

@@ -925,3 +925,47 @@ func TestAnsweredUnwraps(t *testing.T) {
 		t.Fatal("answered hides its cause")
 	}
 }
+
+// Refresh makes an offline camera send its placeholder now, not at the
+// next second, at most ten a second; a live camera, or one not running,
+// sends nothing for it. Driven through tick at chosen times.
+func TestRefresh(t *testing.T) {
+	c := &Camera{Name: "garage"}
+	c.Refresh() // not running: nothing to do, nothing to break
+	rec := &recorder{t: t}
+	discard, _ := newLog()
+	r := &run{c: c, emit: rec.emit, log: discard, wake: make(chan struct{}, 1), offlineAfter: 2 * time.Second}
+	t0 := time.Now()
+	c.start(t0)
+	c.mu.Lock()
+	c.cur, c.seen = r, true // a good frame arrived at t0
+	c.mu.Unlock()
+	var ph placeholder
+	for _, step := range []struct {
+		at      time.Duration
+		refresh bool
+		want    int // placeholders sent so far
+	}{
+		{100 * time.Millisecond, true, 0},   // live: its next frame is on its way
+		{2000 * time.Millisecond, false, 1}, // offline_after: the first
+		{2500 * time.Millisecond, false, 1}, // then once a second
+		{2500 * time.Millisecond, true, 2},  // asked: at once
+		{2550 * time.Millisecond, true, 2},  // asked again: not within 100ms
+		{2650 * time.Millisecond, false, 3}, // which the ask still gets
+		{2700 * time.Millisecond, false, 3}, // answered: a second again
+		{3650 * time.Millisecond, false, 4},
+	} {
+		if step.refresh {
+			c.Refresh()
+			select {
+			case <-r.wake:
+			default:
+				t.Fatalf("at %v: Refresh did not wake the run", step.at)
+			}
+		}
+		r.tick(&ph, t0.Add(step.at))
+		if n := len(rec.snapshot()); n != step.want {
+			t.Fatalf("at %v (refresh %v): %d placeholders sent, want %d", step.at, step.refresh, n, step.want)
+		}
+	}
+}

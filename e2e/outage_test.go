@@ -168,8 +168,14 @@ outputs:
 	v.waitParts(t, 1, 10*time.Second)
 	parts, _ := v.snapshot()
 	first := parts[0]
+	// Its output began wanting the camera after camd started, and had its
+	// placeholder at once then (not a second later): the viewer gets it
+	// as it connects. The second is the promise, with room for a loaded
+	// machine.
 	if d := first.at.Sub(asked); d > time.Second {
 		t.Errorf("first part %v after the viewer asked, want ≤ 1s", d)
+	} else {
+		t.Logf("first part %v after the viewer asked", d)
 	}
 	if first.state != "offline" || first.size != (image.Point{640, 480}) {
 		t.Errorf("first part: state %q, size %v; want a decodable 640x480 placeholder", first.state, first.size)

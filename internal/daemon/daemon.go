@@ -334,12 +334,17 @@ func (d *Daemon) wanted(camera string) bool {
 	return false
 }
 
-// demandChanged wakes the on_demand cameras to look again.
-func (d *Daemon) demandChanged() {
+// demandChanged wakes the on_demand cameras to look again, and has the
+// cameras an output just began to want send it a picture now: a viewer
+// arriving while its camera is offline sees the placeholder at once.
+func (d *Daemon) demandChanged(gained []string) {
 	d.mu.Lock()
 	cams := slices.Clone(d.cameras)
 	d.mu.Unlock()
 	for _, c := range cams {
+		if slices.Contains(gained, c.cfg.Name) {
+			c.cam.Refresh()
+		}
 		select {
 		case c.wake <- struct{}{}:
 		default:

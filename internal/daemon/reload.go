@@ -198,7 +198,7 @@ func (d *Daemon) apply(cfg *config.Config) (changed []string) {
 	slices.SortStableFunc(d.cameras, func(a, b *cameraRun) int { return cfg.CameraIndex(a.cfg.Name) - cfg.CameraIndex(b.cfg.Name) })
 	slices.SortStableFunc(d.outputs, func(a, b *outputRun) int { return index[a.spec.Name] - index[b.spec.Name] })
 	d.mu.Unlock()
-	d.demandChanged() // outputs and their cameras may have changed
+	d.demandChanged(nil) // outputs and their cameras may have changed
 	return changed
 }
 
@@ -221,12 +221,15 @@ func (d *Daemon) retarget(o *outputRun, cameras []string) error {
 		}
 		return err
 	}
+	var added []string
 	for _, c := range cameras {
 		if !slices.Contains(oldCams, c) {
 			d.router.Subscribe(c, o.out)
+			added = append(added, c)
 		}
 	}
 	o.spec.Cameras = cameras
+	d.demandChanged(added)
 	return nil
 }
 

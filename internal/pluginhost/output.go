@@ -94,8 +94,11 @@ type Output struct {
 	// camera while no plugin process has taken its config: an output
 	// starting, crashing or failed keeps no on_demand camera awake.
 	wanted atomic.Pointer[map[string]bool]
-	// OnDemand, if set, is called after the plugin's demand changed.
-	OnDemand func()
+	// OnDemand, if set, is called after the plugin's demand changed,
+	// with the cameras it wants now and did not before: they owe it a
+	// picture now rather than at their next frame (an offline camera's
+	// next placeholder is up to a second away).
+	OnDemand func(gained []string)
 
 	mu          sync.Mutex
 	cameras     []string // spec.Cameras, as changed by SetCameras
@@ -148,19 +151,27 @@ func (o *Output) Wants(camera string) bool {
 
 // setDemand records what the plugin wants: cameras, or all when all.
 func (o *Output) setDemand(cameras []string, all bool) {
+	var before *map[string]bool
 	if all {
-		o.wanted.Store(nil)
+		before = o.wanted.Swap(nil)
 	} else {
 		w := make(map[string]bool, len(cameras))
 		for _, c := range cameras {
 			w[c] = true
 		}
-		o.wanted.Store(&w)
+		before = o.wanted.Swap(&w)
 		o.mb.Forget(o.Wants)
 	}
-	if o.OnDemand != nil {
-		o.OnDemand()
+	if o.OnDemand == nil {
+		return
 	}
+	var gained []string
+	for _, c := range o.Cameras() {
+		if o.Wants(c) && before != nil && !(*before)[c] {
+			gained = append(gained, c)
+		}
+	}
+	o.OnDemand(gained)
 }
 
 // Offer implements router.Sink. Frames of cameras the plugin does not

@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,9 +31,12 @@ func buildPlugin(t *testing.T, name string) string {
 // runOutput runs an Output until the test ends, and returns once its
 // plugin has started. Run must return within 30s of its context ending:
 // a reload or shutdown waits for it.
-func runOutput(t *testing.T, spec Spec) (*Output, context.Context) {
+func runOutput(t *testing.T, spec Spec, setup ...func(*Output)) (*Output, context.Context) {
 	t.Helper()
 	o := New(spec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for _, f := range setup {
+		f(o)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); o.Run(ctx, "") }()
@@ -160,16 +166,34 @@ func TestStopWhileFramesFlowOverGRPC(t *testing.T) {
 
 // TestDemandFollowsTheProcess: an output wants its cameras only while a
 // plugin process has taken its config, so an output starting, crashing
-// or restarting keeps no on_demand camera connected.
+// or restarting keeps no on_demand camera connected. Each process that
+// takes its config tells OnDemand it gained the cameras (so an offline
+// one sends it a placeholder at once); one that ends gains nothing.
 func TestDemandFollowsTheProcess(t *testing.T) {
 	spec := Spec{Name: "rec", Plugin: "recorder", Path: buildPlugin(t, "recorder"), Cameras: []string{"a"},
 		ConfigYAML: []byte("file: " + filepath.Join(t.TempDir(), "frames.txt")), MinBackoff: 3 * time.Second}
 	if New(spec, slog.New(slog.DiscardHandler)).Wants("a") {
 		t.Fatal("an output not yet started wants its camera")
 	}
-	o, ctx := runOutput(t, spec)
+	var mu sync.Mutex
+	var gained [][]string
+	o, ctx := runOutput(t, spec, func(o *Output) {
+		o.OnDemand = func(g []string) {
+			mu.Lock()
+			defer mu.Unlock()
+			gained = append(gained, g)
+		}
+	})
+	gainedNow := func() [][]string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(gained)
+	}
 	if !o.Wants("a") {
 		t.Fatal("the running plugin (it never says what it wants) does not want its camera")
+	}
+	if g := gainedNow(); !reflect.DeepEqual(g, [][]string{{"a"}}) {
+		t.Errorf("OnDemand calls after the start: %q, want [[a]]", g)
 	}
 	pid := o.Status(ctx).PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -180,6 +204,9 @@ func TestDemandFollowsTheProcess(t *testing.T) {
 		t.Errorf("state %q: the dead plugin's output still wants its camera", o.Counters().State)
 	}
 	eventually(t, 30*time.Second, "the plugin to run again", func() bool { return o.Wants("a") && o.Counters().State == StateRunning })
+	if g := gainedNow(); !reflect.DeepEqual(g, [][]string{{"a"}, nil, {"a"}}) {
+		t.Errorf("OnDemand calls after a start, a crash and a restart: %q, want [[a] [] [a]]", g)
+	}
 }
 
 // eventually waits up to d for cond, failing the test with what it waited for.
