@@ -25,7 +25,7 @@ type fakeESP32 struct {
 	mu      sync.Mutex
 	seq     int
 	conns   atomic.Int64 // TCP connections accepted
-	corrupt atomic.Bool  // serve corrupt JPEGs from /capture
+	corrupt atomic.Int64 // serve this many more corrupt JPEGs from /capture
 }
 
 func newFakeESP32(t *testing.T) *fakeESP32 {
@@ -57,7 +57,7 @@ func (e *fakeESP32) frame() ([]byte, int) {
 
 func (e *fakeESP32) capture(w http.ResponseWriter, r *http.Request) {
 	b, seq := e.frame()
-	if e.corrupt.Load() {
+	if e.corrupt.Add(-1) >= 0 {
 		b = b[:len(b)/2]
 	}
 	w.Header().Set("Content-Type", "image/jpeg")
@@ -149,22 +149,32 @@ func TestESP32CaptureOneKeepAliveConnection(t *testing.T) {
 	}
 }
 
+// The first frames a board serves are corrupt, then good ones: the bad
+// ones are dropped and counted, and the good ones come through.
 func TestESP32CorruptFramesDropped(t *testing.T) {
+	const corrupt = 2
 	e := newFakeESP32(t)
-	e.corrupt.Store(true)
+	e.corrupt.Store(corrupt)
 	src, _ := New(SourceConfig{Type: "esp32", URL: e.srv.URL, FPS: 50})
-	go func() { time.Sleep(300 * time.Millisecond); e.corrupt.Store(false) }()
-	cam, frames := collect(t, src, 5, 10*time.Second)
+	// The capture source backs off after each bad frame: 250 ms, doubling.
+	cam, frames := collect(t, src, 5, 30*time.Second)
 	if len(frames) != 5 {
 		t.Fatalf("got %d frames", len(frames))
 	}
+	good := 0
 	for _, f := range frames {
 		if _, _, _, err := CheckJPEG(f.JPEG, 0); err != nil {
 			t.Fatalf("a bad frame was forwarded: %v", err)
 		}
+		if !f.Placeholder { // one may come while the bad frames are backed off from
+			good++
+		}
 	}
-	if st := cam.Stats(); st.Dropped == 0 {
-		t.Fatalf("no frames counted as dropped: %+v", st)
+	if good == 0 {
+		t.Fatalf("only placeholders: no good frame came after the bad ones")
+	}
+	if st := cam.Stats(); st.Dropped == 0 || st.Dropped > corrupt {
+		t.Fatalf("%d frames counted as dropped, %d corrupt ones served: %+v", st.Dropped, corrupt, st)
 	}
 }
 

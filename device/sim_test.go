@@ -43,7 +43,7 @@ func TestSimStamp(t *testing.T) {
 }
 
 func TestSimStreamPacesFrames(t *testing.T) {
-	ctx, cancel := contextWithTimeout(t, 2*time.Second)
+	ctx, cancel := contextWithTimeout(t, 10*time.Second)
 	defer cancel()
 	n := 0
 	var last time.Time

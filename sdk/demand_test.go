@@ -30,8 +30,10 @@ func TestDemand(t *testing.T) {
 		{"the first leaves", func() { relA1() }, []string{"a"}, false},
 		{"it leaves twice: no effect", func() { relA1() }, []string{"a"}, false},
 		{"the last leaves", func() { relA2() }, nil, true},
-		{"a still of b", func() { d.HoldFor("b", 150*time.Millisecond) }, []string{"b"}, true},
-		{"another still of b", func() { d.HoldFor("b", 150*time.Millisecond) }, []string{"b"}, false},
+		// Holds far longer than any stall between two steps: they must
+		// still hold at the next one.
+		{"a still of b", func() { d.HoldFor("b", time.Hour) }, []string{"b"}, true},
+		{"another still of b", func() { d.HoldFor("b", time.Hour) }, []string{"b"}, false},
 	}
 	for _, s := range steps {
 		s.do()
@@ -42,14 +44,23 @@ func TestDemand(t *testing.T) {
 			t.Errorf("%s: changed = %v, want %v", s.what, got, s.changed)
 		}
 	}
-	// The still's hold ends by itself, and says so.
+	// A still's hold ends by itself, not before its time, and says so.
+	const short = 100 * time.Millisecond
+	held := time.Now()
+	d.HoldFor("c", short)
+	if !changed() {
+		t.Errorf("a still of c: changed = false, want true")
+	}
 	select {
 	case <-d.Changed():
 	case <-time.After(10 * time.Second):
 		t.Fatal("HoldFor's end was not signalled")
 	}
-	if d.Wants("b") || len(d.Cameras()) != 0 {
-		t.Errorf("after HoldFor's time: Cameras() = %v", d.Cameras())
+	if held := time.Since(held); held < short {
+		t.Errorf("HoldFor(%v) ended after %v", short, held)
+	}
+	if got := d.Cameras(); d.Wants("c") || !slices.Equal(got, []string{"b"}) {
+		t.Errorf("after c's HoldFor time: Cameras() = %v, want [b]", got)
 	}
 	var nilDemand *Demand // outputs that did not opt in
 	nilDemand.Hold("x")()

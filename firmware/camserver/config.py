@@ -46,6 +46,7 @@ class Settings:
         self.idle_timeout_ms = 10000   # keep-alive idle
         self.write_timeout_ms = 3000   # one frame to one client (stalled viewers are dropped)
         self.capture_timeout_ms = 3000  # /capture waits this long for a frame
+        self.stall_ms = 1000           # a viewer whose send is stuck this long can be closed to make room
         self.linger_ms = 2000          # keep capturing this long after the last request
         self.errors = []               # settings that were bad, as messages
         self.notes = []                # settings changed to fit the board, as messages

@@ -7,7 +7,7 @@ are taken and another client connects, the server makes room instead of
 refusing (_victim): it closes the longest-idle keep-alive connection; else
 the slowest client still sending its request head (the one that has been
 at it longest; the newcomer is always the newest); else a stream viewer
-whose sends have not moved for STALL_MS. A request being served, and a
+whose sends have not moved for stall_ms (1 s). A request being served, and a
 viewer that is keeping up, are never closed for this. Only when nobody
 qualifies does the newcomer get 503.
 
@@ -28,9 +28,6 @@ from . import handlers
 # Sent to a connection we cannot take, in one non-blocking send. Made at
 # import, so that sending it needs no memory.
 _BUSY = response_head(503, [("Content-Type", "text/plain"), ("Retry-After", "1")], 19, False) + b"503 server is busy\n"
-
-# A viewer whose send has been stuck this long can be closed to make room.
-STALL_MS = 1000
 
 
 class Server:
@@ -161,12 +158,13 @@ class Server:
 
     def stalled_viewer(self, now):
         """The stream viewer whose send has been stuck longest, if that is
-        at least STALL_MS; else None."""
+        at least settings.stall_ms; else None."""
+        stall_ms = self.settings.stall_ms
         worst, worst_for = None, 0
         for c in self.conns:
             if c.state == STREAM:
                 t = c.stalled_for(now)
-                if t >= STALL_MS and t > worst_for:
+                if t >= stall_ms and t > worst_for:
                     worst, worst_for = c, t
         return worst
 

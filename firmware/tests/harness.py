@@ -114,6 +114,18 @@ class Firmware:
         return False
 
 
+def wait_for(cond, timeout=10, every=0.02):
+    """Call cond() until it returns something true or `timeout` s have
+    passed; return its last result. For waiting on what must happen
+    eventually: assert on the result, not on how long it took."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(every)
+
+
 def check_no_hard_fault():
     """Fail the test if the board would have hard-faulted (espcamera shim)."""
     if espcamera.hard_fault is not None:

@@ -6,11 +6,12 @@ The small heap is a hard limit on the whole hostsim process (hostsim.py
 --heap-kb): any allocation anywhere, the firmware's or the interpreter's,
 fails with MemoryError past it, as on the board."""
 
+import select
 import threading
 import time
 import unittest
 
-from harness import HostSim, MJPEGReader, get
+from harness import HostSim, MJPEGReader, get, wait_for
 from test_server import untorn
 
 FRAME_KB = 100
@@ -57,20 +58,35 @@ class TestSmallHeap(unittest.TestCase):
 
         health = HealthPoller(sim)
         readers = [MJPEGReader(sim) for _ in range(2)]
+        wait_for(lambda: all(r.parts for r in readers))
         stalled = []
         for _ in range(2):
-            stalled.append(MJPEGReader(sim, read=False, rcvbuf=4096))
-            time.sleep(0.2)  # so that each gets stuck on a frame of its own
-        time.sleep(5)
-        during = sim.status()
+            v = MJPEGReader(sim, read=False, rcvbuf=4096)
+            stalled.append(v)
+            # So that each gets stuck on a frame of its own: it is being
+            # sent one (or was shed), and a newer frame has come since.
+            wait_for(lambda: select.select([v.sock], [], [], 0)[0])
+            frames = sim.status()["frames"]
+            wait_for(lambda: sim.status()["frames"] > frames + 1, every=0.05)
+        # Under pressure until memory has run short, a viewer has been
+        # shed, /health has been asked often enough and a reader has had
+        # frames meanwhile (or a deadline passes).
+        during = {}
+
+        def pressure_seen():
+            during.update(sim.status())
+            return (during["mem_errors"] >= 1 and during["shed"] >= 1 and len(health.results) > 30
+                    and max(len(r.parts) for r in readers) > 10)
+        wait_for(pressure_seen, timeout=30, every=0.25)
         for r in readers + stalled:
             r.close()
-        time.sleep(1)
+        # Until the server has let go of every viewer.
+        wait_for(lambda: sim.status()["stream_clients"] == 0, every=0.1)
         after_codes = [get(sim, "/health")[0] for _ in range(5)]
         health.stop()
         code, _, jpeg = get(sim, "/capture")
         viewer = MJPEGReader(sim)
-        time.sleep(1)
+        wait_for(lambda: len(viewer.parts) >= 5 or viewer.error)
         viewer.close()
         viewer.join(2)
 
@@ -92,9 +108,7 @@ class TestSmallHeap(unittest.TestCase):
         self.assertGreater(max(len(r.parts) for r in readers), 10, "viewers kept getting frames")
         for _, part in viewer.parts + readers[0].parts + readers[1].parts:
             self.assertTrue(untorn(part))
-        deadline = time.time() + 5
-        while sim.status()["stream_clients"] and time.time() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: sim.status()["stream_clients"] == 0, every=0.1)
         self.assertEqual(sim.status()["stream_clients"], 0, "a viewer's connection was left open")
 
 

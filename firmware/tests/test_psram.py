@@ -8,10 +8,9 @@ espcamera.py), so camserver must refuse such a size before asking."""
 
 import gc
 import json
-import time
 import unittest
 
-from harness import Boot, Firmware, MJPEGReader, free_port, get  # first: it puts the shims on sys.path
+from harness import Boot, Firmware, MJPEGReader, free_port, get, wait_for  # first: it puts the shims on sys.path
 from test_server import ServerTest, jpeg_size, untorn
 import espcamera  # shim
 import espidf  # shim
@@ -82,7 +81,7 @@ class TestFramesizeOnTightestBoard(ServerTest):
     def test_too_big_is_refused_and_the_board_keeps_serving(self):
         cam = self.fw.app.camera.cam
         r = MJPEGReader(self.fw)
-        time.sleep(0.3)
+        self.assertTrue(wait_for(lambda: r.parts), "no frame")
         self.assertEqual(self.status()["sensor"], "OV5640")
         code, _, body = get(self.fw, "/control?var=framesize&val=23")  # QSXGA, the OV5640's largest
         self.assertEqual(code, 400, body)
@@ -95,7 +94,7 @@ class TestFramesizeOnTightestBoard(ServerTest):
         code, _, jpeg = get(self.fw, "/capture")
         self.assertEqual((code, jpeg_size(jpeg)), (200, (640, 480)))
         self.assertTrue(untorn(jpeg))
-        time.sleep(0.3)
+        wait_for(lambda: len(r.parts) > n or r.error)
         self.assertGreater(len(r.parts), n, "the stream went on")
         # A size that fits still works: UXGA's 2 x 384000 bytes.
         code, _, body = get(self.fw, "/control?var=framesize&val=15")

@@ -1,12 +1,12 @@
 """Who is closed when every client slot is taken and someone else
 connects: the longest-idle keep-alive connection, else the slowest request
-head, else a viewer stuck for a second; never a viewer that keeps up."""
+head, else a viewer stuck for stall_ms (1 s); never a viewer that keeps up."""
 
 import socket
 import time
 import unittest
 
-from harness import MJPEGReader, get, read_response
+from harness import MJPEGReader, get, read_response, wait_for
 from test_server import ServerTest
 
 
@@ -23,6 +23,34 @@ def closed_by_server(sock, within=2.0):
         return False
     except OSError:
         return True  # reset
+    return False
+
+
+def status_of(viewer, timeout=10):
+    """The HTTP status a viewer's /stream got, or None if none came."""
+    wait_for(lambda: hasattr(viewer, "status") or viewer.closed.is_set(), timeout)
+    return getattr(viewer, "status", None)
+
+
+def get_status(fw):
+    """GET /status on a new connection: the status code, or None if the
+    connection was cut before one came."""
+    try:
+        return get(fw, "/status")[0]
+    except (OSError, EOFError):
+        return None
+
+
+def send_stuck(fw, client):
+    """True once the server's send to this client socket has stopped
+    moving (its window is full)."""
+    me = client.getsockname()
+    for c in list(fw.server.conns):
+        try:
+            if c.sock._s.getpeername() == me:  # the socketpool shim's socket
+                return c.blocked
+        except OSError:
+            pass
     return False
 
 
@@ -73,17 +101,25 @@ class TestMakingRoom(ServerTest):
             c.close()
 
     def test_viewers_that_keep_up_are_safe_a_stuck_one_is_not(self):
+        # Stuck for 3 s before it can be closed: long enough that "not yet"
+        # below holds however slow the machine; and no write deadline
+        # drops it first.
+        self.fw.settings.stall_ms = 3000
+        self.fw.settings.write_timeout_ms = 60000
         readers = [MJPEGReader(self.fw) for _ in range(3)]
         stuck = MJPEGReader(self.fw, read=False, rcvbuf=4096)
-        time.sleep(0.3)
-        # Nobody idle, no head pending, the stuck viewer not yet stuck a
-        # second: the newcomer is refused, and every viewer goes on.
+        self.assertTrue(wait_for(lambda: self.fw.server.stream_clients == 4 and all(r.parts for r in readers)
+                                 and send_stuck(self.fw, stuck.sock)))
+        # Nobody idle, no head pending, the stuck viewer not yet stuck
+        # stall_ms: the newcomer is refused, and every viewer goes on.
         self.assertEqual(get(self.fw, "/status")[0], 503)
-        time.sleep(1.2)
-        self.assertEqual(get(self.fw, "/status")[0], 200)
-        self.assertTrue(closed_by_server(stuck.sock, 1.0))
+        # Once it has been stuck stall_ms, a newcomer takes its place.
+        self.assertTrue(wait_for(lambda: get_status(self.fw) == 200, every=0.1),
+                        "the stuck viewer was never closed to make room")
+        self.assertEqual((self.fw.server.evicted, self.fw.server.stalled), (1, 0))
+        self.assertTrue(closed_by_server(stuck.sock, 10))
         counts = [len(r.parts) for r in readers]
-        time.sleep(0.5)
+        wait_for(lambda: all(len(r.parts) > n + 3 or r.error for r, n in zip(readers, counts)))
         for r, n in zip(readers, counts):
             self.assertIsNone(r.error)
             self.assertGreater(len(r.parts), n + 3, "a viewer that keeps up stopped getting frames")
@@ -93,19 +129,28 @@ class TestMakingRoom(ServerTest):
 
     def test_a_new_viewer_replaces_a_stuck_one(self):
         self.fw.settings.stream_clients = 2
+        self.fw.settings.stall_ms = 3000  # "not yet" below holds however slow the machine
+        self.fw.settings.write_timeout_ms = 60000  # and no write deadline drops it first
         reader = MJPEGReader(self.fw)
         stuck = MJPEGReader(self.fw, read=False, rcvbuf=4096)
-        time.sleep(0.3)
+        self.assertTrue(wait_for(lambda: self.fw.server.stream_clients == 2 and reader.parts
+                                 and send_stuck(self.fw, stuck.sock)))
         late = MJPEGReader(self.fw)
-        late.join(2)
-        self.assertEqual(late.status, 503)  # the stuck one is not stuck long enough yet
-        time.sleep(1.2)
-        again = MJPEGReader(self.fw)
-        time.sleep(0.5)
-        self.assertEqual(again.status, 200)
+        self.assertEqual(status_of(late), 503)  # the stuck one is not stuck long enough yet
+        refused = [late]
+        deadline = time.time() + 10
+        while True:  # until the stuck one has been stuck stall_ms
+            again = MJPEGReader(self.fw)
+            if status_of(again) != 503 or time.time() > deadline:
+                break
+            refused.append(again)
+            time.sleep(0.1)
+        self.assertEqual(status_of(again), 200)
+        self.assertEqual((self.fw.server.evicted, self.fw.server.stalled), (1, 0))
+        self.assertTrue(wait_for(lambda: len(again.parts) > 5 or again.error), "the new viewer got no frames")
         self.assertGreater(len(again.parts), 5)
-        self.assertTrue(closed_by_server(stuck.sock, 1.0))
-        for r in (reader, again, late, stuck):
+        self.assertTrue(closed_by_server(stuck.sock, 10))
+        for r in [reader, again, stuck] + refused:
             r.close()
         reader.join(2)
         again.join(2)

@@ -7,7 +7,7 @@ import struct
 import time
 import unittest
 
-from harness import Firmware, MJPEGReader, get, read_response, TESTDATA
+from harness import Firmware, MJPEGReader, get, read_response, wait_for, TESTDATA
 import socketpool  # shim
 
 
@@ -132,28 +132,44 @@ class TestEndpoints(ServerTest):
             self.assertTrue(untorn(jpeg), "torn frame: the driver buffer was sent after the next take()")
 
     def test_status_prompt_while_three_streams(self):
+        """/status answers while three viewers stream, and each viewer gets
+        (nearly) every frame the camera delivered meanwhile: counted
+        against the firmware's own frame numbers, so that it holds however
+        busy the machine is (the latencies and fps are figures, printed)."""
+        src = self.fw.app.source
         viewers = [MJPEGReader(self.fw) for _ in range(3)]  # stream_clients' default
-        time.sleep(0.5)
+        self.assertTrue(wait_for(lambda: all(v.parts for v in viewers)), "a viewer got no frame")
         lat = []
         c = self.fw.connect()
         since = time.time()
-        while time.time() - since < 2:  # a request every 10 ms for 2 s
+        first = src.seq  # the window: frames first+1 .. last
+        # A request every 10 ms for 2 s, and on until the camera has
+        # delivered enough frames to count (or a deadline passes).
+        while time.time() - since < 2 or (src.seq - first < 30 and time.time() - since < 20):
             t0 = time.time()
             c.sendall(b"GET /status HTTP/1.1\r\nHost: cam\r\n\r\n")
             self.assertEqual(read_response(c)[0], 200)
             lat.append(time.time() - t0)
             time.sleep(0.01)
         c.close()
-        fps = [v.fps(since) for v in viewers]
+        last = src.seq
+        secs = time.time() - since
+        # Frames of the window still on their way to a viewer arrive.
+        wait_for(lambda: all(v.error or (v.parts and v.parts[-1][0] >= last) for v in viewers))
+        got = [len([s for s, _ in v.parts if first < s <= last]) for v in viewers]
+        errors = [v.error for v in viewers]
         for v in viewers:
             v.close()
             v.join(2)
+        produced = last - first
         p50, p99 = percentile(lat, 50) * 1000, percentile(lat, 99) * 1000
-        print("\n  hostsim: /status with 3 streams: p50 %.1f ms, p99 %.1f ms; stream fps %s" % (
-            p50, p99, ["%.0f" % f for f in fps]))
-        self.assertLess(p99, 1000, "a stream blocked /status")
-        for f in fps:
-            self.assertGreater(f, 10)
+        print("\n  hostsim: /status with 3 streams: p50 %.1f ms, p99 %.1f ms; camera %.0f fps, "
+              "streams got %s of %d frames" % (p50, p99, produced / secs, got, produced))
+        self.assertLess(p99, 5000, "a stream blocked /status")
+        self.assertEqual(errors, [None] * 3)
+        self.assertGreaterEqual(produced, 30, "the camera hardly ran")
+        for n in got:
+            self.assertGreaterEqual(n, 0.8 * produced - 2, "a viewer got %d of %d frames" % (n, produced))
 
 
 class TestBadClients(ServerTest):
@@ -309,19 +325,27 @@ class TestRequests(ServerTest):
         self.assertTrue(resp.endswith(b"ok\n"))
 
     def test_connection_close_and_http10(self):
+        # An idle timeout far beyond the bound below: a close within it is
+        # the close after the response, however slow the machine.
+        self.fw.settings.idle_timeout_ms = 30000
         for req in (b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", b"GET /health HTTP/1.0\r\n\r\n"):
             c = self.fw.connect()
+            c.settimeout(10)
             c.sendall(req)
             t0 = time.time()
             data = b""
-            while True:
-                chunk = c.recv(1000)
-                if not chunk:
-                    break
-                data += chunk
-            c.close()
+            try:
+                while True:
+                    chunk = c.recv(1000)
+                    if not chunk:
+                        break
+                    data += chunk
+            except socket.timeout:
+                self.fail("not closed after the response")
+            finally:
+                c.close()
             self.assertIn(b"Connection: close", data)
-            self.assertLess(time.time() - t0, 0.8, "not closed after the response")
+            self.assertLess(time.time() - t0, 10, "not closed after the response")
 
     def test_keepalive_idle_timeout(self):
         c = self.fw.connect()
@@ -372,7 +396,7 @@ class TestControl(ServerTest):
         frames of the new size."""
         import json
         r = MJPEGReader(self.fw)
-        time.sleep(0.3)
+        self.assertTrue(wait_for(lambda: r.parts), "no frame")
         self.assertEqual(jpeg_size(r.parts[-1][1]), (320, 240))
         for size in (10, 1, 6, 10):  # VGA, QQVGA, QVGA, VGA, rapid
             self.assertEqual(get(self.fw, "/control?var=framesize&val=%d" % size)[0], 200)
@@ -380,7 +404,9 @@ class TestControl(ServerTest):
         st = json.loads(get(self.fw, "/status")[2])
         self.assertEqual((st["framesize"], st["width"], st["height"]), (1, 160, 120))
         n = len(r.parts)
-        time.sleep(0.5)
+        # Frames sent meanwhile may still be of an old size (pinned before
+        # the change); one of the new size must come.
+        wait_for(lambda: len(r.parts) > n and jpeg_size(r.parts[-1][1]) == (160, 120))
         self.assertGreater(len(r.parts), n, "stream stopped after reconfigure")
         self.assertEqual(jpeg_size(r.parts[-1][1]), (160, 120))
         r.close()
@@ -395,7 +421,9 @@ class TestControl(ServerTest):
         import json
         t0 = time.time()
         self.assertEqual(get(self.fw, "/control?var=framesize&val=23")[0], 200)  # QSXGA: over the OV2640
-        self.assertLess(time.time() - t0, 1)
+        took = time.time() - t0
+        print("\n  hostsim: /control framesize with no viewer: %.0f ms" % (took * 1000))
+        self.assertLess(took, 10)  # 200, not "camera busy" (503) after capture_timeout_ms
         st = json.loads(get(self.fw, "/status")[2])
         self.assertEqual(st["framesize"], 15)  # clamped to UXGA
         status, _, body = get(self.fw, "/capture")

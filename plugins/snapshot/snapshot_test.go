@@ -85,7 +85,9 @@ func send(t *testing.T, h *sdktest.Harness, seq uint64, captured time.Time) {
 }
 
 func TestSnapshotFreshness(t *testing.T) {
-	h, base := start(t, &Snapshot{}, "wait: 300ms\n")
+	// The frames' ages are far from every limit: an hour old and within
+	// stale_after, or fresh and within max_age, whatever the load.
+	h, base := start(t, &Snapshot{}, "wait: 300ms\nstale_after: 2h\n")
 	snap := base + "/cameras/cam/snapshot.jpg"
 
 	// Never delivered a frame: 503, not an empty 200.
@@ -94,7 +96,7 @@ func TestSnapshotFreshness(t *testing.T) {
 		t.Fatalf("before any frame: %d %q", resp.StatusCode, body)
 	}
 
-	captured := time.Now().Add(-2 * time.Second).Truncate(time.Microsecond)
+	captured := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
 	send(t, h, 7, captured)
 	resp, body = get(t, snap)
 	if resp.StatusCode != 200 || !bytes.Equal(body, testJPEG) {
@@ -116,27 +118,41 @@ func TestSnapshotFreshness(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The frame is 2 s old: max_age=500ms waits, and 503s when none comes.
-	resp, body = get(t, snap+"?max_age=500ms")
-	if resp.StatusCode != 503 || !strings.Contains(string(body), "no frame newer than 500ms") {
+	// The frame is an hour old: max_age=1m waits, and 503s when none comes.
+	resp, body = get(t, snap+"?max_age=1m")
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "no frame newer than 1m") {
 		t.Fatalf("stale: %d %q", resp.StatusCode, body)
 	}
 	// Each waits, and answers as soon as a fitting frame arrives: a fresh
 	// one for max_age, a later one for newer_than=SEQ, one captured after
-	// the request for newer_than=now.
+	// the request for newer_than=now. The frame is sent once the request
+	// is seen waiting (it holds a viewer slot).
 	for _, tt := range []struct {
 		query string
 		seq   uint64
 	}{
-		{"?max_age=500ms&timeout=5s", 8},
-		{"?newer_than=8&timeout=5s", 9},
-		{"?newer_than=now&timeout=5s", 10},
+		{"?max_age=1m&timeout=30s", 8},
+		{"?newer_than=8&timeout=30s", 9},
+		{"?newer_than=now&timeout=30s", 10},
 	} {
+		// The previous request's slot is released after its answer.
+		waitFor(t, "no waiting request", func() bool { return httpStats(h)["viewers"] == 0.0 })
+		answered := make(chan *http.Response, 1)
 		go func() {
-			time.Sleep(50 * time.Millisecond)
-			h.Send(sdk.Frame{Camera: "cam", Seq: tt.seq, Captured: time.Now(), JPEG: testJPEG})
+			resp, err := http.Get(snap + tt.query)
+			if err != nil {
+				t.Error(err)
+				answered <- nil
+				return
+			}
+			resp.Body.Close()
+			answered <- resp
 		}()
-		resp, _ = get(t, snap+tt.query)
+		waitFor(t, tt.query+" waiting", func() bool { return httpStats(h)["viewers"] == 1.0 })
+		send(t, h, tt.seq, time.Now())
+		if resp = <-answered; resp == nil {
+			t.FailNow()
+		}
 		if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Seq") != strconv.FormatUint(tt.seq, 10) {
 			t.Fatalf("%s: %d seq %s", tt.query, resp.StatusCode, resp.Header.Get("X-Frame-Seq"))
 		}
