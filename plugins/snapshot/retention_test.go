@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +43,8 @@ func TestTimelapseRetention(t *testing.T) {
 		frames   bool          // whether the camera sends frames
 		captured time.Duration // their capture time, from now
 		during   func(camDir string)
+		writeErr func(camDir string) error // a write's error, if any, before it is tried
+		failures float64                   // wait for at least this many failed writes too
 		want     func(names []string, written float64) bool
 	}{
 		{
@@ -80,6 +83,23 @@ func TestTimelapseRetention(t *testing.T) {
 			want: func(n []string, w float64) bool { return w >= 3 && len(n) >= 3 },
 		},
 		{
+			name:   "a failing write deletes nothing, even with keep: 1",
+			config: "keep: 1\n", before: []string{named(1, -time.Second)}, frames: true,
+			writeErr: func(string) error { return syscall.EIO }, failures: 3,
+			want: func(n []string, w float64) bool { return w == 0 && len(n) == 1 && n[0] == named(1, -time.Second) },
+		},
+		{
+			name:   "a full disk with keep: the oldest makes room, and the timelapse rotates",
+			config: "keep: 2\n", before: []string{named(1, -2*time.Second), named(2, -time.Second)}, frames: true,
+			writeErr: func(camDir string) error { // room for two stills
+				if files, _ := listFrames(camDir); len(files) >= 2 {
+					return syscall.ENOSPC
+				}
+				return nil
+			},
+			want: func(n []string, w float64) bool { return w >= 3 && len(n) == 2 && seqs(n)[0] >= 4 },
+		},
+		{
 			name:   "a removed folder is made again",
 			frames: true, during: func(camDir string) { os.RemoveAll(camDir) },
 			want: func(n []string, _ float64) bool { return len(n) > 0 },
@@ -98,11 +118,19 @@ func TestTimelapseRetention(t *testing.T) {
 					return 100 << 20, nil
 				}
 				return 10 << 30, nil
+			}, writeFile: func(dir, name string, data []byte) error {
+				if tt.writeErr != nil {
+					if err := tt.writeErr(dir); err != nil {
+						return fmt.Errorf("write %s: %w", name, err)
+					}
+				}
+				return writeAtomic(dir, name, data)
 			}}
 			h, _ := start(t, s, fmt.Sprintf("dir: %s\nevery: 20ms\nmin_free: 1GB\n%s", dir, tt.config))
-			written := func() float64 {
-				return h.Status()["cameras"].(map[string]any)["cam"].(map[string]any)["timelapse_written"].(float64)
+			stat := func(key string) float64 {
+				return h.Status()["cameras"].(map[string]any)["cam"].(map[string]any)[key].(float64)
 			}
+			written := func() float64 { return stat("timelapse_written") }
 			names := func() (out []string) {
 				files, _ := listFrames(camDir)
 				for _, f := range files {
@@ -131,7 +159,7 @@ func TestTimelapseRetention(t *testing.T) {
 			var last []string
 			waitFor(t, "the folder to hold what it should", func() bool {
 				last = names()
-				return tt.want(last, written())
+				return tt.want(last, written()) && stat("timelapse_write_errors") >= tt.failures
 			})
 			for _, n := range last {
 				if strings.HasPrefix(n, tempPrefix) {

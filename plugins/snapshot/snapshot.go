@@ -48,6 +48,9 @@ type Snapshot struct {
 	// freeSpace reports the bytes available under a path; a field so tests
 	// can simulate a full disk.
 	freeSpace func(path string) (uint64, error)
+	// writeFile writes a still whole or not at all (writeAtomic); a field
+	// so tests can make writes fail.
+	writeFile func(dir, name string, data []byte) error
 
 	mu      sync.Mutex      // serializes Start, SetCameras and Stop
 	ctx     context.Context // from Start to Stop: the timelapse writers'
@@ -146,6 +149,9 @@ func (s *Snapshot) Configure(c sdk.Config) error {
 	s.log = c.Log
 	if s.freeSpace == nil {
 		s.freeSpace = statfsFree
+	}
+	if s.writeFile == nil {
+		s.writeFile = writeAtomic
 	}
 	cams := map[string]*camera{}
 	for _, name := range c.Cameras {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -63,8 +64,11 @@ type writer struct {
 	// wrote is when this run wrote each still it wrote, on the monotonic
 	// clock: max_age ages them by it, so a clock step neither deletes
 	// nor keeps them early. Only kept while max_age is set.
-	wrote                  map[string]time.Time
-	failing                bool // the last write failed
+	wrote   map[string]time.Time
+	failing bool // the last write failed
+	// tidy: the folder held at most keep stills after the last write, so
+	// keep alone has nothing to delete before the next one.
+	tidy                   bool
 	lowLog, errLog, delLog logLimit
 }
 
@@ -87,19 +91,21 @@ func (s *Snapshot) timelapse(ctx context.Context, c *camera) {
 	}
 }
 
-// tick applies retention, then writes the newest frame if there is a new
-// one. Retention runs before the free-space check, so the space it frees
-// lets the timelapse resume; max_age also while nothing is written (an
-// offline camera's stills still expire).
+// tick writes the newest frame if there is a new one, then applies
+// retention, so a still is deleted only once a newer one is on disk: a
+// write that fails (a full disk, an I/O error) costs no still, even with
+// keep: 1. Retention also runs first, before the free-space check, when
+// it may free something: max_age on every tick (an offline camera's stills
+// still expire), keep until it has had its way (a folder over keep at
+// start); what it frees lets a paused timelapse resume.
 func (w *writer) tick() {
 	s, c := w.s, w.c
-	f, ver := c.real.Get()
-	fresh := ver != 0 && ver != w.lastVer // else the camera is offline or slower than every
-	if err := w.prune(fresh); err != nil && w.delLog.due(false) {
-		s.log.Warn("timelapse retention", "camera", c.name, "err", err)
+	if s.cfg.MaxAge > 0 || !w.tidy {
+		w.prune(false)
 	}
-	if !fresh {
-		return
+	f, ver := c.real.Get()
+	if ver == 0 || ver == w.lastVer {
+		return // the camera is offline or slower than every
 	}
 	free, err := s.freeSpace(c.dir)
 	if err == nil && free < uint64(s.cfg.MinFree) {
@@ -114,16 +120,8 @@ func (w *writer) tick() {
 		s.log.Info("disk space recovered: timelapse resumed", "camera", c.name, "free_bytes", free)
 	}
 	name := frameName(w.next, f.Captured)
-	err = writeAtomic(c.dir, name, f.JPEG)
-	if errors.Is(err, fs.ErrNotExist) {
-		// The camera's folder was removed (by hand, a remount): make it
-		// again rather than stop until a restart.
-		if err = os.MkdirAll(c.dir, 0o755); err == nil {
-			s.log.Warn("timelapse folder was gone: recreated", "camera", c.name, "dir", c.dir)
-			err = writeAtomic(c.dir, name, f.JPEG)
-		}
-	}
-	if err != nil {
+	if err := w.write(name, f.JPEG); err != nil {
+		w.tidy = false
 		c.writeErrs.Add(1)
 		if w.errLog.due(!w.failing) { // once when writes start failing, then once a minute
 			s.log.Error("timelapse write failing", "camera", c.name, "err", err, "failures", c.writeErrs.Load())
@@ -141,6 +139,28 @@ func (w *writer) tick() {
 	w.next++
 	w.lastVer = ver
 	c.written.Add(1)
+	w.tidy = w.prune(false) == nil
+}
+
+// write writes one still to the camera's folder. A removed folder is made
+// again (by hand, a remount) rather than writing stop until a restart. On
+// a full disk with keep set, the oldest still makes room for the newest:
+// the timelapse rotates instead of stopping.
+func (w *writer) write(name string, data []byte) error {
+	s, c := w.s, w.c
+	err := s.writeFile(c.dir, name, data)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(c.dir, 0o755); err == nil {
+			s.log.Warn("timelapse folder was gone: recreated", "camera", c.name, "dir", c.dir)
+			err = s.writeFile(c.dir, name, data)
+		}
+	}
+	if errors.Is(err, syscall.ENOSPC) && s.cfg.Keep > 0 {
+		if w.prune(true) == nil {
+			err = s.writeFile(c.dir, name, data)
+		}
+	}
+	return err
 }
 
 // writeAtomic writes data to dir/name so that the file is either absent or
@@ -226,17 +246,23 @@ func listFrames(dir string) ([]frameFile, error) {
 	return out, nil
 }
 
-// prune applies keep and max_age to the camera's folder. keep keeps the
-// keep highest sequence numbers (one fewer when reserve: room for the
-// still about to be written, which is thus never pruned). max_age deletes
-// a still older than max_age: one this run wrote by its age on the
-// monotonic clock, any other by the capture time in its name (one from
-// the future is kept until then).
+// prune applies keep and max_age to the camera's folder, logging what
+// fails (at most once a minute). keep keeps the keep highest sequence
+// numbers (one fewer when reserve: room for a still about to be written).
+// max_age deletes a still older than max_age: one this run wrote by its
+// age on the monotonic clock, any other by the capture time in its name
+// (one from the future is kept until then).
 func (w *writer) prune(reserve bool) error {
+	err := w.pruneOnce(reserve)
+	if err != nil && w.delLog.due(false) {
+		w.s.log.Warn("timelapse retention", "camera", w.c.name, "err", err)
+	}
+	return err
+}
+
+func (w *writer) pruneOnce(reserve bool) error {
 	keep, maxAge := w.s.cfg.Keep, time.Duration(w.s.cfg.MaxAge)
-	if maxAge == 0 && (keep == 0 || !reserve) {
-		// keep alone changes nothing until a still is about to be
-		// written: no need to list the folder every tick.
+	if maxAge == 0 && keep == 0 {
 		return nil
 	}
 	files, err := listFrames(w.c.dir)
