@@ -633,6 +633,26 @@ func (r *run) tick(ph *placeholder, now time.Time) time.Duration {
 	return min(next, placeholderEvery-time.Since(now))
 }
 
+// LastSeq returns the number of the last frame delivered (0 before any).
+// It is current once Run has returned.
+func (c *Camera) LastSeq() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seq
+}
+
+// ContinueAfter numbers the camera's next frame after seq. A camera
+// restarted as a new Camera (a reload changed its source) goes on from
+// the old one's LastSeq: frame numbers only increase, as the frame
+// contract promises, so a client waiting for a frame newer than one it
+// had (a snapshot's newer_than) is not left waiting for the count to
+// catch up. Call it before Run.
+func (c *Camera) ContinueAfter(seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq = max(c.seq, seq)
+}
+
 // Refresh asks for the camera's picture now: while it is offline, its
 // placeholder goes out at once instead of at the next second, for an
 // output that has just begun to want the camera (a plugin started, a

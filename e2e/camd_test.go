@@ -191,9 +191,10 @@ type status struct {
 		URLs     []string `json:"urls"`
 	} `json:"outputs"`
 	Reload *struct {
-		OK      bool     `json:"ok"`
-		Errors  []string `json:"errors"`
-		Changed []string `json:"changed"`
+		OK      bool      `json:"ok"`
+		At      time.Time `json:"at"`
+		Errors  []string  `json:"errors"`
+		Changed []string  `json:"changed"`
 	} `json:"reload"`
 }
 

@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -236,4 +239,136 @@ func writeFile(t *testing.T, path, body string) {
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// What a reload cannot apply after all, it says, and what ran keeps
+// running: an output whose plugin cannot start with its new config goes
+// back to its previous one. The API moves to TLS on its own port. A
+// comment in a config block, or a token an open output does not use,
+// restarts nothing; a camera restarted by a reload numbers its frames on
+// from where they were. A client giving up on POST /api/reload does not
+// cancel it.
+func TestReloadEdges(t *testing.T) {
+	c := startCamd(t, fmt.Sprintf(`
+cameras:
+  - name: a
+    source: {type: sim, size: 160x120, fps: 10}
+outputs:
+  - {name: web, plugin: mjpeg, auth: none, config: {listen: %q}}
+  - {name: stills, plugin: snapshot, auth: none, config: {listen: %q}}
+`, freeAddr(t), freeAddr(t)))
+	s0 := c.waitOutputs(nil)
+	v := watch(t, streamURL(s0, "web", "a"))
+	v.waitFrames(t, 5, 10*time.Second)
+	stillsURL := snapshotURL(s0, "stills", "a")
+	hostOf := func(u string) string { return strings.Split(u[strings.Index(u, "//")+2:], "/")[0] }
+	client, tlsBlock := selfSigned(t)
+	// The same ports from now on, so that an unchanged block is unchanged.
+	type setup struct {
+		http, extra, web, stills string
+		fps                      int
+	}
+	file := func(x setup) string {
+		return fmt.Sprintf("http: {listen: %q%s}\nplugin_dir: %s\nlog_level: debug\n%s\ncameras:\n"+
+			"  - name: a\n    source: {type: sim, size: 160x120, fps: %d}\noutputs:\n"+
+			"  - name: web\n    plugin: mjpeg\n    auth: none\n    config:%s\n"+
+			"  - name: stills\n    plugin: snapshot\n    auth: none\n    config: {listen: %q%s}\n",
+			hostOf(c.api), x.http, binDir, x.extra, x.fps, x.web, hostOf(stillsURL), x.stills)
+	}
+	webBlock := fmt.Sprintf(" {listen: %q}", hostOf(streamURL(s0, "web", "a")))
+	const token = "an-admin-token-the-open-outputs-never-see-0123"
+	auth := "auth:\n  tokens: [{name: ops, token: " + token + ", scope: admin}]\n"
+	reload := func(body string) status {
+		t.Helper()
+		writeFile(t, c.path, body)
+		before := c.status().Reload
+		req, _ := http.NewRequest("POST", c.api+"/api/reload", nil)
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		resp, err := c.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if strings.Contains(body, "token: ") {
+			c.token = token // camd's API asks for it from now on
+		}
+		if strings.Contains(body, tlsBlock) {
+			c.client, c.api = client, "https://"+hostOf(c.api)
+		}
+		return c.waitReload(t, func(s status) bool { return before == nil || s.Reload.At.After(before.At) })
+	}
+	// The same settings written out, and the API's own port named (a
+	// move to the address it holds).
+	s := reload(file(setup{web: webBlock, fps: 10}))
+	if !s.Reload.OK || !maps.Equal(pids(s), pids(s0)) {
+		t.Fatalf("the same settings written out: reload %+v, pids %v → %v", s.Reload, pids(s0), pids(s))
+	}
+
+	// A comment and the block reflowed, and a token only authed outputs
+	// (and camd's API) use: nothing restarts, the viewer stays.
+	s = reload(file(setup{fps: 10, extra: auth,
+		web: fmt.Sprintf("\n      # the page\n      listen: %q # here\n", hostOf(streamURL(s0, "web", "a")))}))
+	if !s.Reload.OK || len(s.Reload.Changed) != 0 || !maps.Equal(pids(s), pids(s0)) {
+		t.Fatalf("a comment and an unused token: reload %+v, pids %v → %v", s.Reload, pids(s0), pids(s))
+	}
+
+	// The camera restarts (a new fps): its frames go on from where they were.
+	seqOf := func(url string) int {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		n, _ := strconv.Atoi(resp.Header.Get("X-Frame-Seq"))
+		return n
+	}
+	seq := seqOf(stillsURL)
+	if s = reload(file(setup{web: webBlock, fps: 12, extra: auth})); !s.Reload.OK {
+		t.Fatalf("reload: %+v", s.Reload)
+	}
+	if got := seqOf(stillsURL + "?newer_than=now&timeout=10s"); got <= seq {
+		t.Fatalf("after the camera restarted, frame %d; before, %d", got, seq)
+	}
+
+	// The snapshot plugin cannot make its camera's folder (a file is in
+	// the way): the reload says so, and stills runs its previous config.
+	tl := t.TempDir()
+	writeFile(t, filepath.Join(tl, "a"), "in the way")
+	s = reload(file(setup{web: webBlock, fps: 12, extra: auth, stills: fmt.Sprintf(", dir: %q, every: 1s", tl)}))
+	if s.Reload.OK || !strings.Contains(strings.Join(s.Reload.Errors, "\n"), "runs its previous config") ||
+		!slices.Contains(s.Reload.Changed, "output stills: not restarted") {
+		t.Fatalf("a reload whose output cannot start: %+v", s.Reload)
+	}
+	if got := seqOf(stillsURL); got <= seq {
+		t.Fatalf("stills after the refused change: frame %d", got)
+	}
+
+	// The API turns TLS on at its own address (the reload's answer comes
+	// on the plain connection that asked; status is read over TLS).
+	plain := c.api
+	secure := file(setup{web: webBlock, fps: 12, extra: auth, http: ", " + tlsBlock})
+	if s = reload(secure); !s.Reload.OK || !slices.Contains(s.Reload.Changed, "api: now on "+c.api+"/") {
+		t.Fatalf("reload to TLS: %+v", s.Reload)
+	}
+	if resp, err := http.Get(plain + "/api/status"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("the API still answers plain HTTP after TLS was turned on")
+		}
+	}
+
+	// A client that gives up at once does not cancel the reload.
+	before := c.status().Reload
+	writeFile(t, c.path, strings.Replace(secure, "fps: 12", "fps: 9", 1))
+	hasty := &http.Client{Transport: client.Transport, Timeout: time.Millisecond}
+	req, _ := http.NewRequest("POST", c.api+"/api/reload", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := hasty.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	if s = c.waitReload(t, func(s status) bool { return s.Reload.At.After(before.At) }); !s.Reload.OK {
+		t.Fatalf("a reload whose client gave up: %+v", s.Reload)
+	}
+	checkContinuous(t, v, 1)
 }

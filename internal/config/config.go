@@ -509,13 +509,34 @@ func secretsOfNode(n *yaml.Node, key string) []string {
 	return out
 }
 
-// OutputConfigYAML returns output i's config block re-encoded as YAML.
+// OutputConfigYAML returns output i's config block re-encoded as YAML,
+// without comments and in block style: the same settings give the same
+// bytes, so a reload that only adds a comment or reflows the block
+// restarts no output.
 func (c *Config) OutputConfigYAML(i int) ([]byte, error) {
 	n := c.Outputs[i].Config
 	if n.Kind == 0 {
 		return nil, nil
 	}
-	return yaml.Marshal(&n)
+	return yaml.Marshal(plainNode(&n))
+}
+
+// plainNode returns a copy of n without comments, its mappings and
+// sequences in block style. Scalars keep their style: quoting can decide
+// a value's type ("8080" is a string).
+func plainNode(n *yaml.Node) *yaml.Node {
+	c := *n
+	c.HeadComment, c.LineComment, c.FootComment = "", "", ""
+	if c.Kind == yaml.MappingNode || c.Kind == yaml.SequenceNode {
+		c.Style &^= yaml.FlowStyle
+	}
+	if len(n.Content) > 0 {
+		c.Content = make([]*yaml.Node, len(n.Content))
+		for i, k := range n.Content {
+			c.Content[i] = plainNode(k)
+		}
+	}
+	return &c
 }
 
 // ErrorAt returns an Error for key (a path like "outputs[1]"), at its line.

@@ -193,7 +193,7 @@ outputs:
 		t.Fatalf("merged output = %+v", o)
 	}
 	raw, err := c.OutputConfigYAML(1)
-	if want := "listen: 127.0.0.1:8082\npaths: [x, y]\nkeep: 1\nextra: 3\n"; err != nil || string(raw) != want {
+	if want := "listen: 127.0.0.1:8082\npaths:\n    - x\n    - y\nkeep: 1\nextra: 3\n"; err != nil || string(raw) != want {
 		t.Fatalf("merged config block =\n%s\nwant\n%s", raw, want)
 	}
 	if e := c.PluginError(1, "keep", "bad"); e.Line != 17 {
@@ -209,6 +209,35 @@ func TestParseAliasBomb(t *testing.T) {
 	_, err := Parse("c.yaml", []byte(y))
 	if err == nil || !strings.Contains(err.Error(), "aliases expand to more than 100000 values") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The config block a plugin gets depends on the settings alone: comments
+// and flow or block style change nothing (a reload restarts no output for
+// them); quoting that decides a type is kept.
+func TestOutputConfigYAMLIsSettingsOnly(t *testing.T) {
+	block := func(cfg string) string {
+		c, err := Parse("c.yaml", []byte("cameras: [{name: a, source: {type: sim}}]\noutputs:\n  - name: web\n    plugin: mjpeg\n    config:"+cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := c.OutputConfigYAML(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(raw)
+	}
+	want := block("\n      listen: 127.0.0.1:8081\n      paths: [a, b]\n      port: \"8080\"\n")
+	for _, cfg := range []string{
+		" {listen: 127.0.0.1:8081, paths: [a, b], port: \"8080\"}\n",
+		"\n      # the page\n      listen: 127.0.0.1:8081 # loopback\n      paths:\n        - a\n        - b # last\n      port: \"8080\"\n      # max_viewers: 10\n",
+	} {
+		if got := block(cfg); got != want {
+			t.Errorf("config:%s\ngives\n%s\nwant\n%s", cfg, got, want)
+		}
+	}
+	if !strings.Contains(want, `port: "8080"`) {
+		t.Errorf("a quoted number lost its quotes (it is a string):\n%s", want)
 	}
 }
 

@@ -192,7 +192,11 @@ func (c *Config) Security(i int) sdk.Security {
 		sec.TLSCert, sec.TLSKey = c.resolve(tls.Cert), c.resolve(tls.Key)
 	}
 	if i >= 0 && c.Outputs[i].Auth == AuthNone {
+		// An open output checks no credential: it is not told them, so
+		// adding a token for one client restarts no open output (nor
+		// drops its viewers).
 		sec.AuthRequired = false
+		return sec
 	}
 	if c.Auth == nil {
 		return sec

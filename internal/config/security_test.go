@@ -81,6 +81,11 @@ outputs:
 	if !web.AuthRequired || stills.AuthRequired {
 		t.Fatalf("auth required: web %v, stills %v", web.AuthRequired, stills.AuthRequired)
 	}
+	// An open output checks nothing, so it is told no credential: a new
+	// token changes nothing for it (a reload does not restart it).
+	if len(stills.Users) != 0 || len(stills.Tokens) != 0 {
+		t.Fatalf("the open output was given %d users and %d tokens", len(stills.Users), len(stills.Tokens))
+	}
 	want := map[string][32]byte{
 		"ha": sha256.Sum256([]byte("token-from-a-file-123")), "ops": sha256.Sum256([]byte("token-from-the-env-456")),
 		"price": sha256.Sum256([]byte("$-literal-dollar-000")),

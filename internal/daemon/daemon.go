@@ -171,7 +171,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return errs
 	}
 	for _, c := range cfg.Cameras {
-		d.startCamera(c)
+		d.startCamera(c, 0)
 	}
 	d.reloadMu.Lock()
 	d.running = true
@@ -234,8 +234,9 @@ func (d *Daemon) stopAll() {
 	}
 }
 
-// startCamera starts c and adds it to the running cameras.
-func (d *Daemon) startCamera(c config.Camera) *cameraRun {
+// startCamera starts c and adds it to the running cameras, its frames
+// numbered after seq (the last of the camera it replaces, or 0).
+func (d *Daemon) startCamera(c config.Camera, seq uint64) *cameraRun {
 	sc, _ := c.Source.Device() // checked by config.Load
 	src, err := device.New(sc)
 	if err != nil { // config.Load accepted it: a bug, not a user error
@@ -247,6 +248,7 @@ func (d *Daemon) startCamera(c config.Camera) *cameraRun {
 		cam:  &device.Camera{Name: c.Name, Source: src, Log: d.log, OfflineAfter: time.Duration(c.OfflineAfter)},
 		stop: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
 	}
+	r.cam.ContinueAfter(seq)
 	emit := func(f wire.Frame) bool {
 		if !f.Placeholder {
 			r.bytes.Add(uint64(len(f.JPEG)))
@@ -476,6 +478,7 @@ type apiServer struct {
 	addr   string // as bound
 	url    string // http(s)://addr
 	srv    *http.Server
+	ln     net.Listener
 	done   chan struct{}
 }
 
@@ -495,17 +498,21 @@ func (d *Daemon) listenAPI(cfg *config.Config) (*apiServer, error) {
 		ln, scheme = tls.NewListener(ln, tc), "https"
 	}
 	a := &apiServer{
-		listen: listen, addr: ln.Addr().String(), url: scheme + "://" + ln.Addr().String(), done: make(chan struct{}),
+		listen: listen, addr: ln.Addr().String(), url: scheme + "://" + ln.Addr().String(), ln: ln, done: make(chan struct{}),
 		srv: &http.Server{Handler: d.secure(d.handler()), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second},
 	}
 	go func() {
 		defer close(a.done)
-		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			d.log.Error("http", "err", err)
 		}
 	}()
 	return a, nil
 }
+
+// stopAccepting closes the listener, so its address can be bound again;
+// requests under way go on until close.
+func (a *apiServer) stopAccepting() { a.ln.Close() }
 
 // close stops the listener, gives requests 2 s to finish, then cuts the
 // rest (streams through /outputs/ never finish by themselves).

@@ -110,7 +110,12 @@ func (d *Daemon) handler() http.Handler {
 	})
 	mux.Handle("GET /metrics", d.metricsHandler())
 	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, r *http.Request) {
-		st := d.Reload(r.Context())
+		// A client that gives up (a proxy's or rest_command's timeout)
+		// must not cancel the reload half-way: the plugins' checks would
+		// fail as "context canceled" and refuse a good config.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*launchTimeout)
+		defer cancel()
+		st := d.Reload(ctx)
 		w.Header().Set("Content-Type", "application/json")
 		if !st.OK {
 			w.WriteHeader(http.StatusUnprocessableEntity)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -59,9 +60,14 @@ func (d *Daemon) Reload(ctx context.Context) ReloadStatus {
 			d.log.Error("reload refused; still running the previous config", "err", e.Error())
 		}
 	} else {
-		st.Changed = d.apply(cfg)
-		st.OK = true
-		d.log.Info("config reloaded", "changes", len(st.Changed))
+		var failed config.Errors
+		st.Changed, failed = d.apply(ctx, cfg)
+		st.OK = len(failed) == 0
+		for _, e := range failed {
+			st.Errors = append(st.Errors, d.redactor.String(e.Error()))
+			d.log.Error("reload: not applied", "err", e.Error())
+		}
+		d.log.Info("config reloaded", "changes", len(st.Changed), "failed", len(failed))
 		for _, c := range st.Changed {
 			d.log.Info("reload: " + c)
 		}
@@ -85,8 +91,11 @@ func (d *Daemon) heldAddrs() []string {
 }
 
 // apply moves the running daemon from its config to cfg, which Check
-// accepted. Must hold reloadMu.
-func (d *Daemon) apply(cfg *config.Config) (changed []string) {
+// accepted. What cannot be applied after all (an output whose plugin does
+// not start with its new config, an API address that cannot be bound)
+// keeps running as it was, where it can, and is returned as failed. Must
+// hold reloadMu.
+func (d *Daemon) apply(ctx context.Context, cfg *config.Config) (changed []string, failed config.Errors) {
 	d.mu.Lock()
 	old := d.cfg
 	cams := slices.Clone(d.cameras)
@@ -105,6 +114,7 @@ func (d *Daemon) apply(cfg *config.Config) (changed []string) {
 		newSpecs[o.Name], index[o.Name] = spec, i
 	}
 	var retarget []*outputRun
+	before := map[string]pluginhost.Spec{} // of outputs restarting: to go back to
 	for _, o := range outs {
 		ns, keep := newSpecs[o.spec.Name]
 		switch {
@@ -118,6 +128,7 @@ func (d *Daemon) apply(cfg *config.Config) (changed []string) {
 			delete(newSpecs, o.spec.Name) // handled
 		default:
 			d.stopOutput(o)
+			before[o.spec.Name] = o.spec
 		}
 	}
 
@@ -126,6 +137,7 @@ func (d *Daemon) apply(cfg *config.Config) (changed []string) {
 	for _, c := range cfg.Cameras {
 		newCams[c.Name] = c
 	}
+	lastSeq := map[string]uint64{} // of cameras restarting: numbers go on
 	for _, c := range cams {
 		nc, keep := newCams[c.cfg.Name]
 		switch {
@@ -136,11 +148,12 @@ func (d *Daemon) apply(cfg *config.Config) (changed []string) {
 			delete(newCams, c.cfg.Name)
 		default:
 			d.stopCamera(c)
+			lastSeq[c.cfg.Name] = c.cam.LastSeq()
 		}
 	}
 	for _, c := range cfg.Cameras {
 		if _, start := newCams[c.Name]; start {
-			d.startCamera(c)
+			d.startCamera(c, lastSeq[c.Name])
 			if old.Camera(c.Name) != nil {
 				note("camera %s: restarted", c.Name)
 			} else {
@@ -155,39 +168,60 @@ func (d *Daemon) apply(cfg *config.Config) (changed []string) {
 		if err := d.retarget(o, ns); err != nil {
 			d.log.Warn("cannot change the output's cameras in place; restarting it", "output", o.spec.Name, "err", err)
 			d.stopOutput(o)
+			before[o.spec.Name] = o.spec
 			spec, _ := Spec(cfg, index[o.spec.Name])
 			newSpecs[o.spec.Name] = spec
 			continue
 		}
 		note("output %s: cameras now %v", o.spec.Name, ns)
 	}
+	var started []*outputRun
 	for _, o := range cfg.Outputs {
 		spec, start := newSpecs[o.Name]
 		if !start {
 			continue
 		}
-		d.startOutput(cfg, index[o.Name], spec)
+		started = append(started, d.startOutput(cfg, index[o.Name], spec))
 		if old.Output(o.Name) != nil {
 			note("output %s: restarted", o.Name)
 		} else {
 			note("output %s: started", o.Name)
 		}
 	}
+	// Each must start as at launch; one that does not goes back to the
+	// config it ran before (its plugin refused the new one, or cannot
+	// use it: a folder that cannot be made), rather than crash-loop
+	// while the reload says ok.
+	for _, r := range started {
+		i := index[r.spec.Name]
+		err := d.launched(ctx, r)
+		if err == nil {
+			continue
+		}
+		errs := outputErrors(cfg, i, err)
+		if prev, ok := before[r.spec.Name]; ok {
+			if k := slices.Index(changed, "output "+r.spec.Name+": restarted"); k >= 0 {
+				changed[k] = "output " + r.spec.Name + ": not restarted"
+			}
+			d.stopOutput(r)
+			back := d.startOutput(cfg, i, prev)
+			state := "it runs its previous config"
+			if err := d.launched(ctx, back); err != nil {
+				state = "its previous config did not start either: " + err.Error()
+			}
+			for _, e := range errs {
+				e.Msg += " (not applied: " + state + ")"
+			}
+		}
+		failed = append(failed, errs...)
+	}
 
 	// The daemon's own listener moves last, once nothing else can fail.
 	newSec, oldSec := cfg.Security(-1), old.Security(-1)
 	if cfg.HTTP.Listen != d.api.listen || newSec.TLSCert != oldSec.TLSCert || newSec.TLSKey != oldSec.TLSKey {
-		if api, err := d.listenAPI(cfg); err != nil {
-			d.log.Error("http.listen: keeping the old address", "err", err)
+		if api, err := d.moveAPI(old, cfg); err != nil {
+			failed = append(failed, cfg.ErrorAt("http.listen", fmt.Sprintf("%v (camd still serves on %s)", err, d.api.url)))
 		} else {
-			// Closed in the background: this very request may be on it.
-			old := d.api
-			d.bg.Add(1)
-			go func() {
-				defer d.bg.Done()
-				old.close()
-			}()
-			d.api = api
 			note("api: now on %s/", api.url)
 		}
 	}
@@ -199,7 +233,61 @@ func (d *Daemon) apply(cfg *config.Config) (changed []string) {
 	slices.SortStableFunc(d.outputs, func(a, b *outputRun) int { return index[a.spec.Name] - index[b.spec.Name] })
 	d.mu.Unlock()
 	d.demandChanged(nil) // outputs and their cameras may have changed
-	return changed
+	return changed, failed
+}
+
+// launched waits for r's first start: nil once its plugin serves, else
+// why not.
+func (d *Daemon) launched(ctx context.Context, r *outputRun) error {
+	t := time.NewTimer(launchTimeout)
+	defer t.Stop()
+	select {
+	case err := <-r.out.Launched():
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("not known to have started: %w", ctx.Err())
+	case <-t.C:
+		return errors.New("did not start within " + launchTimeout.String())
+	}
+}
+
+// moveAPI moves camd's own listener to cfg's address and TLS. The old one
+// is closed in the background: this very request may be on it. An address
+// that overlaps the old one (the same port on another host, or TLS turned
+// on or off) can be bound only once the old listener let go, so then it
+// stops accepting first, and takes its address back if the new one
+// cannot be bound after all.
+func (d *Daemon) moveAPI(old, cfg *config.Config) (*apiServer, error) {
+	api, err := d.listenAPI(cfg)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		d.api.stopAccepting()
+		if api, err = d.listenAPI(cfg); err != nil {
+			back, berr := d.listenAPI(old)
+			if berr != nil { // taken meanwhile by someone else
+				d.log.Error("http.listen: camd's API lost its address", "listen", old.HTTP.Listen, "err", berr)
+				return nil, err
+			}
+			d.swapAPI(back)
+			return nil, err
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.swapAPI(api)
+	return api, nil
+}
+
+// swapAPI makes api camd's listener and closes the old one in the
+// background.
+func (d *Daemon) swapAPI(api *apiServer) {
+	old := d.api
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		old.close()
+	}()
+	d.api = api
 }
 
 // retarget changes a running output's cameras: removed cameras stop being
