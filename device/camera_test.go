@@ -558,7 +558,7 @@ func TestStates(t *testing.T) {
 		{name: "never reachable stream", mode: "stream", setup: func(t *testing.T, _ *flakyDevice) string { return closedURL(t) },
 			state: StateOffline, reason: "nothing accepts connections at 127.0.0.1:"},
 		{name: "wrong token", mode: "capture", setup: func(t *testing.T, d *flakyDevice) string { d.status.Store(401); return "" },
-			state: StateFailing, reason: "refused access (HTTP 401 Unauthorized): check the camera's token"},
+			state: StateFailing, reason: "refused access (HTTP 401 Unauthorized): check the user and password in url, or the camera's token"},
 		{name: "busy", mode: "stream", setup: func(t *testing.T, d *flakyDevice) string { d.status.Store(503); return "" },
 			state: StateFailing, reason: "busy (HTTP 503 Service Unavailable)"},
 		{name: "not a stream", mode: "stream", setup: func(t *testing.T, d *flakyDevice) string { return d.url("/capture") },

@@ -178,7 +178,7 @@ func plainWords(err error, after bool) string {
 	case errors.As(err, &se):
 		switch se.Code {
 		case 401, 403:
-			return "the device refused access (HTTP " + se.Status + "): check the camera's token"
+			return "the device refused access (HTTP " + se.Status + "): check the user and password in url, or the camera's token"
 		case 404:
 			return "the device has no such page (HTTP " + se.Status + "): check url, stream_url and mode"
 		case 503:

@@ -47,7 +47,7 @@ func TestClassify(t *testing.T) {
 		// The device answered, and did not deliver: back off.
 		{"stream ended at once", answered(fmt.Errorf("stream ended: %w", io.EOF)), false, false, "the connection to the device broke"},
 		{"stream stalled before a frame", answered(fmt.Errorf("GET x: %w", errStalled)), false, false, "stopped sending frames"},
-		{"401", status(401, "401 Unauthorized"), false, false, "refused access (HTTP 401 Unauthorized): check the camera's token"},
+		{"401", status(401, "401 Unauthorized"), false, false, "refused access (HTTP 401 Unauthorized): check the user and password in url, or the camera's token"},
 		{"403 after frames", status(403, "403 Forbidden"), true, false, "refused access (HTTP 403 Forbidden)"},
 		{"404", status(404, "404 Not Found"), false, false, "no such page (HTTP 404 Not Found): check url, stream_url and mode"},
 		{"503", status(503, "503 Service Unavailable"), false, false, "busy (HTTP 503 Service Unavailable)"},

@@ -138,6 +138,7 @@ type Capture struct {
 	fps     float64 // 0: as fast as the device answers
 	client  *http.Client
 	lowat   *lowat // nil for https
+	auth    *auth  // from the first request on
 }
 
 // NewCapture returns a source polling url at fps.
@@ -232,8 +233,10 @@ func (c *Capture) get(ctx context.Context, spare []byte) (RawFrame, string, erro
 	if err != nil {
 		return RawFrame{}, "", fmt.Errorf("GET %s: %w", c.safeURL, errInvalidURL)
 	}
-	setToken(req, c.Token)
-	resp, err := c.client.Do(req)
+	if c.auth == nil {
+		c.auth = newAuth(req, c.Token)
+	}
+	resp, err := c.auth.do(c.client, req)
 	if err != nil {
 		return RawFrame{}, "", redactErr(err)
 	}
@@ -304,6 +307,7 @@ type MJPEG struct {
 	safeURL string // for error texts
 	client  *http.Client
 	lowat   *lowat // nil for https
+	auth    *auth  // from the first request on
 }
 
 // NewMJPEG returns a source reading the MJPEG stream at url.
@@ -344,8 +348,10 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", m.safeURL, errInvalidURL)
 	}
-	setToken(req, m.Token)
-	resp, err := m.client.Do(req)
+	if m.auth == nil {
+		m.auth = newAuth(req, m.Token)
+	}
+	resp, err := m.auth.do(m.client, req)
 	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
 			return fmt.Errorf("GET %s: no answer: %w", m.safeURL, cause)
@@ -493,12 +499,4 @@ func (t touchReader) Read(p []byte) (int, error) {
 		t.wd.touch()
 	}
 	return n, err
-}
-
-// setToken authenticates req the way camd's firmware accepts it: a header,
-// never the URL (URLs end up in logs and error texts).
-func setToken(req *http.Request, token string) {
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
 }

@@ -53,7 +53,11 @@ func secretName(k string) bool {
 		k = uk
 	}
 	k = strings.ToLower(k)
-	for _, s := range []string{"token", "key", "pass", "pwd", "secret", "auth", "sig", "session", "cred"} {
+	if k == "pw" || k == "psw" {
+		return true
+	}
+	// "pas": cheap cameras' loginpas.
+	for _, s := range []string{"token", "key", "pas", "pwd", "secret", "auth", "sig", "session", "cred"} {
 		if strings.Contains(k, s) {
 			return true
 		}

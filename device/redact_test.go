@@ -21,6 +21,7 @@ func TestRedactURL(t *testing.T) {
 		{"http://cam/stream?token=s3cret&fps=5", "http://cam/stream?token=***&fps=5"},
 		{"http://cam/stream?fps=5&access_token=a&API_KEY=b&pass=c&auth=d&sig=e&x=1", "http://cam/stream?fps=5&access_token=***&API_KEY=***&pass=***&auth=***&sig=***&x=1"},
 		{"http://cam/s?%74oken=escaped", "http://cam/s?%74oken=***"},
+		{"http://cam/videostream.cgi?loginuse=admin&loginpas=Leaky42&pw=1&psw=2", "http://cam/videostream.cgi?loginuse=admin&loginpas=***&pw=***&psw=***"},
 		{"http://u:p%40ss@cam:81/stream?password=x#frag", "http://u:***@cam:81/stream?password=***"},
 		{"rtsp://u:pw@10.0.0.2:554/live", "rtsp://u:***@10.0.0.2:554/live"},
 		// url.Parse refuses these; what could be a secret goes anyway.

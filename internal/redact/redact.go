@@ -25,7 +25,8 @@ var (
 	// scheme://user:password@ — the password goes, the user stays.
 	userinfoRE = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@"']*:)[^@\s/"']*@`)
 	// token=..., password=..., key=... in query strings and key=value text.
-	paramRE = regexp.MustCompile(`(?i)((?:^|[?&;\s"'])(?:[a-z0-9_-]*token|password|passwd|pwd|pass|secret|key|api_?key|auth|sig|signature|credential)=)[^&\s"';]*`)
+	// Cheap cameras name theirs loginpas, pwd, psw or pw.
+	paramRE = regexp.MustCompile(`(?i)((?:^|[?&;\s"'])(?:[a-z0-9_-]*token|[a-z0-9_-]*pas[a-z0-9_]*|[a-z0-9_-]*pwd|psw|pw|secret|key|api_?key|auth|sig|signature|credential)=)[^&\s"';]*`)
 	// Authorization header values.
 	authRE = regexp.MustCompile(`(?i)((?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+`)
 )

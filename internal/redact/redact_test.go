@@ -17,6 +17,9 @@ func TestString(t *testing.T) {
 		{"http://cam/x?access_token=abc", "http://cam/x?access_token=***"},
 		{"url http://cam/x?a=1&password=p&b=2", "url http://cam/x?a=1&password=***&b=2"},
 		{"http://cam/x?API_KEY=zz", "http://cam/x?API_KEY=***"},
+		// Cheap P2P cameras' names for a password.
+		{"GET http://cam/videostream.cgi?loginuse=admin&loginpas=Leaky42: EOF", "GET http://cam/videostream.cgi?loginuse=admin&loginpas=*** EOF"},
+		{"http://cam/snap.cgi?user=a&pwd=b&psw=c&pw=d&fps=2", "http://cam/snap.cgi?user=a&pwd=***&psw=***&pw=***&fps=2"},
 		{"Authorization: Bearer abc.def", "Authorization: Bearer ***"},
 		{"Authorization: Basic YWxpY2U6cA==", "Authorization: Basic ***"},
 		{"the token is s3cr3t-token, really", "the token is ***, really"},
@@ -46,8 +49,8 @@ func TestJSON(t *testing.T) {
 }
 
 func TestSecretsOfURL(t *testing.T) {
-	got := SecretsOfURL("http://u:pw1@cam/x?token=t1&fps=2&key=k1")
-	want := map[string]bool{"pw1": true, "t1": true, "k1": true}
+	got := SecretsOfURL("http://u:pw1@cam/x?token=t1&fps=2&key=k1&loginuse=admin&loginpas=lp1")
+	want := map[string]bool{"pw1": true, "t1": true, "k1": true, "lp1": true}
 	if len(got) != len(want) {
 		t.Fatalf("got %q", got)
 	}
