@@ -183,9 +183,11 @@ func (pl *pipeline) requestKey() {
 }
 
 // viewerConnected asks for a keyframe at once: the new viewer shows
-// nothing until it has one. Not rate-limited (viewers are, by max_viewers);
-// otherwise a viewer joining within keyGap of the encoder's first frame
-// would wait out the gap.
+// nothing until it has one. Only other viewers' joins limit it (one
+// forced keyframe per keyGap), not the keyframes the encoder sent anyway,
+// so a viewer joining just after the encoder's first frame does not wait
+// out the gap, while viewers joining and leaving in a loop cannot turn
+// every viewer's stream into keyframes.
 func (pl *pipeline) viewerConnected() {
 	pl.stats.keyRequests.Add(1)
 	pl.keyNow.Store(true)
@@ -255,6 +257,7 @@ type frameEncoder struct {
 	passed     time.Time // max_fps: capture time of the last frame it let through
 	lastKey    time.Time // wall time of the last keyframe sent
 	lastKeyCap time.Time // capture time of the last keyframe sent
+	lastForced time.Time // wall time of the last keyframe a joining viewer forced
 }
 
 func newFrameEncoder(pl *pipeline) *frameEncoder {
@@ -301,7 +304,11 @@ func (e *frameEncoder) handle(f sdk.Frame) {
 	if !e.tune(img.Rect.Dx(), img.Rect.Dy(), f) {
 		return
 	}
-	forced := pl.keyNow.Swap(false)
+	forced := false
+	if now := e.now(); pl.keyNow.Load() && now.Sub(e.lastForced) >= keyGap {
+		pl.keyNow.Store(false)
+		forced, e.lastForced = true, now
+	}
 	key := forced || e.keyDue(f.Captured)
 	if key {
 		pl.keyWanted.Store(false)

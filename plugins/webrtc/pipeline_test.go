@@ -251,8 +251,9 @@ func TestRateMeter(t *testing.T) {
 
 // TestKeyframeRequests: a burst of PLIs gives a keyframe every keyGap, not
 // more often and not later; a viewer connecting gets one at once, even
-// right after another; a PLI right after a keyframe waits out keyGap and
-// is then honoured.
+// right after another keyframe; viewers joining with every frame get one
+// per keyGap (a join loop cannot make every frame a keyframe); a PLI right
+// after a keyframe waits out keyGap and is then honoured.
 func TestKeyframeRequests(t *testing.T) {
 	// A long keyframe interval: every keyframe here was asked for.
 	s := newStepper(t, Config{Codec: "vp8", BitrateKbps: 500, KeyframeInterval: sdk.Duration(time.Minute)})
@@ -294,9 +295,30 @@ func TestKeyframeRequests(t *testing.T) {
 	if !next().key {
 		t.Fatal("no keyframe at once for a new viewer")
 	}
-	s.pl.viewerConnected() // and another right after
+	for range 30 { // a join with every frame for 1 s
+		s.pl.viewerConnected()
+		next()
+	}
+	keys = nil
+	for _, r := range s.out[len(s.out)-31:] {
+		if r.key {
+			keys = append(keys, r.at)
+		}
+	}
+	if len(keys) < 2 || len(keys) > 3 {
+		t.Fatalf("viewers joining for 1 s gave %d keyframes, want one per %v", len(keys), keyGap)
+	}
+	for i := 1; i < len(keys); i++ {
+		if d := keys[i].Sub(keys[i-1]); d < keyGap || d > keyGap+gap {
+			t.Fatalf("keyframes %v apart while viewers join, want the first frame after %v", d, keyGap)
+		}
+	}
+	for range 30 { // settled
+		next()
+	}
+	s.pl.viewerConnected()
 	if !next().key {
-		t.Fatal("no keyframe at once for the second new viewer")
+		t.Fatal("no keyframe at once for a viewer joining after the others")
 	}
 	s.pl.requestKey()
 	var waited time.Duration

@@ -21,7 +21,7 @@ const (
 	gatherTimeout = 5 * time.Second
 	// connectTimeout drops a session whose viewer never completes ICE (it
 	// posted an offer and went away).
-	connectTimeout = 30 * time.Second
+	connectTimeout = 15 * time.Second
 )
 
 // session is one WHEP viewer: a peer connection on its camera's track.
@@ -148,6 +148,12 @@ func (p *WebRTC) serveWHEP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// An offer that cannot be served takes nothing: no slot, no encoder,
+	// no wake-up of an on_demand camera.
+	if status, err := checkOffer(string(offer), codecs[p.cfg.Codec].capability.MimeType); err != nil {
+		http.Error(w, err.Error(), status)
+		return
+	}
 	// A viewer slot, per client and in all, from offer to hang-up.
 	slot, ok := p.http.Acquire(w, r)
 	if !ok {
