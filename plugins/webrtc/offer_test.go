@@ -32,8 +32,8 @@ func TestCheckOffer(t *testing.T) {
 	const m = "m=video 9 UDP/TLS/RTP/SAVPF 102"
 	for _, tc := range []struct {
 		name, offer, mime string
-		status           int
-		why              string
+		status            int
+		why               string
 	}{
 		{"a browser's H.264 offer", offerSDP(m, h264Mode1, ""), "video/H264", 0, ""},
 		{"VP8", offerSDP("m=video 9 UDP/TLS/RTP/SAVPF 96", "a=recvonly\r\na=rtpmap:96 VP8/90000\r\n", ""), "video/VP8", 0, ""},
