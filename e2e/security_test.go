@@ -169,11 +169,11 @@ func TestAuthMatrix(t *testing.T) {
 			if got := code(t, client, "GET", c.api+"/healthz", noCred, ""); got != http.StatusOK {
 				t.Errorf("/healthz without credentials: %d, want 200", got)
 			}
-			// What each credential may do. WHEP posts a bad offer: 400
-			// means it got past authentication.
+			// What each credential may do. WHEP posts an offer with no
+			// video: 400 or 406 means it got past authentication.
 			ok := func(e ep) []int {
 				if e.method == "POST" && strings.HasSuffix(e.url, "/whep") {
-					return []int{http.StatusBadRequest}
+					return []int{http.StatusBadRequest, http.StatusNotAcceptable}
 				}
 				return []int{http.StatusOK}
 			}

@@ -201,6 +201,34 @@ func TestBrowserPlaysWebRTC(t *testing.T) {
 	}
 }
 
+// The player uses the ICE servers the output advertises (Link headers on
+// WHEP's OPTIONS), TURN credentials included: a viewer behind NAT needs
+// the TURN relay configured for it. One unreachable here only delays
+// gathering; the video still plays from host candidates.
+func TestPlayerUsesICEServers(t *testing.T) {
+	c := startCamd(t, `
+cameras:
+  - name: sim
+    source: {type: sim, size: 320x240, fps: 15}
+outputs:
+  - name: rtc
+    plugin: webrtc
+    config:
+      listen: 127.0.0.1:0
+      ice: {servers: [{urls: ["turn:127.0.0.1:9?transport=udp"], username: viewer, credential: relay-pass}]}
+`)
+	page := outputURL(c.waitOutputs(nil), "rtc", "/cameras/sim/")
+	ctx := newBrowser(t)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	waitProbe(t, ctx, 30*time.Second, "playing", func(p probe) bool { return p.FramesDecoded > 0 })
+	got := evaluate[[]string](t, ctx, "window.probe.iceServers")
+	if want := []string{"turn:127.0.0.1:9?transport=udp as viewer"}; !slices.Equal(got, want) {
+		t.Fatalf("the player's ICE servers: %q, want %q", got, want)
+	}
+}
+
 // keepsPlaying watches the page's framesDecoded for d and fails the test
 // if it stands still for 3 s (the player reconnects after 5) or if the
 // browser decoded less than half of what the plugin encoded meanwhile.
