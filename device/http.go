@@ -362,8 +362,8 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 	if resp.StatusCode != http.StatusOK {
 		return answered(&StatusError{URL: m.safeURL, Code: resp.StatusCode, Status: resp.Status})
 	}
-	mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if err != nil || !strings.HasPrefix(mt, "multipart/") || params["boundary"] == "" {
+	boundary, ok := multipartBoundary(resp.Header.Get("Content-Type"))
+	if !ok {
 		return answered(fmt.Errorf("GET %s: %w (Content-Type %q)", m.safeURL, errNotMJPEG, resp.Header.Get("Content-Type")))
 	}
 	wd.touch()
@@ -375,7 +375,7 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 		body = resp.Body
 	}
 
-	r := NewMultipartReader(body, params["boundary"], MaxFrameBytes)
+	r := NewMultipartReader(body, boundary, MaxFrameBytes)
 	if m.lowat != nil {
 		r.Expect = func(n int) { m.lowat.expect(max(0, n-transportBuffer)) }
 	}
@@ -499,4 +499,26 @@ func (t touchReader) Read(p []byte) (int, error) {
 		t.wd.touch()
 	}
 	return n, err
+}
+
+// multipartBoundary returns the boundary a multipart Content-Type declares,
+// as leniently as ffmpeg and go2rtc read it: camera firmwares write
+// unquoted spaces and colons (boundary=--video boundary--), which
+// mime.ParseMediaType refuses. ok is false for anything but multipart; a
+// multipart type without a boundary gives "", and the reader takes the
+// first delimiter-looking line it meets.
+func multipartBoundary(contentType string) (boundary string, ok bool) {
+	if mt, params, err := mime.ParseMediaType(contentType); err == nil {
+		return params["boundary"], strings.HasPrefix(mt, "multipart/")
+	}
+	mt, rest, _ := strings.Cut(contentType, ";")
+	if !strings.HasPrefix(strings.ToLower(strings.TrimSpace(mt)), "multipart/") {
+		return "", false
+	}
+	i := strings.Index(strings.ToLower(rest), "boundary=")
+	if i < 0 {
+		return "", true
+	}
+	b, _, _ := strings.Cut(rest[i+len("boundary="):], ";")
+	return strings.Trim(strings.TrimSpace(b), `"`), true
 }

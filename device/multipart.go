@@ -33,6 +33,7 @@ type MultipartReader struct {
 
 	pendingDelim bool   // the last body scan already consumed the next delimiter
 	closed       bool   // the closing delimiter was seen
+	started      bool   // a delimiter was seen: the preamble is over
 	spare        []byte // a body given back with Recycle, for the next part
 
 	// Expect, when set, is told before a part's body is read how many of
@@ -45,7 +46,11 @@ type MultipartReader struct {
 var ErrBadMultipart = errors.New("bad multipart stream")
 
 // NewMultipartReader returns a reader for parts separated by boundary, each
-// at most maxPart bytes.
+// at most maxPart bytes. If the stream's first delimiter is not the
+// declared one (a server that declares one boundary and writes another),
+// or no boundary was declared (""), the first line before the first part
+// that looks like a delimiter ("--" and more) is taken as well, as ffmpeg
+// and go2rtc do.
 func NewMultipartReader(r io.Reader, boundary string, maxPart int) *MultipartReader {
 	return &MultipartReader{
 		r:        bufio.NewReaderSize(r, 64<<10),
@@ -60,6 +65,9 @@ func NewMultipartReader(r io.Reader, boundary string, maxPart int) *MultipartRea
 // (they took the delimiter for the boundary) and "----frame" by those that
 // follow RFC 2046; both are accepted.
 func delimiters(boundary string) [][]byte {
+	if boundary == "" {
+		return nil
+	}
 	rfc := []byte("--" + boundary)
 	if bare, ok := strings.CutPrefix(boundary, "--"); ok && bare != "" {
 		return [][]byte{[]byte("--" + bare), rfc}
@@ -139,9 +147,11 @@ func (m *MultipartReader) skipToDelimiter() error {
 		return nil
 	}
 	// Up to a frame's worth of junk is skipped, so a part whose
-	// Content-Length lied is dropped and the stream resynchronises.
+	// Content-Length lied is dropped and the stream resynchronises; before
+	// the first part, a preamble of at most 64 KB: a stream whose
+	// delimiters are never found says so at once, not after 16 MB.
 	limit := 64 << 10
-	if m.maxPart > limit {
+	if m.maxPart > limit && m.started {
 		limit = m.maxPart
 	}
 	skipped := 0
@@ -149,7 +159,11 @@ func (m *MultipartReader) skipToDelimiter() error {
 		raw, err := m.r.ReadSlice('\n')
 		skipped += len(raw)
 		if skipped > limit {
-			return fmt.Errorf("%w: no boundary %q in %d bytes", ErrBadMultipart, m.delims[0], skipped)
+			want := "a delimiter line (--...)"
+			if len(m.delims) > 0 {
+				want = fmt.Sprintf("boundary %q", m.delims[0])
+			}
+			return fmt.Errorf("%w: no %s in %d bytes", ErrBadMultipart, want, skipped)
 		}
 		if err == bufio.ErrBufferFull {
 			continue
@@ -161,7 +175,15 @@ func (m *MultipartReader) skipToDelimiter() error {
 			return err
 		}
 		line := bytes.TrimRight(raw, "\r\n \t")
-		if isDelim, closing := m.delimiter(line); isDelim {
+		isDelim, closing := m.delimiter(line)
+		if !isDelim && !m.started && len(line) > 2 && len(line) <= 200 && bytes.HasPrefix(line, []byte("--")) {
+			// The first delimiter-looking line of the preamble: the
+			// boundary actually written.
+			m.delims = append(m.delims, bytes.Clone(bytes.TrimSuffix(line, []byte("--"))))
+			isDelim, closing = true, false
+		}
+		if isDelim {
+			m.started = true
 			if closing {
 				m.closed = true
 				return io.EOF // closing delimiter "--boundary--"
@@ -186,7 +208,11 @@ func (m *MultipartReader) delimiter(line []byte) (isDelim, closing bool) {
 // atDelimiter reports whether the unread input starts with a delimiter
 // (or with data that begins like one).
 func (m *MultipartReader) atDelimiter() bool {
-	peek, _ := m.r.Peek(len(m.delims[len(m.delims)-1]))
+	longest := 0
+	for _, d := range m.delims {
+		longest = max(longest, len(d))
+	}
+	peek, _ := m.r.Peek(longest)
 	for _, d := range m.delims {
 		if bytes.HasPrefix(peek, d) {
 			return true
@@ -223,7 +249,7 @@ func (m *MultipartReader) readUntilDelimiter() ([]byte, error) {
 	for {
 		chunk, err := m.r.ReadSlice('\n')
 		body = append(body, chunk...)
-		if m.maxPart > 0 && len(body) > m.maxPart+len(m.delims[len(m.delims)-1])+8 {
+		if m.maxPart > 0 && len(body) > m.maxPart+maxLine {
 			return nil, fmt.Errorf("%w: part exceeds %d bytes", ErrFrameTooLarge, m.maxPart)
 		}
 		if err == bufio.ErrBufferFull {

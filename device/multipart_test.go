@@ -289,3 +289,66 @@ func TestMultipartTrailingLineEnds(t *testing.T) {
 		})
 	}
 }
+
+// The boundary in Content-Type, read as leniently as ffmpeg and go2rtc
+// read it: camera firmwares write what mime.ParseMediaType refuses.
+func TestMultipartBoundaryParam(t *testing.T) {
+	for _, tc := range []struct {
+		contentType, boundary string
+		ok                    bool
+	}{
+		{"multipart/x-mixed-replace; boundary=frame", "frame", true},
+		{`multipart/x-mixed-replace; boundary="a b"`, "a b", true},
+		{"multipart/x-mixed-replace;boundary=--video boundary--", "--video boundary--", true}, // a real firmware's
+		{"multipart/x-mixed-replace; boundary=frame:1", "frame:1", true},
+		{"Multipart/X-Mixed-Replace; Boundary=--myboundary; charset=x y", "--myboundary", true},
+		{"multipart/x-mixed-replace", "", true}, // learnt from the stream
+		{"image/jpeg", "", false},
+		{"text/html; boundary=x y", "", false},
+		{"", "", false},
+	} {
+		b, ok := multipartBoundary(tc.contentType)
+		if b != tc.boundary || ok != tc.ok {
+			t.Errorf("multipartBoundary(%q) = %q, %v; want %q, %v", tc.contentType, b, ok, tc.boundary, tc.ok)
+		}
+	}
+}
+
+// A stream whose delimiters are not the declared boundary (or that
+// declared none) is read by the first delimiter line it writes; one whose
+// delimiters never come says so within its first 64 KB, not after a
+// frame's limit (16 MB, minutes on a slow camera).
+func TestMultipartUndeclaredBoundary(t *testing.T) {
+	good := testJPEG(t)
+	frames := [][]byte{good, good, good}
+	for name, stream := range framings(frames) {
+		for _, declared := range []string{"", "myboundary", "--other"} {
+			t.Run(name+"/"+declared, func(t *testing.T) {
+				got, err := readAll(t, NewMultipartReader(bytes.NewReader(stream), declared, 1<<20))
+				if err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("err = %v", err)
+				}
+				if len(got) != len(frames) {
+					t.Fatalf("got %d parts, want %d", len(got), len(frames))
+				}
+			})
+		}
+	}
+	var n countingReader
+	n.r = strings.NewReader(strings.Repeat("preamble without a delimiter\r\n", 100000))
+	_, _, err := NewMultipartReader(&n, "frame", MaxFrameBytes).NextPart()
+	if !errors.Is(err, ErrBadMultipart) || n.n > 256<<10 {
+		t.Fatalf("no delimiter in 3 MB: %v after reading %d bytes", err, n.n)
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
