@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // The RFC examples: RFC 2617 section 3.5 (MD5, qop=auth) and RFC 7616
@@ -138,5 +139,32 @@ func TestBasicAcrossRedirect(t *testing.T) {
 	c := NewCapture(strings.Replace(srv.URL, "http://", "http://user:pass@", 1)+"/old", 5)
 	if _, _, err := c.get(context.Background(), nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A camera's snapshot URL (image/jpeg, not a stream) given as an mjpeg
+// source is polled, as go2rtc does: frames keep coming, at the source's
+// fps, through its Digest login.
+func TestSnapshotURLIsPolled(t *testing.T) {
+	ds := &digestServer{jpeg: testJPEG(t)}
+	ds.nonce.Store("n1")
+	srv := httptest.NewServer(ds)
+	defer srv.Close()
+	src, err := New(SourceConfig{Type: "mjpeg", URL: strings.Replace(srv.URL, "http://", "http://user:pass@", 1) + "/snapshot.jpg", FPS: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, &Camera{Name: "ipcam", Source: src})
+	waitFor(t, 20*time.Second, "five frames", func() bool {
+		n := 0
+		for _, f := range r.rec.snapshot() {
+			if !f.Placeholder {
+				n++
+			}
+		}
+		return n >= 5
+	})
+	if st := r.cam.Stats(); st.State != StateLive || st.Dropped != 0 {
+		t.Fatalf("a polled snapshot URL: %+v", st)
 	}
 }

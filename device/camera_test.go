@@ -561,7 +561,7 @@ func TestStates(t *testing.T) {
 			state: StateFailing, reason: "refused access (HTTP 401 Unauthorized): check the user and password in url, or the camera's token"},
 		{name: "busy", mode: "stream", setup: func(t *testing.T, d *flakyDevice) string { d.status.Store(503); return "" },
 			state: StateFailing, reason: "busy (HTTP 503 Service Unavailable)"},
-		{name: "not a stream", mode: "stream", setup: func(t *testing.T, d *flakyDevice) string { return d.url("/capture") },
+		{name: "not a stream", mode: "stream", setup: func(t *testing.T, d *flakyDevice) string { return d.url("/page") },
 			state: StateFailing, reason: "not with an MJPEG stream"},
 		{name: "only truncated frames", mode: "capture", setup: func(t *testing.T, d *flakyDevice) string { d.corrupt.Store(true); return "" },
 			state: StateFailing, reason: "only bad frames", drop: DropTruncated},

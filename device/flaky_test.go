@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -94,6 +95,10 @@ func (d *flakyDevice) serve(ln net.Listener) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /capture", d.capture)
 	mux.HandleFunc("GET /stream", d.stream)
+	mux.HandleFunc("GET /page", func(w http.ResponseWriter, r *http.Request) { // a router's page, say
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, "<html><body>Welcome</body></html>")
+	})
 	srv := &http.Server{Handler: mux, ConnState: d.connState}
 	d.mu.Lock()
 	d.srv = srv

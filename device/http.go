@@ -302,6 +302,10 @@ type MJPEG struct {
 	// (a large one over weak Wi-Fi) is not cut while its bytes flow.
 	// 0 means 5 s.
 	Idle time.Duration
+	// FPS is the rate at which a URL that answers with a still
+	// (image/jpeg, a snapshot URL) is polled instead; 0: as fast as it
+	// answers.
+	FPS float64
 
 	url     string
 	safeURL string // for error texts
@@ -332,6 +336,7 @@ var errStalled = errors.New("stream stalled")
 
 // Stream implements Source.
 func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame) bool) error {
+	parent := ctx
 	defer m.client.CloseIdleConnections()
 	idle := m.Idle
 	if idle <= 0 {
@@ -363,6 +368,14 @@ func (m *MJPEG) Stream(ctx context.Context, emit func(RawFrame) bool) error {
 		return answered(&StatusError{URL: m.safeURL, Code: resp.StatusCode, Status: resp.Status})
 	}
 	boundary, ok := multipartBoundary(resp.Header.Get("Content-Type"))
+	if !ok && isJPEGType(resp.Header.Get("Content-Type")) {
+		// A still (an IP camera's snapshot URL): polled, as go2rtc does,
+		// on the same connection and credentials.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxFrameBytes))
+		resp.Body.Close()
+		c := &Capture{url: m.url, safeURL: m.safeURL, fps: m.FPS, client: m.client, lowat: m.lowat, auth: m.auth}
+		return c.Stream(parent, emit)
+	}
 	if !ok {
 		return answered(fmt.Errorf("GET %s: %w (Content-Type %q)", m.safeURL, errNotMJPEG, resp.Header.Get("Content-Type")))
 	}
@@ -521,4 +534,11 @@ func multipartBoundary(contentType string) (boundary string, ok bool) {
 	}
 	b, _, _ := strings.Cut(rest[i+len("boundary="):], ";")
 	return strings.Trim(strings.TrimSpace(b), `"`), true
+}
+
+// isJPEGType reports whether a Content-Type is a single JPEG image.
+func isJPEGType(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	return mt == "image/jpeg" || mt == "image/jpg" || mt == "image/pjpeg"
 }

@@ -73,6 +73,7 @@ func New(c SourceConfig) (Source, error) {
 		src := NewMJPEG(c.URL)
 		src.Token = c.Token
 		src.Idle = deviceTimeout(c.FPS)
+		src.FPS = c.FPS
 		return src, nil
 	}
 	return nil, fmt.Errorf("unknown source type %q (want sim, esp32 or mjpeg)", c.Type)

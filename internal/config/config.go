@@ -429,7 +429,7 @@ func (s Source) Device() (device.SourceConfig, error) {
 }
 
 func checkURL(u string) error {
-	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+	if l := strings.ToLower(u); !strings.HasPrefix(l, "http://") && !strings.HasPrefix(l, "https://") {
 		return fmt.Errorf("%q: want an http:// or https:// URL", u)
 	}
 	return nil
