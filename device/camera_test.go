@@ -998,3 +998,71 @@ func TestRefresh(t *testing.T) {
 		}
 	}
 }
+
+// Capture's timeout is for silence, as the stream watchdog is: a large
+// frame that takes longer than Timeout to arrive over weak Wi-Fi comes
+// through while its bytes flow, whether the low-water mark keeps the
+// reader asleep until its end (http) or not (https); a body that goes
+// silent is cut as stalled, and a device that never answers, as such.
+func TestCaptureSlowFrame(t *testing.T) {
+	const timeout = time.Second
+	good := testJPEG(t)
+	// 80 KB, 1 KB every 25 ms: about 2 s, twice Timeout.
+	big := append(append(bytes.Clone(good[:len(good)-2]), make([]byte, 80<<10)...), 0xFF, 0xD9)
+	trickle := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/jpeg")
+		w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+		rc := http.NewResponseController(w)
+		for off := 0; off < len(big); off += 1 << 10 {
+			if _, err := w.Write(big[off:min(off+1<<10, len(big))]); err != nil || rc.Flush() != nil {
+				return
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	silentMidBody := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/jpeg")
+		w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+		w.Write(big[:len(big)/2])
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done()
+	}
+	for _, tc := range []struct {
+		name    string
+		tls     bool
+		handler http.HandlerFunc
+		want    error // nil: the whole frame
+	}{
+		{"slow frame, http", false, trickle, nil},
+		{"slow frame, https", true, trickle, nil},
+		{"silent mid-body, http", false, silentMidBody, errStalled},
+		{"silent mid-body, https", true, silentMidBody, errStalled},
+		{"never answers", false, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewUnstartedServer(tc.handler)
+			if tc.tls {
+				srv.StartTLS()
+			} else {
+				srv.Start()
+			}
+			defer srv.Close()
+			c := NewCapture(srv.URL+"/capture", 10)
+			c.Timeout = timeout
+			if tc.tls {
+				c.client.Transport.(*http.Transport).TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
+			}
+			f, _, err := c.get(context.Background(), nil)
+			if tc.want == nil {
+				if err != nil || !bytes.Equal(f.JPEG, big) {
+					t.Fatalf("%d bytes, err %v: a frame arriving slower than Timeout (%v) was cut", len(f.JPEG), err, timeout)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+		})
+	}
+}

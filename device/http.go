@@ -129,8 +129,10 @@ var errNotMJPEG = errors.New("not an MJPEG stream")
 // /capture) over one keep-alive connection.
 type Capture struct {
 	Token string // sent as a bearer token when set
-	// Timeout bounds one request, from connecting to the last byte of the
-	// frame; 0 derives it from fps (see deviceTimeout).
+	// Timeout bounds how long one request may wait for the answer, and
+	// then for each next byte of the frame: a large frame over weak Wi-Fi
+	// is not cut while its bytes flow (a whole frame may take up to
+	// maxCaptureTime). 0 derives it from fps (see deviceTimeout).
 	Timeout time.Duration
 
 	url     string
@@ -227,8 +229,33 @@ func (c *Capture) get(ctx context.Context, spare []byte) (RawFrame, string, erro
 	if timeout <= 0 {
 		timeout = deviceTimeout(c.fps)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// Silence ends the request, not length: reads push the timer back,
+	// and so do bytes the low-water mark keeps waiting in the socket (the
+	// reader sleeps until a large frame's last byte).
+	var quiet *time.Timer
+	var headers atomic.Bool // the answer came: silence now is a stall
+	seen := c.arrivedNow()
+	quiet = time.AfterFunc(timeout, func() {
+		if now := c.arrivedNow(); now != seen {
+			// Bytes came (on a new connection: any at all).
+			life := now.arrived != seen.arrived && (now.c == seen.c || now.arrived > 0)
+			seen = now
+			if life {
+				quiet.Reset(timeout)
+				return
+			}
+		}
+		if headers.Load() {
+			cancel(fmt.Errorf("%w: nothing for %v", errStalled, timeout))
+		} else {
+			cancel(fmt.Errorf("no answer within %v: %w", timeout, context.DeadlineExceeded))
+		}
+	})
+	defer quiet.Stop()
+	long := time.AfterFunc(maxCaptureTime, func() { cancel(fmt.Errorf("no whole frame within %v", maxCaptureTime)) })
+	defer long.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
 	if err != nil {
 		return RawFrame{}, "", fmt.Errorf("GET %s: %w", c.safeURL, errInvalidURL)
@@ -238,10 +265,16 @@ func (c *Capture) get(ctx context.Context, spare []byte) (RawFrame, string, erro
 	}
 	resp, err := c.auth.do(c.client, req)
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil && !errors.Is(cause, context.Canceled) {
+			return RawFrame{}, "", fmt.Errorf("GET %s: %w", c.safeURL, cause)
+		}
 		return RawFrame{}, "", redactErr(err)
 	}
 	defer resp.Body.Close()
 	captured := time.Now()
+	headers.Store(true)
+	quiet.Reset(timeout)
+	bodyR := io.Reader(quietReader{resp.Body, quiet, timeout})
 	if resp.StatusCode != http.StatusOK {
 		// Drain a short error body so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
@@ -261,13 +294,13 @@ func (c *Capture) get(ctx context.Context, spare []byte) (RawFrame, string, erro
 			c.lowat.expect(int(resp.ContentLength) - transportBuffer)
 			defer c.lowat.expect(0)
 		}
-		_, err = io.ReadFull(resp.Body, body)
+		_, err = io.ReadFull(bodyR, body)
 	} else {
-		body, err = readAllInto(spare[:0], io.LimitReader(resp.Body, MaxFrameBytes+1))
+		body, err = readAllInto(spare[:0], io.LimitReader(bodyR, MaxFrameBytes+1))
 	}
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("no frame within %v: %w", timeout, err)
+		if cause := context.Cause(ctx); ctx.Err() != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
 		}
 		return RawFrame{}, "", answered(fmt.Errorf("GET %s: reading body: %w", c.safeURL, err))
 	}
@@ -541,4 +574,37 @@ func isJPEGType(contentType string) bool {
 	mt, _, _ := strings.Cut(contentType, ";")
 	mt = strings.ToLower(strings.TrimSpace(mt))
 	return mt == "image/jpeg" || mt == "image/jpg" || mt == "image/pjpeg"
+}
+
+// arrivedNow identifies the bytes that have come in on the connection a
+// capture uses, when it has a low-water mark: a change is a sign of life.
+func (c *Capture) arrivedNow() connSeen {
+	if c.lowat == nil {
+		return connSeen{}
+	}
+	lc := c.lowat.conn.Load()
+	if lc == nil {
+		return connSeen{}
+	}
+	return connSeen{c: lc, arrived: lc.arrived()}
+}
+
+// maxCaptureTime bounds one capture however its bytes flow: a device that
+// trickles a byte a second is not a camera that works.
+const maxCaptureTime = 60 * time.Second
+
+// quietReader pushes a timer back on every read that got bytes: the
+// request it guards fails after d of silence, not after d in all.
+type quietReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+func (q quietReader) Read(p []byte) (int, error) {
+	n, err := q.r.Read(p)
+	if n > 0 {
+		q.t.Reset(q.d)
+	}
+	return n, err
 }
