@@ -330,17 +330,21 @@ func sameExceptCameras(a, b pluginhost.Spec) bool {
 // watch reloads the config when its file changes, while the config says
 // watch: true. Editors save by writing, or by renaming a new file over the
 // old one, so it watches the directory, and waits for a burst of events
-// to settle before reloading.
+// to settle before reloading. A config that is a symlink is followed: its
+// target's directory is watched too, and the link turning to another file
+// (a Kubernetes ConfigMap swaps a ..data link) is a change.
 func (d *Daemon) watch(ctx context.Context, path string) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	if err := w.Add(filepath.Dir(path)); err != nil {
-		return err
+	cw := newConfigWatch(path)
+	for _, dir := range cw.dirs() {
+		if err := w.Add(dir); err != nil {
+			return err
+		}
 	}
-	name := filepath.Clean(path)
 	const settle = 300 * time.Millisecond
 	var fire <-chan time.Time
 	for {
@@ -351,8 +355,14 @@ func (d *Daemon) watch(ctx context.Context, path string) error {
 			if !ok {
 				return nil
 			}
-			if filepath.Clean(ev.Name) == name && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+			if ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) == 0 {
+				continue
+			}
+			if cw.changed(ev.Name) {
 				fire = time.After(settle)
+				for _, dir := range cw.dirs() {
+					_ = w.Add(dir) // a new target's; adding one again is harmless
+				}
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
@@ -370,4 +380,43 @@ func (d *Daemon) watch(ctx context.Context, path string) error {
 			}
 		}
 	}
+}
+
+// configWatch tells which file-system events concern a config file, one
+// reached through symlinks included.
+type configWatch struct {
+	name   string // the path camd was given
+	target string // what it resolves to now
+}
+
+func newConfigWatch(path string) *configWatch {
+	cw := &configWatch{name: filepath.Clean(path)}
+	cw.target = cw.resolve()
+	return cw
+}
+
+func (cw *configWatch) resolve() string {
+	if t, err := filepath.EvalSymlinks(cw.name); err == nil {
+		return t
+	}
+	return cw.name
+}
+
+// dirs are the directories to watch: the given path's and its target's.
+func (cw *configWatch) dirs() []string {
+	dirs := []string{filepath.Dir(cw.name)}
+	if d := filepath.Dir(cw.target); d != dirs[0] {
+		dirs = append(dirs, d)
+	}
+	return dirs
+}
+
+// changed reports whether an event on name may have changed the config:
+// it names the path or its target, or the path now leads elsewhere.
+func (cw *configWatch) changed(name string) bool {
+	name = filepath.Clean(name)
+	t := cw.resolve()
+	moved := t != cw.target
+	cw.target = t
+	return moved || name == cw.name || name == t
 }
