@@ -168,3 +168,27 @@ func TestSnapshotURLIsPolled(t *testing.T) {
 		t.Fatalf("a polled snapshot URL: %+v", st)
 	}
 }
+
+// A camera with a self-signed HTTPS certificate: refused with a reason
+// that says what to set, and read with verify_tls: false.
+func TestSelfSignedCamera(t *testing.T) {
+	jpeg := testJPEG(t)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/jpeg")
+		w.Write(jpeg)
+	}))
+	defer srv.Close()
+	for _, insecure := range []bool{false, true} {
+		src, err := New(SourceConfig{Type: "esp32", Mode: "capture", URL: srv.URL, FPS: 5, InsecureTLS: insecure})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _, err := src.(*Capture).get(context.Background(), nil)
+		switch {
+		case insecure && (err != nil || len(f.JPEG) != len(jpeg)):
+			t.Fatalf("verify_tls: false: %v", err)
+		case !insecure && (err == nil || !strings.Contains(plainWords(err, false), "verify_tls: false")):
+			t.Fatalf("a self-signed certificate: err %v, reason %q", err, plainWords(err, false))
+		}
+	}
+}

@@ -2,6 +2,7 @@ package device
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -213,6 +214,8 @@ func plainWords(err error, after bool) string {
 		return "the device closed the connection without answering"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "the device did not answer in time"
+	case errors.As(err, new(*tls.CertificateVerificationError)):
+		return "the device's HTTPS certificate is not trusted (self-signed?): set verify_tls: false on the camera's source to accept it"
 	}
 	return err.Error()
 }

@@ -82,6 +82,9 @@ type Source struct {
 	Quality   int     `yaml:"quality"`
 	// Token is the board's CAMSERVER_TOKEN, sent as a bearer token.
 	Token string `yaml:"token"`
+	// VerifyTLS false accepts the device's HTTPS certificate unchecked
+	// (a camera's self-signed one). Default true.
+	VerifyTLS *bool `yaml:"verify_tls"`
 }
 
 // Output is one entry of outputs[].
@@ -372,7 +375,8 @@ func (es fieldErrors) Error() string {
 
 // Device returns the device.SourceConfig for s, or every problem with s.
 func (s Source) Device() (device.SourceConfig, error) {
-	d := device.SourceConfig{Type: s.Type, URL: s.URL, StreamURL: s.StreamURL, Mode: s.Mode, FPS: s.FPS, Quality: s.Quality, Token: s.Token}
+	d := device.SourceConfig{Type: s.Type, URL: s.URL, StreamURL: s.StreamURL, Mode: s.Mode, FPS: s.FPS, Quality: s.Quality, Token: s.Token,
+		InsecureTLS: s.VerifyTLS != nil && !*s.VerifyTLS}
 	var errs fieldErrors
 	fail := func(key, format string, args ...any) {
 		errs = append(errs, &fieldError{key, fmt.Sprintf(format, args...)})
@@ -386,6 +390,9 @@ func (s Source) Device() (device.SourceConfig, error) {
 		}
 		if s.Token != "" {
 			fail("token", "not used by a sim camera")
+		}
+		if s.VerifyTLS != nil {
+			fail("verify_tls", "not used by a sim camera")
 		}
 	case "esp32", "mjpeg":
 		if s.URL == "" {
