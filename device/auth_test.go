@@ -192,3 +192,27 @@ func TestSelfSignedCamera(t *testing.T) {
 		}
 	}
 }
+
+// The camera's login goes only where the request first went: a redirect
+// to another port, or from https down to http, gets no Authorization.
+func TestLoginStaysHome(t *testing.T) {
+	var leaked atomic.Value
+	leaked.Store("")
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Store(r.Header.Get("Authorization"))
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	defer elsewhere.Close()
+	home := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/capture", http.StatusFound)
+	}))
+	defer home.Close()
+	src, err := New(SourceConfig{Type: "esp32", Mode: "capture", URL: strings.Replace(home.URL, "https://", "https://admin:s3cret@", 1), FPS: 5, InsecureTLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.(*Capture).get(context.Background(), nil)
+	if got := leaked.Load().(string); got != "" {
+		t.Fatalf("the redirect's target (another port, plain http) got Authorization %q", got)
+	}
+}

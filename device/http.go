@@ -53,7 +53,7 @@ func newClient(lw *lowat) *http.Client {
 	if lw != nil {
 		dial = lw.dialer(dial)
 	}
-	return &http.Client{Transport: &http.Transport{
+	return &http.Client{CheckRedirect: keepLoginOnlyHome, Transport: &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dial,
 		ReadBufferSize:        transportBuffer,
@@ -63,6 +63,20 @@ func newClient(lw *lowat) *http.Client {
 		ResponseHeaderTimeout: 10 * time.Second, // a backstop: requests have their own deadlines
 		DisableCompression:    true,
 	}}
+}
+
+// keepLoginOnlyHome follows up to 10 redirects, as net/http does, but
+// sends the camera's login (an Authorization header net/http would copy to
+// any port and scheme of the same host) only where the request first went:
+// never to another port, nor from https down to http.
+func keepLoginOnlyHome(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		req.Header.Del("Authorization")
+	}
+	return nil
 }
 
 // Prober is implemented by sources that can tell cheaply whether their
@@ -236,6 +250,8 @@ func (c *Capture) get(ctx context.Context, spare []byte) (RawFrame, string, erro
 	// reader sleeps until a large frame's last byte).
 	var quiet *time.Timer
 	var headers atomic.Bool // the answer came: silence now is a stall
+	var mu sync.Mutex       // orders a re-arm against the Stop below
+	over := false
 	seen := c.arrivedNow()
 	quiet = time.AfterFunc(timeout, func() {
 		if now := c.arrivedNow(); now != seen {
@@ -243,7 +259,11 @@ func (c *Capture) get(ctx context.Context, spare []byte) (RawFrame, string, erro
 			life := now.arrived != seen.arrived && (now.c == seen.c || now.arrived > 0)
 			seen = now
 			if life {
-				quiet.Reset(timeout)
+				mu.Lock()
+				if !over {
+					quiet.Reset(timeout)
+				}
+				mu.Unlock()
 				return
 			}
 		}
@@ -253,7 +273,12 @@ func (c *Capture) get(ctx context.Context, spare []byte) (RawFrame, string, erro
 			cancel(fmt.Errorf("no answer within %v: %w", timeout, context.DeadlineExceeded))
 		}
 	})
-	defer quiet.Stop()
+	defer func() {
+		mu.Lock()
+		over = true
+		quiet.Stop()
+		mu.Unlock()
+	}()
 	long := time.AfterFunc(maxCaptureTime, func() { cancel(fmt.Errorf("no whole frame within %v", maxCaptureTime)) })
 	defer long.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)

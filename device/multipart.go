@@ -147,11 +147,11 @@ func (m *MultipartReader) skipToDelimiter() error {
 		return nil
 	}
 	// Up to a frame's worth of junk is skipped, so a part whose
-	// Content-Length lied is dropped and the stream resynchronises; before
-	// the first part, a preamble of at most 64 KB: a stream whose
-	// delimiters are never found says so at once, not after 16 MB.
+	// Content-Length lied is dropped and the stream resynchronises (and a
+	// stream that writes delimiters only after parts syncs after its
+	// first).
 	limit := 64 << 10
-	if m.maxPart > limit && m.started {
+	if m.maxPart > limit {
 		limit = m.maxPart
 	}
 	skipped := 0
@@ -176,10 +176,11 @@ func (m *MultipartReader) skipToDelimiter() error {
 		}
 		line := bytes.TrimRight(raw, "\r\n \t")
 		isDelim, closing := m.delimiter(line)
-		if !isDelim && !m.started && len(line) > 2 && len(line) <= 200 && bytes.HasPrefix(line, []byte("--")) {
+		if !isDelim && !m.started && adoptable(line) {
 			// The first delimiter-looking line of the preamble: the
-			// boundary actually written.
-			m.delims = append(m.delims, bytes.Clone(bytes.TrimSuffix(line, []byte("--"))))
+			// boundary actually written, as written ("--video
+			// boundary--" is one firmware's delimiter, not a closing).
+			m.delims = append(m.delims, bytes.Clone(line))
 			isDelim, closing = true, false
 		}
 		if isDelim {
@@ -191,6 +192,22 @@ func (m *MultipartReader) skipToDelimiter() error {
 			return nil
 		}
 	}
+}
+
+// adoptable reports whether a preamble line can be a delimiter the server
+// did not declare: "--" and a boundary of RFC 2046's length, printable
+// (so that a first part without its delimiter, binary JPEG, hardly ever
+// has such a line).
+func adoptable(line []byte) bool {
+	if len(line) < 3 || len(line) > 2+70+2 || !bytes.HasPrefix(line, []byte("--")) {
+		return false
+	}
+	for _, c := range line {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // delimiter reports whether line is a delimiter, and whether it is the

@@ -315,9 +315,10 @@ func TestMultipartBoundaryParam(t *testing.T) {
 }
 
 // A stream whose delimiters are not the declared boundary (or that
-// declared none) is read by the first delimiter line it writes; one whose
-// delimiters never come says so within its first 64 KB, not after a
-// frame's limit (16 MB, minutes on a slow camera).
+// declared none) is read by the first delimiter line it writes, as
+// written (one firmware's is "--video boundary--"); one whose delimiters
+// never come says so after a frame's worth of bytes; one that writes its
+// delimiter only after each part syncs after the first.
 func TestMultipartUndeclaredBoundary(t *testing.T) {
 	good := testJPEG(t)
 	frames := [][]byte{good, good, good}
@@ -334,9 +335,30 @@ func TestMultipartUndeclaredBoundary(t *testing.T) {
 			})
 		}
 	}
+	var firmware bytes.Buffer
+	for range 3 {
+		fmt.Fprintf(&firmware, "--video boundary--\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n", len(good), good)
+	}
+	for _, declared := range []string{"", "x", "--video boundary--"} {
+		got, err := readAll(t, NewMultipartReader(bytes.NewReader(firmware.Bytes()), declared, 1<<20))
+		if len(got) != 3 || !errors.Is(err, io.ErrUnexpectedEOF) && err != io.EOF {
+			t.Fatalf("delimiters \"--video boundary--\", declared %q: %d parts, %v", declared, len(got), err)
+		}
+	}
+
+	big := append(append(bytes.Clone(good[:len(good)-2]), bytes.Repeat([]byte{0x55}, 100<<10)...), 0xFF, 0xD9)
+	var after bytes.Buffer // no delimiter before the first part
+	for range 3 {
+		fmt.Fprintf(&after, "Content-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n--frame\r\n", len(big), big)
+	}
+	got, _ := readAll(t, NewMultipartReader(bytes.NewReader(after.Bytes()), "frame", 1<<20))
+	if len(got) < 2 {
+		t.Fatalf("delimiters only after parts of 100 KB: %d parts, want the 2 after the first", len(got))
+	}
+
 	var n countingReader
 	n.r = strings.NewReader(strings.Repeat("preamble without a delimiter\r\n", 100000))
-	_, _, err := NewMultipartReader(&n, "frame", MaxFrameBytes).NextPart()
+	_, _, err := NewMultipartReader(&n, "frame", 64<<10).NextPart()
 	if !errors.Is(err, ErrBadMultipart) || n.n > 256<<10 {
 		t.Fatalf("no delimiter in 3 MB: %v after reading %d bytes", err, n.n)
 	}

@@ -220,7 +220,11 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) (changed []strin
 	newSec, oldSec := cfg.Security(-1), old.Security(-1)
 	if cfg.HTTP.Listen != d.api.listen || newSec.TLSCert != oldSec.TLSCert || newSec.TLSKey != oldSec.TLSKey {
 		if api, err := d.moveAPI(old, cfg); err != nil {
-			failed = append(failed, cfg.ErrorAt("http.listen", fmt.Sprintf("%v (camd still serves on %s)", err, d.api.url)))
+			msg := err.Error()
+			if d.api.listen != "" {
+				msg += " (camd still serves on " + d.api.url + ")"
+			}
+			failed = append(failed, cfg.ErrorAt("http.listen", msg))
 		} else {
 			note("api: now on %s/", api.url)
 		}
@@ -259,13 +263,14 @@ func (d *Daemon) launched(ctx context.Context, r *outputRun) error {
 // cannot be bound after all.
 func (d *Daemon) moveAPI(old, cfg *config.Config) (*apiServer, error) {
 	api, err := d.listenAPI(cfg)
-	if errors.Is(err, syscall.EADDRINUSE) {
+	if errors.Is(err, syscall.EADDRINUSE) && (Conflicts(cfg.HTTP.Listen, d.api.addr) || Conflicts(cfg.HTTP.Listen, d.api.listen)) {
 		d.api.stopAccepting()
 		if api, err = d.listenAPI(cfg); err != nil {
 			back, berr := d.listenAPI(old)
 			if berr != nil { // taken meanwhile by someone else
-				d.log.Error("http.listen: camd's API lost its address", "listen", old.HTTP.Listen, "err", berr)
-				return nil, err
+				d.log.Error("http.listen: camd's API lost its address; reload again, or restart camd", "listen", old.HTTP.Listen, "err", berr)
+				d.api.listen = "" // so that the next reload binds again, whatever its address
+				return nil, fmt.Errorf("%w; and the old address could not be taken back (%v): camd's API has no listener", err, berr)
 			}
 			d.swapAPI(back)
 			return nil, err

@@ -59,6 +59,12 @@ func TestTimelapseRetention(t *testing.T) {
 			want: func(n []string, w float64) bool { return w >= 1 && len(n) <= 2 },
 		},
 		{
+			name:   "low disk with keep full: the oldest makes room and writing goes on",
+			config: "keep: 2\n", before: []string{named(1, -2*time.Second), named(2, -time.Second)},
+			fullTill: named(1, -2*time.Second), frames: true,
+			want: func(n []string, w float64) bool { return w >= 2 && len(n) == 2 && seqs(n)[0] >= 3 },
+		},
+		{
 			name:   "camera offline: max_age still applies",
 			config: "max_age: 1d\n", before: []string{legacy(-48 * time.Hour), legacy(-time.Hour)},
 			want: func(n []string, _ float64) bool { return len(n) == 1 && n[0] == legacy(-time.Hour) },

@@ -108,6 +108,12 @@ func (w *writer) tick() {
 		return // the camera is offline or slower than every
 	}
 	free, err := s.freeSpace(c.dir)
+	if err == nil && free < uint64(s.cfg.MinFree) && s.cfg.Keep > 0 && w.prune(true) == nil {
+		// A full keep gives its oldest still for the newest: a disk
+		// hovering at min_free keeps rotating rather than pausing.
+		w.tidy = false
+		free, err = s.freeSpace(c.dir)
+	}
 	if err == nil && free < uint64(s.cfg.MinFree) {
 		c.skippedLow.Add(1)
 		if w.lowLog.due(!c.lowDisk.Swap(true)) {

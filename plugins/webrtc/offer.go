@@ -46,7 +46,7 @@ func checkOffer(offer, mime string) (int, error) {
 			continue
 		}
 		switch {
-		case m.MediaName.Port.Value == 0:
+		case m.MediaName.Port.Value == 0 && !hasAttr(m, "bundle-only"):
 			why = "its video section is rejected (port 0)"
 		case direction(&d, m) == "sendonly" || direction(&d, m) == "inactive":
 			why = "its video section does not receive (" + direction(&d, m) + "): this is a WHEP player's endpoint, not WHIP's"
@@ -116,4 +116,13 @@ func packetizationMode(fmtp string) string {
 		}
 	}
 	return "0"
+}
+
+func hasAttr(m *sdp.MediaDescription, key string) bool {
+	for _, a := range m.Attributes {
+		if a.Key == key {
+			return true
+		}
+	}
+	return false
 }

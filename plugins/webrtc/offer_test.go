@@ -43,6 +43,7 @@ func TestCheckOffer(t *testing.T) {
 		{"too many candidates", offerSDP(m, h264Mode1, many.String()), "video/H264", http.StatusBadRequest, "ICE candidates, at most"},
 		{"audio only", offerSDP("m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=rtpmap:111 opus/48000/2\r\n", ""), "video/H264", http.StatusNotAcceptable, "no video section"},
 		{"video rejected", offerSDP("m=video 0 UDP/TLS/RTP/SAVPF 102", h264Mode1, ""), "video/H264", http.StatusNotAcceptable, "port 0"},
+		{"video bundle-only (RFC 9143)", offerSDP("m=video 0 UDP/TLS/RTP/SAVPF 102", "a=bundle-only\r\n"+h264Mode1, ""), "video/H264", 0, ""},
 		{"sendonly (a WHIP offer)", offerSDP(m, strings.Replace(h264Mode1, "recvonly", "sendonly", 1), ""), "video/H264", http.StatusNotAcceptable, "does not receive (sendonly)"},
 		{"inactive", offerSDP(m, strings.Replace(h264Mode1, "recvonly", "inactive", 1), ""), "video/H264", http.StatusNotAcceptable, "does not receive (inactive)"},
 		{"VP9 only", offerSDP("m=video 9 UDP/TLS/RTP/SAVPF 98", "a=recvonly\r\na=rtpmap:98 VP9/90000\r\n", ""), "video/H264", http.StatusNotAcceptable, "does not offer video/H264"},
@@ -86,5 +87,19 @@ func TestRefusedOfferTakesNothing(t *testing.T) {
 	}
 	if n := h.Status()["viewers"]; n != 0.0 {
 		t.Fatalf("refused offers hold %v viewers", n)
+	}
+}
+
+// TURN credentials go into Link headers as HTTP quoted-strings: only " and
+// \ escaped, so a player's plain unescaping gets them back whole.
+func TestQuotedString(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":    `"plain"`,
+		`a"b\c`:    `"a\"b\\c"`,
+		"pässwörd": `"pässwörd"`,
+	} {
+		if got := quotedString(in); got != want {
+			t.Errorf("quotedString(%q) = %s, want %s", in, got, want)
+		}
 	}
 }

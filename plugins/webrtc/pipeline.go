@@ -311,7 +311,10 @@ func (e *frameEncoder) handle(f sdk.Frame) {
 	}
 	key := forced || e.keyDue(f.Captured)
 	if key {
+		// Every viewer connected by now gets this one: a join waiting out
+		// the gap needs no second.
 		pl.keyWanted.Store(false)
+		pl.keyNow.Store(false)
 	}
 	b, err := e.enc.Encode(img, key)
 	if err != nil {

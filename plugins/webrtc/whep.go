@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,11 +119,18 @@ func (p *WebRTC) setICELinks(hd http.Header) {
 		for _, u := range s.URLs {
 			l := fmt.Sprintf(`<%s>; rel="ice-server"`, u)
 			if s.Username != "" {
-				l += fmt.Sprintf(`; username=%q; credential=%q; credential-type="password"`, s.Username, s.Credential)
+				l += `; username=` + quotedString(s.Username) + `; credential=` + quotedString(s.Credential) + `; credential-type="password"`
 			}
 			hd.Add("Link", l)
 		}
 	}
+}
+
+// quotedString quotes s as HTTP does (RFC 9110): only " and \ are
+// escaped, so a client's plain unescaping gets s back (Go's %q would also
+// escape non-ASCII, which no WHEP client undoes).
+func quotedString(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // serveWHEP answers an SDP offer: a viewer joins its camera's track.
