@@ -198,20 +198,43 @@ func (d *Daemon) Run(ctx context.Context) error {
 // of those that failed, placed in the file.
 func (d *Daemon) awaitLaunch(ctx context.Context, cfg *config.Config, outs []*outputRun) config.Errors {
 	var errs config.Errors
-	deadline := time.After(launchTimeout)
+	expired, stop := launchDeadline()
+	defer stop()
 	for i, o := range outs {
-		select {
-		case err := <-o.out.Launched():
-			if err != nil && ctx.Err() == nil {
-				errs = append(errs, outputErrors(cfg, i, err)...)
-			}
-		case <-ctx.Done():
+		err := launched(ctx, o, expired)
+		switch {
+		case ctx.Err() != nil:
 			return nil
-		case <-deadline:
-			errs = append(errs, cfg.ErrorAt(fmt.Sprintf("outputs[%d]", i), "did not start within "+launchTimeout.String()))
+		case errors.Is(err, errLaunchTimeout):
+			errs = append(errs, cfg.ErrorAt(fmt.Sprintf("outputs[%d]", i), err.Error()))
+		case err != nil:
+			errs = append(errs, outputErrors(cfg, i, err)...)
 		}
 	}
 	return errs
+}
+
+// errLaunchTimeout: an output's first start took longer than launchTimeout.
+var errLaunchTimeout = errors.New("did not start within " + launchTimeout.String())
+
+// launchDeadline returns a channel closed once launchTimeout has passed
+// (closed, so every output waited on after it sees it), and a stop.
+func launchDeadline() (<-chan struct{}, func() bool) {
+	ch := make(chan struct{})
+	return ch, time.AfterFunc(launchTimeout, func() { close(ch) }).Stop
+}
+
+// launched waits for r's first start until expired is closed: nil once
+// its plugin serves, else why not.
+func launched(ctx context.Context, r *outputRun, expired <-chan struct{}) error {
+	select {
+	case err := <-r.out.Launched():
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("not known to have started: %w", ctx.Err())
+	case <-expired:
+		return errLaunchTimeout
+	}
 }
 
 // stopAll stops the cameras, then the outputs, and waits for them.

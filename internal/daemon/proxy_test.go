@@ -2,16 +2,10 @@ package daemon
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,9 +14,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/camd/camd/internal/pluginhost"
+	"github.com/camd/camd/internal/testcert"
 )
 
 func TestProxyRewriteLocation(t *testing.T) {
@@ -155,22 +149,7 @@ func TestProxyVerifiesPluginCertificate(t *testing.T) {
 }
 
 // selfSigned returns a PEM certificate for 127.0.0.1 that no server uses.
-func selfSigned(t *testing.T) []byte {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "not the plugin"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
+func selfSigned(t *testing.T) []byte { return testcert.New(t, "127.0.0.1").CertPEM }
 
 func TestProxyClassify(t *testing.T) {
 	for _, tc := range []struct{ path, kind, cam string }{

@@ -192,9 +192,11 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) (changed []strin
 	// config it ran before (its plugin refused the new one, or cannot
 	// use it: a folder that cannot be made), rather than crash-loop
 	// while the reload says ok.
+	expired, stop := launchDeadline()
+	defer stop()
 	for _, r := range started {
 		i := index[r.spec.Name]
-		err := d.launched(ctx, r)
+		err := launched(ctx, r, expired)
 		if err == nil {
 			continue
 		}
@@ -206,7 +208,10 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) (changed []strin
 			d.stopOutput(r)
 			back := d.startOutput(cfg, i, prev)
 			state := "it runs its previous config"
-			if err := d.launched(ctx, back); err != nil {
+			again, stop := launchDeadline()
+			err := launched(ctx, back, again)
+			stop()
+			if err != nil {
 				state = "its previous config did not start either: " + err.Error()
 			}
 			for _, e := range errs {
@@ -238,21 +243,6 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) (changed []strin
 	d.mu.Unlock()
 	d.demandChanged(nil) // outputs and their cameras may have changed
 	return changed, failed
-}
-
-// launched waits for r's first start: nil once its plugin serves, else
-// why not.
-func (d *Daemon) launched(ctx context.Context, r *outputRun) error {
-	t := time.NewTimer(launchTimeout)
-	defer t.Stop()
-	select {
-	case err := <-r.out.Launched():
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("not known to have started: %w", ctx.Err())
-	case <-t.C:
-		return errors.New("did not start within " + launchTimeout.String())
-	}
 }
 
 // moveAPI moves camd's own listener to cfg's address and TLS. The old one
